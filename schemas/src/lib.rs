@@ -1,0 +1,74 @@
+//! Gavel's message formats: OpenRTB 2.6 and the strategy ABI as flatbuffers,
+//! and the OpenRTB 2.6 JSON bridge.
+//!
+//! # Design
+//!
+//! Gavel speaks one internal format: the `gavel.openrtb.BidRequest`
+//! flatbuffer defined in `schemas/openrtb.fbs`. An exchange that sends
+//! `application/x-flatbuffers` gets its bytes read **in place**: [`verify`]
+//! checks the buffer once (bounds, offsets, UTF-8, depth and table-count
+//! limits) and hands back a borrowed view whose accessors are plain loads,
+//! with no copy and no allocation. The same bytes are what a tenant strategy
+//! reads inside its WebAssembly sandbox.
+//!
+//! OpenRTB 2.6 JSON is the compatibility path ([`json`], feature `json`, on
+//! by default): the request is parsed once into borrowed structs (strings
+//! point into the request body unless they contain escapes) and rebuilt as
+//! the same flatbuffer by a [`json::Encoder`] that each core keeps and reuses,
+//! so its buffers stop growing after warm-up. Bid responses go the other way:
+//! the server builds a `BidResponse` flatbuffer and [`json`] turns it into
+//! OpenRTB JSON when the exchange spoke JSON.
+//!
+//! Field names in the flatbuffers schema are exactly the spec's, and every
+//! `ext` object is kept as raw JSON text, so a JSON -> flatbuffer -> JSON round
+//! trip keeps every field the schema covers (all of OpenRTB 2.6), extensions
+//! included.
+//!
+//! # Cost
+//!
+//! | operation | cost (see `benches/RESULTS.md`) |
+//! | --- | --- |
+//! | [`verify::bid_request`] on a 1-2 KB request | a few hundred ns, no allocation |
+//! | field access on a verified view | a bounds-checked load or two |
+//! | [`json::Encoder::bid_request`] | one parse plus one flatbuffer build; allocations only for arrays |
+//!
+//! Without the `json` feature this crate is `no_std`-friendly generated code
+//! plus the verifier, which is what strategies compiled to WebAssembly use.
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    unsafe_op_in_unsafe_fn,
+    non_camel_case_types,
+    missing_docs,
+    mismatched_lifetime_syntaxes
+)]
+#[rustfmt::skip]
+mod openrtb_generated {
+    include!("generated/openrtb_generated.rs");
+}
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    unsafe_op_in_unsafe_fn,
+    non_camel_case_types,
+    missing_docs,
+    mismatched_lifetime_syntaxes
+)]
+#[rustfmt::skip]
+mod strategy_generated {
+    include!("generated/strategy_generated.rs");
+}
+
+/// OpenRTB 2.6 bid request and response tables (`schemas/openrtb.fbs`).
+pub use openrtb_generated::gavel::openrtb;
+/// Strategy ABI v1 answer tables (`schemas/strategy.fbs`).
+pub use strategy_generated::gavel::strategy;
+
+pub mod verify;
+
+#[cfg(feature = "json")]
+pub mod json;
+
+pub use flatbuffers;
