@@ -322,6 +322,22 @@ macro_rules! table_field {
             }
         }
 
+        /// Large sub-objects are boxed: serde builds structs by value, and
+        /// moving kilobytes of inline `Option`s costs more than the box.
+        impl<'a> Field<'a> for Option<Box<$name<'a>>> {
+            type Built<'b> = Option<::flatbuffers::WIPOffset<fb::$name<'b>>>;
+            type Fb = Option<fb::$name<'a>>;
+            fn build<'b>(&self, b: &mut Builder<'b>) -> Self::Built<'b> {
+                self.as_ref().map(|t| t.build(b))
+            }
+            fn read(fb: Self::Fb) -> Result<Self, JsonError> {
+                fb.map(|t| $name::read(t).map(Box::new)).transpose()
+            }
+            fn is_absent(&self) -> bool {
+                self.is_none()
+            }
+        }
+
         impl<'a> Elem<'a> for $name<'a> {
             type FbElem<'x> = ::flatbuffers::ForwardsUOffset<fb::$name<'x>>;
             fn build_vector<'b>(

@@ -125,6 +125,22 @@ impl Encoder {
         Ok(self.finish(&request))
     }
 
+    /// Like [`Self::bid_request`], and also returns the view of the result
+    /// without verifying it again: the encoder built it itself.
+    pub fn bid_request_view(
+        &mut self,
+        json: &[u8],
+    ) -> Result<(&[u8], openrtb::BidRequest<'_>), JsonError> {
+        let bytes = self.bid_request(json)?;
+        // SAFETY: `bytes` was just finished by this encoder's builder through
+        // the generated API from a decoded `tables::BidRequest`, so it is a
+        // well-formed BidRequest with its required fields; the same bytes
+        // verify (tests: `every_example_request_survives...`,
+        // `large_arrays_under_the_limit_decode`).
+        let view = unsafe { flatbuffers::root_unchecked::<openrtb::BidRequest>(bytes) };
+        Ok((bytes, view))
+    }
+
     /// Parses an OpenRTB 2.6 `BidResponse` and returns it as a flatbuffer.
     pub fn bid_response(&mut self, json: &[u8]) -> Result<&[u8], JsonError> {
         let response: tables::BidResponse<'_> = parse(json)?;

@@ -1,0 +1,114 @@
+//! The tenant lineup: which strategy version every core should run.
+//!
+//! The loader (startup, admin API) publishes a new lineup; each core checks
+//! the generation between requests (one atomic load) and, when it moved,
+//! swaps its slots. A request in flight finishes on the version it started
+//! with, and nothing on the bid path waits for a reload.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::metrics::Metrics;
+use crate::runtime::breaker::BreakerConfig;
+use crate::runtime::{Strategy, TenantSlot, TenantStats};
+
+/// The active strategies, ordered by tenant id: that order is the fan-out
+/// order and breaks auction ties.
+#[derive(Debug, Default)]
+pub struct Lineup {
+    generation: AtomicU64,
+    current: RwLock<Arc<Vec<Arc<Strategy>>>>,
+}
+
+impl Lineup {
+    /// Makes `strategies` the lineup on every core, from their next request.
+    pub fn publish(&self, mut strategies: Vec<Arc<Strategy>>) {
+        strategies.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = Arc::new(strategies);
+        // Release: a core that sees the new generation sees the new lineup.
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn current(&self) -> Arc<Vec<Arc<Strategy>>> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+/// One core's tenant slots, following the lineup.
+pub struct CoreTenants {
+    seen: u64,
+    slots: Vec<TenantSlot>,
+    /// Counters outlive versions: one set per tenant on this core.
+    stats: HashMap<Arc<str>, Arc<TenantStats>>,
+    breaker: BreakerConfig,
+}
+
+impl CoreTenants {
+    pub fn new(breaker: BreakerConfig) -> Self {
+        // Generation 0 is "nothing published": the first sync always runs.
+        Self {
+            seen: u64::MAX,
+            slots: Vec::new(),
+            stats: HashMap::new(),
+            breaker,
+        }
+    }
+
+    pub fn slots(&self) -> &[TenantSlot] {
+        &self.slots
+    }
+
+    pub fn slots_mut(&mut self) -> &mut [TenantSlot] {
+        &mut self.slots
+    }
+
+    /// Catches up with the lineup if it changed; one atomic load otherwise.
+    pub fn sync(&mut self, lineup: &Lineup, metrics: &Metrics) {
+        let generation = lineup.generation();
+        if generation == self.seen {
+            return;
+        }
+        self.seen = generation;
+        let wanted = lineup.current();
+        let mut old: HashMap<Arc<str>, TenantSlot> = self
+            .slots
+            .drain(..)
+            .map(|slot| (slot.strategy().tenant.clone(), slot))
+            .collect();
+        for strategy in wanted.iter() {
+            let slot = match old.remove(&strategy.tenant) {
+                Some(mut slot) => {
+                    if !Arc::ptr_eq(slot.strategy(), strategy) {
+                        slot.replace(strategy.clone());
+                    }
+                    slot
+                }
+                None => {
+                    let stats = self
+                        .stats
+                        .entry(strategy.tenant.clone())
+                        .or_insert_with(|| {
+                            let stats = Arc::new(TenantStats::default());
+                            metrics.register_tenant(strategy.tenant.clone(), stats.clone());
+                            stats
+                        })
+                        .clone();
+                    TenantSlot::new(strategy.clone(), self.breaker.clone(), stats)
+                }
+            };
+            self.slots.push(slot);
+        }
+    }
+}

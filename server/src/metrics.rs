@@ -1,0 +1,403 @@
+//! Counters and latency histograms, written by the cores without locks and
+//! read by the admin port's `/metrics` (Prometheus text format).
+//!
+//! Every counter has exactly one writer (its core), so increments are a
+//! relaxed load and store, not a locked read-modify-write. Latency goes into
+//! a per-core HdrHistogram that the core folds into the shared one every
+//! [`LATENCY_FOLD_INTERVAL`]; the bid path never takes a lock.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::runtime::answer::BidRejection;
+use crate::runtime::{NoBidReason, TenantStats};
+
+/// How often a core folds its latency histogram into the shared one.
+pub const LATENCY_FOLD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Highest latency the histograms track, in microseconds (larger values
+/// are clamped): 60 s, far beyond any `tmax`.
+const LATENCY_US_MAX: u64 = 60_000_000;
+
+/// Histogram precision: 3 significant digits (0.1 %).
+const LATENCY_SIGFIG: u8 = 3;
+
+/// Prometheus bucket bounds for request latency, in microseconds.
+const LATENCY_BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000,
+];
+
+/// What happened to one request on the bid port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// 200 with at least one bid.
+    Bid,
+    /// Nobody bid (204, or 200 with `nbr`).
+    NoBid,
+    /// Too little time left to ask any tenant (nbr 15).
+    NoTime,
+    /// Shed because the core was over its in-flight limit.
+    Shed,
+    /// 400: malformed HTTP or body.
+    BadRequest,
+    /// 404: unknown path.
+    NotFound,
+    /// 405: wrong method.
+    MethodNotAllowed,
+    /// 411: no Content-Length.
+    LengthRequired,
+    /// 413: body over a limit.
+    TooLarge,
+    /// 415: unsupported Content-Type or Content-Encoding.
+    UnsupportedMediaType,
+    /// 431: request head over the limit.
+    HeaderTooLarge,
+}
+
+impl RequestOutcome {
+    pub const ALL: [RequestOutcome; 11] = [
+        RequestOutcome::Bid,
+        RequestOutcome::NoBid,
+        RequestOutcome::NoTime,
+        RequestOutcome::Shed,
+        RequestOutcome::BadRequest,
+        RequestOutcome::NotFound,
+        RequestOutcome::MethodNotAllowed,
+        RequestOutcome::LengthRequired,
+        RequestOutcome::TooLarge,
+        RequestOutcome::UnsupportedMediaType,
+        RequestOutcome::HeaderTooLarge,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Bid => "bid",
+            RequestOutcome::NoBid => "no_bid",
+            RequestOutcome::NoTime => "no_time",
+            RequestOutcome::Shed => "shed",
+            RequestOutcome::BadRequest => "bad_request",
+            RequestOutcome::NotFound => "not_found",
+            RequestOutcome::MethodNotAllowed => "method_not_allowed",
+            RequestOutcome::LengthRequired => "length_required",
+            RequestOutcome::TooLarge => "too_large",
+            RequestOutcome::UnsupportedMediaType => "unsupported_media_type",
+            RequestOutcome::HeaderTooLarge => "header_too_large",
+        }
+    }
+}
+
+/// The body format of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Flatbuffers,
+    /// Unknown or not yet known (the request failed before its headers
+    /// were read).
+    Other,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Json, Format::Flatbuffers, Format::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Flatbuffers => "flatbuffers",
+            Format::Other => "other",
+        }
+    }
+}
+
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_max(LATENCY_US_MAX, LATENCY_SIGFIG)
+        .expect("constant histogram bounds are valid")
+}
+
+/// One core's counters.
+#[derive(Debug, Default)]
+pub struct CoreMetrics {
+    requests: [[AtomicU64; Format::ALL.len()]; RequestOutcome::ALL.len()],
+    pub connections_open: AtomicU64,
+    connections_rejected: AtomicU64,
+    connections_timed_out: AtomicU64,
+}
+
+impl CoreMetrics {
+    pub fn request(&self, outcome: RequestOutcome, format: Format) {
+        bump(&self.requests[outcome as usize][format as usize]);
+    }
+
+    pub fn requests(&self, outcome: RequestOutcome, format: Format) -> u64 {
+        self.requests[outcome as usize][format as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn connection_rejected(&self) {
+        bump(&self.connections_rejected);
+    }
+
+    pub fn connection_timed_out(&self) {
+        bump(&self.connections_timed_out);
+    }
+}
+
+/// A core's latency histogram, private to that core.
+pub struct CoreLatency {
+    local: RefCell<Histogram<u64>>,
+}
+
+impl Default for CoreLatency {
+    fn default() -> Self {
+        Self {
+            local: RefCell::new(new_histogram()),
+        }
+    }
+}
+
+impl CoreLatency {
+    pub fn record(&self, latency: Duration) {
+        let us = (latency.as_micros() as u64).clamp(1, LATENCY_US_MAX);
+        // In range by the clamp; saturating never fails.
+        self.local.borrow_mut().saturating_record(us);
+    }
+
+    /// Moves what was recorded into the shared histogram.
+    pub fn fold_into(&self, metrics: &Metrics) {
+        let mut local = self.local.borrow_mut();
+        if local.is_empty() {
+            return;
+        }
+        if let Ok(mut shared) = metrics.latency.lock() {
+            // Both have the same bounds: adding cannot fail.
+            let _ = shared.add(&*local);
+        }
+        local.reset();
+    }
+}
+
+/// Process-wide metrics: every core's counters and the shared histogram.
+pub struct Metrics {
+    pub cores: Vec<Arc<CoreMetrics>>,
+    latency: Mutex<Histogram<u64>>,
+    tenants: Mutex<Vec<(Arc<str>, Arc<TenantStats>)>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("cores", &self.cores.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new(cores: usize) -> Self {
+        Self {
+            cores: (0..cores)
+                .map(|_| Arc::new(CoreMetrics::default()))
+                .collect(),
+            latency: Mutex::new(new_histogram()),
+            tenants: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Registers one core's counters for a tenant (once per tenant and core).
+    pub fn register_tenant(&self, tenant: Arc<str>, stats: Arc<TenantStats>) {
+        if let Ok(mut tenants) = self.tenants.lock() {
+            tenants.push((tenant, stats));
+        }
+    }
+
+    /// Requests with this outcome and format, summed over cores.
+    pub fn requests(&self, outcome: RequestOutcome, format: Format) -> u64 {
+        self.cores.iter().map(|c| c.requests(outcome, format)).sum()
+    }
+
+    /// A tenant's counters summed over cores.
+    pub fn tenant_total(&self, tenant: &str, field: impl Fn(&TenantStats) -> u64) -> u64 {
+        self.tenants.lock().map_or(0, |t| {
+            t.iter()
+                .filter(|(name, _)| &**name == tenant)
+                .map(|(_, s)| field(s))
+                .sum()
+        })
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 << 10);
+
+        out.push_str("# HELP gavel_requests_total Bid port requests by outcome and body format.\n");
+        out.push_str("# TYPE gavel_requests_total counter\n");
+        for outcome in RequestOutcome::ALL {
+            for format in Format::ALL {
+                let n = self.requests(outcome, format);
+                let _ = writeln!(
+                    out,
+                    "gavel_requests_total{{outcome=\"{}\",format=\"{}\"}} {n}",
+                    outcome.as_str(),
+                    format.as_str()
+                );
+            }
+        }
+
+        out.push_str("# HELP gavel_connections_open Open bid port connections per core.\n");
+        out.push_str("# TYPE gavel_connections_open gauge\n");
+        for (core, m) in self.cores.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "gavel_connections_open{{core=\"{core}\"}} {}",
+                load(&m.connections_open)
+            );
+        }
+        out.push_str("# HELP gavel_connections_rejected_total Connections closed at once: over the per-core limit.\n");
+        out.push_str("# TYPE gavel_connections_rejected_total counter\n");
+        let rejected: u64 = self
+            .cores
+            .iter()
+            .map(|m| load(&m.connections_rejected))
+            .sum();
+        let _ = writeln!(out, "gavel_connections_rejected_total {rejected}");
+        out.push_str("# HELP gavel_connections_timed_out_total Connections closed for a slow or idle client.\n");
+        out.push_str("# TYPE gavel_connections_timed_out_total counter\n");
+        let timed_out: u64 = self
+            .cores
+            .iter()
+            .map(|m| load(&m.connections_timed_out))
+            .sum();
+        let _ = writeln!(out, "gavel_connections_timed_out_total {timed_out}");
+
+        if let Ok(latency) = self.latency.lock() {
+            out.push_str("# HELP gavel_request_duration_seconds Server-side time per bid request, read to written.\n");
+            out.push_str("# TYPE gavel_request_duration_seconds histogram\n");
+            for bound in LATENCY_BUCKETS_US {
+                let n = latency.count_between(0, bound);
+                let _ = writeln!(
+                    out,
+                    "gavel_request_duration_seconds_bucket{{le=\"{}\"}} {n}",
+                    bound as f64 / 1e6
+                );
+            }
+            let count = latency.len();
+            let _ = writeln!(
+                out,
+                "gavel_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "gavel_request_duration_seconds_sum {}",
+                latency.mean() * count as f64 / 1e6
+            );
+            let _ = writeln!(out, "gavel_request_duration_seconds_count {count}");
+        }
+
+        self.render_tenants(&mut out);
+        out
+    }
+
+    fn render_tenants(&self, out: &mut String) {
+        let Ok(tenants) = self.tenants.lock() else {
+            return;
+        };
+        let mut names: Vec<&Arc<str>> = tenants.iter().map(|(name, _)| name).collect();
+        names.sort();
+        names.dedup();
+        let sum = |tenant: &str, f: &dyn Fn(&TenantStats) -> u64| -> u64 {
+            tenants
+                .iter()
+                .filter(|(n, _)| &**n == tenant)
+                .map(|(_, s)| f(s))
+                .sum()
+        };
+        type Field = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&TenantStats) -> u64,
+        );
+        let simple: [Field; 6] = [
+            (
+                "gavel_tenant_calls_total",
+                "counter",
+                "Strategy calls.",
+                |s| load(&s.calls),
+            ),
+            (
+                "gavel_tenant_bids_total",
+                "counter",
+                "Valid bids returned.",
+                |s| load(&s.bids),
+            ),
+            (
+                "gavel_tenant_fuel_used_total",
+                "counter",
+                "Fuel consumed by calls.",
+                |s| load(&s.fuel_used),
+            ),
+            (
+                "gavel_tenant_instantiations_total",
+                "counter",
+                "Instances created.",
+                |s| load(&s.instantiations),
+            ),
+            (
+                "gavel_tenant_log_bytes_dropped_total",
+                "counter",
+                "Log bytes over the rate limit.",
+                |s| load(&s.log_bytes_dropped),
+            ),
+            (
+                "gavel_tenant_wall_nanoseconds_total",
+                "counter",
+                "Wall time in calls.",
+                |s| load(&s.wall_ns),
+            ),
+        ];
+        for (metric, kind, help, field) in simple {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+            for name in &names {
+                let _ = writeln!(out, "{metric}{{tenant=\"{name}\"}} {}", sum(name, &field));
+            }
+        }
+        out.push_str("# HELP gavel_tenant_no_bids_total Calls without a bid, by reason.\n");
+        out.push_str("# TYPE gavel_tenant_no_bids_total counter\n");
+        for name in &names {
+            for reason in NoBidReason::ALL {
+                let n = sum(name, &|s| load(&s.no_bids[reason as usize]));
+                let _ = writeln!(
+                    out,
+                    "gavel_tenant_no_bids_total{{tenant=\"{name}\",reason=\"{}\"}} {n}",
+                    reason.as_str()
+                );
+            }
+        }
+        out.push_str("# HELP gavel_tenant_rejected_bids_total Bids dropped by the host's checks, by reason.\n");
+        out.push_str("# TYPE gavel_tenant_rejected_bids_total counter\n");
+        for name in &names {
+            for reason in BidRejection::ALL {
+                let n = sum(name, &|s| load(&s.rejected_bids[reason as usize]));
+                let _ = writeln!(
+                    out,
+                    "gavel_tenant_rejected_bids_total{{tenant=\"{name}\",reason=\"{}\"}} {n}",
+                    reason.as_str()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The WebAssembly host: one engine per process, compiled strategies shared
+//! by every core, and per-core tenant slots that call them under budget.
+//!
+//! # Lifetimes and costs
+//!
+//! | type | lives | cost |
+//! | --- | --- | --- |
+//! | [`Runtime`] | the process | one `Engine` (pooling allocator, copy-on-write memory images, fuel, epoch interruption) and one ticker thread advancing the epoch |
+//! | [`Strategy`] | one uploaded version, shared by all cores (`Arc`) | validation and compilation (milliseconds to seconds): never on a serving core |
+//! | [`TenantSlot`] | one tenant on one core | a persistent instance: instantiation from the pool is a few microseconds, rebuilt after any trap |
+//! | [`TenantSlot::call`] | one request | copy the request in, set fuel and epoch deadline, call, verify and check the answer |
+//!
+//! A strategy is untrusted. Its imports are checked against ABI v1 before it
+//! is compiled ([`validate`]), every call runs under fuel, a wall-clock
+//! deadline (epoch ticks) and a memory cap, and its answer is verified and
+//! checked against the request ([`answer`]) before it can reach the auction.
+//! Any trap drops the instance; a tenant that keeps failing is skipped for a
+//! cool-down by its per-core [`breaker::Breaker`].
+
+pub mod answer;
+pub mod breaker;
+mod host;
+mod slot;
+pub mod validate;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
+    PoolingAllocationConfig,
+};
+
+pub use answer::{Answer, ValidBid};
+pub use host::HostState;
+pub use slot::{CallContext, NoBidReason, Outcome, TenantSlot, TenantStats};
+pub use validate::RejectReason;
+
+/// How a tenant's instances live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// One instance per core kept across calls: state (e.g. pacing) survives
+    /// between requests; the cheapest mode.
+    #[default]
+    Persistent,
+    /// A fresh instance for every call: nothing leaks between requests, at
+    /// the price of an instantiation (microseconds with the pooling
+    /// allocator) per call.
+    PerRequest,
+}
+
+/// A tenant's budgets for one strategy version, chosen at upload within the
+/// operator's [`StrategyCaps`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StrategySettings {
+    /// Fuel (about one unit per wasm instruction) for one `gavel_v1_bid`
+    /// call, input buffer request included. Default 10 million: far more
+    /// than a real strategy needs (thousands), small enough that a runaway
+    /// loop ends in a few milliseconds.
+    pub fuel_per_call: u64,
+    /// Wall-clock budget for one call, in microseconds; also bounded by the
+    /// time left before the request's own deadline. Default 5 ms.
+    pub deadline_us: u64,
+    /// Linear memory cap in bytes. Default 16 MiB.
+    pub memory_bytes_max: u64,
+    /// Persistent (default) or per-request instances.
+    pub isolation: Isolation,
+    /// Log bytes per second per core the tenant may write; excess is dropped
+    /// and counted. Default 4 KiB.
+    pub log_bytes_per_second: u32,
+}
+
+impl Default for StrategySettings {
+    fn default() -> Self {
+        Self {
+            fuel_per_call: 10_000_000,
+            deadline_us: 5_000,
+            memory_bytes_max: 16 << 20,
+            isolation: Isolation::Persistent,
+            log_bytes_per_second: 4 << 10,
+        }
+    }
+}
+
+/// The operator's ceilings on what any tenant may ask for, and the budget
+/// of one-time work (instantiation with `gavel_v1_init` or a start function).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StrategyCaps {
+    /// Largest module accepted, in bytes. Default 4 MiB: Rust strategies are
+    /// 50-500 KB; compile time grows with size.
+    pub module_bytes_max: usize,
+    /// Highest `fuel_per_call` a tenant may set. Default 100 million.
+    pub fuel_per_call_max: u64,
+    /// Highest `deadline_us` a tenant may set. Default 50 ms.
+    pub deadline_us_max: u64,
+    /// Highest `memory_bytes_max` a tenant may set; also the pooling
+    /// allocator's slot size. Default 64 MiB.
+    pub memory_bytes_max: u64,
+    /// Highest `log_bytes_per_second`. Default 64 KiB.
+    pub log_bytes_per_second_max: u32,
+    /// Fuel for instantiation plus `gavel_v1_init`. Default 100 million.
+    pub init_fuel: u64,
+    /// Wall-clock budget for instantiation plus `gavel_v1_init`, in
+    /// microseconds. Default 20 ms.
+    pub init_deadline_us: u64,
+    /// Highest bid price (CPM) accepted from a strategy; anything above is
+    /// treated as a broken strategy, not a bid. Default 1000.
+    pub price_max: f64,
+}
+
+impl Default for StrategyCaps {
+    fn default() -> Self {
+        Self {
+            module_bytes_max: 4 << 20,
+            fuel_per_call_max: 100_000_000,
+            deadline_us_max: 50_000,
+            memory_bytes_max: 64 << 20,
+            log_bytes_per_second_max: 64 << 10,
+            init_fuel: 100_000_000,
+            init_deadline_us: 20_000,
+            price_max: 1_000.0,
+        }
+    }
+}
+
+impl StrategyCaps {
+    /// Checks a tenant's settings against these caps.
+    pub fn check(&self, s: &StrategySettings) -> Result<(), RejectReason> {
+        let over = |what: &'static str, value: u64, max: u64| {
+            if value > max || value == 0 {
+                Err(RejectReason::Settings(format!(
+                    "{what} must be between 1 and {max}, got {value}"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        over("fuel_per_call", s.fuel_per_call, self.fuel_per_call_max)?;
+        over("deadline_us", s.deadline_us, self.deadline_us_max)?;
+        over(
+            "memory_bytes_max",
+            s.memory_bytes_max,
+            self.memory_bytes_max,
+        )?;
+        over(
+            "log_bytes_per_second",
+            u64::from(s.log_bytes_per_second),
+            u64::from(self.log_bytes_per_second_max),
+        )?;
+        Ok(())
+    }
+}
+
+/// Engine-wide settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Epoch tick in microseconds: the granularity of call deadlines (a call
+    /// may overrun its deadline by up to one tick). Default 500 us: 2000
+    /// wake-ups per second of one thread, negligible next to bid traffic.
+    pub epoch_tick_us: u64,
+    /// Instances the pooling allocator holds at once, across all cores and
+    /// tenants: at least tenants x cores x 2 (a reload briefly holds old and
+    /// new), plus per-request isolation calls in flight. Default 1024.
+    pub instances_max: u32,
+    /// Wasm stack limit for every call, in bytes. Engine-wide: wasmtime
+    /// sets it per engine, not per store. Default 512 KiB.
+    pub wasm_stack_bytes_max: usize,
+    /// Caps on tenant settings.
+    pub caps: StrategyCaps,
+    /// Charge fuel. Always on in production; benchmarks turn it off to
+    /// measure its cost.
+    pub fuel: bool,
+    /// Interrupt on epoch deadlines. Always on in production, as `fuel`.
+    pub epoch_interruption: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            epoch_tick_us: 500,
+            instances_max: 1024,
+            wasm_stack_bytes_max: 512 << 10,
+            caps: StrategyCaps::default(),
+            fuel: true,
+            epoch_interruption: true,
+        }
+    }
+}
+
+/// The process-wide WebAssembly engine and the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: RuntimeConfig,
+    ticker: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A compiled, validated strategy version, ready to instantiate on any core.
+pub struct Strategy {
+    pub tenant: Arc<str>,
+    pub version: u64,
+    pub settings: StrategySettings,
+    pre: InstancePre<HostState>,
+    has_init: bool,
+}
+
+impl std::fmt::Debug for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Strategy")
+            .field("tenant", &self.tenant)
+            .field("version", &self.version)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and starts the epoch ticker thread.
+    pub fn new(config: RuntimeConfig) -> Result<Self, wasmtime::Error> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(config.instances_max)
+            .total_memories(config.instances_max)
+            .total_tables(config.instances_max)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .max_memory_size(usize::try_from(config.caps.memory_bytes_max).unwrap_or(usize::MAX))
+            // Rust strategies' function tables are small; a cap keeps a
+            // hostile module from claiming a huge table slot.
+            .table_elements(10_000);
+
+        // Compilation happens on the loader or admin thread, single-threaded
+        // (wasmtime's parallel-compilation feature is off): spreading it over
+        // every core would take time from the serving cores.
+        let mut wasm = Config::new();
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .memory_init_cow(true)
+            .consume_fuel(config.fuel)
+            .epoch_interruption(config.epoch_interruption)
+            .max_wasm_stack(config.wasm_stack_bytes_max)
+            .cranelift_opt_level(OptLevel::Speed)
+            // ABI v1 is the core wasm of Rust's wasm32 target; everything
+            // else is off so that modules relying on it are rejected
+            // (threads, GC and exceptions are compiled out of the engine).
+            .wasm_memory64(false)
+            .wasm_multi_memory(false)
+            .wasm_gc(false)
+            .wasm_tail_call(false)
+            .wasm_relaxed_simd(false)
+            .wasm_wide_arithmetic(false)
+            .wasm_custom_page_sizes(false)
+            .wasm_stack_switching(false)
+            .wasm_simd(true)
+            .wasm_bulk_memory(true)
+            .wasm_multi_value(true);
+        let engine = Engine::new(&wasm)?;
+        let linker = host::linker(&engine)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = if config.epoch_interruption {
+            let (engine, stop, tick) = (
+                engine.clone(),
+                stop.clone(),
+                Duration::from_micros(config.epoch_tick_us),
+            );
+            Some(
+                std::thread::Builder::new()
+                    .name("gavel-epoch".into())
+                    .spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(tick);
+                            engine.increment_epoch();
+                        }
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            engine,
+            linker,
+            config,
+            ticker,
+            stop,
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Validates and compiles a module. Slow (compilation): call it from a
+    /// loader thread, never from a serving core.
+    pub fn compile(
+        &self,
+        tenant: &str,
+        version: u64,
+        wasm: &[u8],
+        settings: StrategySettings,
+    ) -> Result<Arc<Strategy>, RejectReason> {
+        self.config.caps.check(&settings)?;
+        validate::check_size(wasm, self.config.caps.module_bytes_max)?;
+        let module = Module::from_binary(&self.engine, wasm)
+            .map_err(|e| RejectReason::Compile(format!("{e:#}")))?;
+        let abi = validate::check_abi(&module, settings.memory_bytes_max)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| RejectReason::Imports(format!("{e:#}")))?;
+        Ok(Arc::new(Strategy {
+            tenant: tenant.into(),
+            version,
+            settings,
+            pre,
+            has_init: abi.has_init,
+        }))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}

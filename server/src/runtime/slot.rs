@@ -1,0 +1,390 @@
+//! One tenant on one core: its instance, its breaker, its last answer and
+//! its counters. Only that core touches it; counters are atomics so that
+//! the metrics endpoint can read them from another thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use gavel_schemas::openrtb::BidRequest;
+use gavel_schemas::verify::STRATEGY_BIDS_BYTES_MAX;
+use wasmtime::{Memory, Store, Trap, TypedFunc};
+
+use super::answer::{Answer, BidRejection, Rules};
+use super::breaker::{Breaker, BreakerConfig};
+use super::host::HostState;
+use super::validate::{EXPORT_BID, EXPORT_INIT, EXPORT_INPUT, EXPORT_MEMORY};
+use super::{Isolation, Runtime, Strategy};
+
+/// The request as every tenant call sees it.
+pub struct CallContext<'r> {
+    /// The verified request view.
+    pub request: BidRequest<'r>,
+    /// Its flatbuffer bytes, copied into the strategy's memory.
+    pub bytes: &'r [u8],
+    /// The bidder's currency for prices and floors.
+    pub currency: &'r str,
+    /// When the request arrived, as Unix microseconds (`request_time_us`).
+    pub arrival_unix_us: i64,
+    /// When the whole request must be answered by; no call runs past it.
+    pub deadline: Instant,
+}
+
+/// Why a tenant did not bid on a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoBidReason {
+    /// The strategy chose not to bid.
+    NoBid,
+    /// Fuel ran out.
+    OutOfFuel,
+    /// The wall-clock deadline passed.
+    Deadline,
+    /// The strategy wanted more memory than its cap.
+    Memory,
+    /// Any other trap (panic, stack overflow, out-of-bounds access ...).
+    Trap,
+    /// The answer was out of bounds, too large or not a valid flatbuffer.
+    BadOutput,
+    /// The strategy returned a negative error code, or no input buffer.
+    GuestError,
+    /// Instantiation or `gavel_v1_init` failed or ran over its budget.
+    InitFailed,
+    /// The answer was readable but every bid in it failed the checks.
+    InvalidBids,
+    /// Skipped: the circuit breaker is open after repeated failures.
+    CircuitOpen,
+    /// Skipped: too little time left before the request's deadline.
+    NoTime,
+}
+
+impl NoBidReason {
+    pub const ALL: [NoBidReason; 11] = [
+        NoBidReason::NoBid,
+        NoBidReason::OutOfFuel,
+        NoBidReason::Deadline,
+        NoBidReason::Memory,
+        NoBidReason::Trap,
+        NoBidReason::BadOutput,
+        NoBidReason::GuestError,
+        NoBidReason::InitFailed,
+        NoBidReason::InvalidBids,
+        NoBidReason::CircuitOpen,
+        NoBidReason::NoTime,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoBidReason::NoBid => "no_bid",
+            NoBidReason::OutOfFuel => "out_of_fuel",
+            NoBidReason::Deadline => "deadline",
+            NoBidReason::Memory => "memory",
+            NoBidReason::Trap => "trap",
+            NoBidReason::BadOutput => "bad_output",
+            NoBidReason::GuestError => "guest_error",
+            NoBidReason::InitFailed => "init_failed",
+            NoBidReason::InvalidBids => "invalid_bids",
+            NoBidReason::CircuitOpen => "circuit_open",
+            NoBidReason::NoTime => "no_time",
+        }
+    }
+
+    /// Whether this counts against the tenant's circuit breaker.
+    fn is_failure(self) -> bool {
+        !matches!(
+            self,
+            NoBidReason::NoBid
+                | NoBidReason::CircuitOpen
+                | NoBidReason::NoTime
+                | NoBidReason::InvalidBids
+        )
+    }
+}
+
+/// The result of one tenant call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// This many valid bids (at most one per impression) are in the
+    /// slot's [`Answer`].
+    Bids(usize),
+    NoBid(NoBidReason),
+}
+
+/// Per-tenant, per-core counters. One writer (the core), any readers.
+#[derive(Debug, Default)]
+pub struct TenantStats {
+    pub calls: AtomicU64,
+    pub bids: AtomicU64,
+    pub no_bids: [AtomicU64; NoBidReason::ALL.len()],
+    pub rejected_bids: [AtomicU64; BidRejection::ALL.len()],
+    pub fuel_used: AtomicU64,
+    pub wall_ns: AtomicU64,
+    pub instantiations: AtomicU64,
+    pub log_bytes_dropped: AtomicU64,
+}
+
+/// Adds to a counter that only this core writes: a plain load and store,
+/// no locked read-modify-write on the bid path.
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+/// A live instance and its entry points.
+struct Live {
+    store: Store<HostState>,
+    memory: Memory,
+    input: TypedFunc<i32, i32>,
+    bid: TypedFunc<i32, i64>,
+}
+
+pub struct TenantSlot {
+    strategy: Arc<Strategy>,
+    live: Option<Live>,
+    breaker: Breaker,
+    answer: Answer,
+    stats: Arc<TenantStats>,
+}
+
+impl std::fmt::Debug for TenantSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantSlot")
+            .field("strategy", &self.strategy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Epoch ticks for a budget: rounded up, so a call gets its budget give or
+/// take one tick.
+fn ticks(budget: Duration, tick_us: u64) -> u64 {
+    (budget.as_micros() as u64).div_ceil(tick_us.max(1)).max(1)
+}
+
+impl TenantSlot {
+    pub fn new(strategy: Arc<Strategy>, breaker: BreakerConfig, stats: Arc<TenantStats>) -> Self {
+        Self {
+            strategy,
+            live: None,
+            breaker: Breaker::new(breaker),
+            answer: Answer::default(),
+            stats,
+        }
+    }
+
+    pub fn strategy(&self) -> &Arc<Strategy> {
+        &self.strategy
+    }
+
+    /// Switches to another version. The old instance is dropped here,
+    /// between requests; the next call instantiates the new one.
+    pub fn replace(&mut self, strategy: Arc<Strategy>) {
+        self.live = None;
+        self.strategy = strategy;
+        self.breaker.success();
+    }
+
+    /// The checked answer of the last call that returned [`Outcome::Bids`].
+    pub fn answer(&self) -> &Answer {
+        &self.answer
+    }
+
+    pub fn stats(&self) -> &Arc<TenantStats> {
+        &self.stats
+    }
+
+    /// Whether the breaker is skipping this tenant right now.
+    pub fn is_tripped(&self, now: Instant) -> bool {
+        self.breaker.is_open(now)
+    }
+
+    /// Asks the strategy for bids on one request, within its budget and the
+    /// request's deadline.
+    pub fn call(&mut self, runtime: &Runtime, ctx: &CallContext<'_>) -> Outcome {
+        let started = Instant::now();
+        bump(&self.stats.calls, 1);
+        let outcome = self.call_inner(runtime, ctx, started);
+        let now = Instant::now();
+        bump(
+            &self.stats.wall_ns,
+            now.duration_since(started).as_nanos() as u64,
+        );
+        match outcome {
+            Outcome::Bids(n) => {
+                bump(&self.stats.bids, n as u64);
+                self.breaker.success();
+            }
+            Outcome::NoBid(reason) => {
+                bump(&self.stats.no_bids[reason as usize], 1);
+                if reason.is_failure() {
+                    // Whatever state the instance was left in, start fresh.
+                    self.live = None;
+                    self.breaker.failure(now);
+                } else if reason == NoBidReason::NoBid {
+                    self.breaker.success();
+                }
+            }
+        }
+        if self.strategy.settings.isolation == Isolation::PerRequest {
+            self.live = None;
+        }
+        outcome
+    }
+
+    fn call_inner(&mut self, runtime: &Runtime, ctx: &CallContext<'_>, now: Instant) -> Outcome {
+        self.answer.clear();
+        if !self.breaker.allow(now) {
+            return Outcome::NoBid(NoBidReason::CircuitOpen);
+        }
+        let tick = Duration::from_micros(runtime.config.epoch_tick_us);
+        let call_deadline = ctx
+            .deadline
+            .min(now + Duration::from_micros(self.strategy.settings.deadline_us));
+        if call_deadline <= now + tick {
+            return Outcome::NoBid(NoBidReason::NoTime);
+        }
+        if self.live.is_none() {
+            match self.instantiate(runtime, ctx.deadline) {
+                Ok(live) => self.live = Some(live),
+                Err(reason) => return Outcome::NoBid(reason),
+            }
+        }
+        let Some(live) = self.live.as_mut() else {
+            return Outcome::NoBid(NoBidReason::InitFailed);
+        };
+
+        let settings = &self.strategy.settings;
+        let state = live.store.data_mut();
+        state.request_time_us = ctx.arrival_unix_us;
+        state.memory_denied = false;
+        let fuel = settings.fuel_per_call;
+        // Fuel and epochs may be disabled for benchmarks only.
+        let _ = live.store.set_fuel(fuel);
+        let now = Instant::now();
+        live.store.set_epoch_deadline(ticks(
+            call_deadline.saturating_duration_since(now),
+            runtime.config.epoch_tick_us,
+        ));
+
+        let result = run(live, ctx.bytes);
+        let fuel_left = live.store.get_fuel().unwrap_or(fuel);
+        bump(&self.stats.fuel_used, fuel.saturating_sub(fuel_left));
+        let dropped = std::mem::take(&mut live.store.data_mut().log_bytes_dropped);
+        if dropped > 0 {
+            bump(&self.stats.log_bytes_dropped, dropped);
+        }
+        let output = match result {
+            Ok(Some(range)) => range,
+            Ok(None) => return Outcome::NoBid(NoBidReason::NoBid),
+            Err(reason) => return Outcome::NoBid(reason),
+        };
+        let data = live.memory.data(&live.store);
+        let Some(output) = data.get(output) else {
+            return Outcome::NoBid(NoBidReason::BadOutput);
+        };
+        let rules = Rules {
+            request: ctx.request,
+            currency: ctx.currency,
+            seat: &self.strategy.tenant,
+            price_max: runtime.config.caps.price_max,
+        };
+        let stats = &self.stats;
+        match self.answer.check(output, &rules, |why| {
+            bump(&stats.rejected_bids[why as usize], 1)
+        }) {
+            Ok(0) => Outcome::NoBid(NoBidReason::InvalidBids),
+            Ok(n) => Outcome::Bids(n),
+            Err(_) => Outcome::NoBid(NoBidReason::BadOutput),
+        }
+    }
+
+    /// Instantiates the strategy and runs its init, under the init budget
+    /// but never past the request's deadline.
+    fn instantiate(&mut self, runtime: &Runtime, deadline: Instant) -> Result<Live, NoBidReason> {
+        bump(&self.stats.instantiations, 1);
+        let strategy = &self.strategy;
+        let caps = &runtime.config.caps;
+        let settings = &strategy.settings;
+        let state = HostState::new(
+            strategy.tenant.clone(),
+            settings.memory_bytes_max,
+            settings.log_bytes_per_second,
+        );
+        let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|state| state);
+        let _ = store.set_fuel(caps.init_fuel);
+        let now = Instant::now();
+        let init_deadline = deadline.min(now + Duration::from_micros(caps.init_deadline_us));
+        store.set_epoch_deadline(ticks(
+            init_deadline.saturating_duration_since(now),
+            runtime.config.epoch_tick_us,
+        ));
+        store.epoch_deadline_trap();
+
+        let init_failed = |_| NoBidReason::InitFailed;
+        let instance = strategy.pre.instantiate(&mut store).map_err(init_failed)?;
+        let memory = instance
+            .get_memory(&mut store, EXPORT_MEMORY)
+            .ok_or(NoBidReason::InitFailed)?;
+        let input = instance
+            .get_typed_func::<i32, i32>(&mut store, EXPORT_INPUT)
+            .map_err(init_failed)?;
+        let bid = instance
+            .get_typed_func::<i32, i64>(&mut store, EXPORT_BID)
+            .map_err(init_failed)?;
+        if strategy.has_init {
+            let init = instance
+                .get_typed_func::<(), i32>(&mut store, EXPORT_INIT)
+                .map_err(init_failed)?;
+            if init.call(&mut store, ()).map_err(init_failed)? != 0 {
+                return Err(NoBidReason::InitFailed);
+            }
+        }
+        Ok(Live {
+            store,
+            memory,
+            input,
+            bid,
+        })
+    }
+}
+
+/// Copies the request in and calls `gavel_v1_bid`. Returns the answer's
+/// byte range in guest memory, `None` for no bid.
+fn run(live: &mut Live, request: &[u8]) -> Result<Option<std::ops::Range<usize>>, NoBidReason> {
+    let len = i32::try_from(request.len()).map_err(|_| NoBidReason::GuestError)?;
+    let ptr = live
+        .input
+        .call(&mut live.store, len)
+        .map_err(|e| classify(&e, live))?;
+    if ptr == 0 {
+        return Err(NoBidReason::GuestError);
+    }
+    live.memory
+        .write(&mut live.store, ptr as u32 as usize, request)
+        .map_err(|_| NoBidReason::GuestError)?;
+    let answer = live
+        .bid
+        .call(&mut live.store, len)
+        .map_err(|e| classify(&e, live))?;
+    match answer {
+        0 => Ok(None),
+        a if a < 0 => Err(NoBidReason::GuestError),
+        a => {
+            let (start, len) = ((a >> 32) as usize, (a & 0xffff_ffff) as usize);
+            if len > STRATEGY_BIDS_BYTES_MAX {
+                return Err(NoBidReason::BadOutput);
+            }
+            Ok(Some(start..start + len))
+        }
+    }
+}
+
+fn classify(error: &wasmtime::Error, live: &Live) -> NoBidReason {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => NoBidReason::OutOfFuel,
+        Some(Trap::Interrupt) => NoBidReason::Deadline,
+        _ if live.store.data().memory_denied => NoBidReason::Memory,
+        _ => NoBidReason::Trap,
+    }
+}

@@ -1,0 +1,97 @@
+//! `gavel serve`: wires the engine, the tenants, the admin port and the
+//! bid port together, and shuts down cleanly on SIGTERM or SIGINT.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::error::Error;
+use crate::lineup::Lineup;
+use crate::metrics::Metrics;
+use crate::runtime::{Runtime, StrategySettings};
+use crate::shard::{self, Shared};
+use crate::store::Store;
+use crate::tenants::{TenantError, Tenants};
+
+/// Runs the server until SIGTERM or SIGINT, then drains and returns.
+pub fn serve(config: Config) -> Result<(), Error> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .map_err(Error::io("installing signal handlers"))?;
+    }
+
+    let runtime = Arc::new(
+        Runtime::new(config.runtime.clone()).map_err(|e| Error::Engine(format!("{e:#}")))?,
+    );
+    let cores = shard::core_count(&config);
+    let metrics = Arc::new(Metrics::new(cores));
+    let lineup = Arc::new(Lineup::default());
+
+    // The admin port opens first so that /readyz can say "not yet".
+    let admin_listener = std::net::TcpListener::bind(config.admin.listen).map_err(Error::io(
+        format!("binding the admin port {}", config.admin.listen),
+    ))?;
+    let admin = Arc::new(AdminState {
+        config: config.admin.clone(),
+        metrics: metrics.clone(),
+        ready: AtomicBool::new(false),
+    });
+    admin::start(admin_listener, admin.clone()).map_err(Error::io("starting the admin thread"))?;
+
+    let store = Store::open(&config.data_dir.0).map_err(Error::Store)?;
+    let tenants = Arc::new(Tenants::new(store, runtime.clone(), lineup.clone()));
+    if tenants.store().tenants().map_err(Error::Store)?.is_empty() {
+        seed_demo(&tenants)?;
+    }
+    let loaded = tenants.load_all().map_err(|e| Error::Io {
+        context: "loading strategies".into(),
+        source: std::io::Error::other(e),
+    })?;
+    tracing::info!(tenants = loaded, data_dir = %config.data_dir.0.display(), "strategies loaded");
+
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        runtime,
+        lineup,
+        metrics,
+        shutdown: shutdown.clone(),
+    });
+    let shards = shard::start(shared).map_err(Error::io("starting the bid port"))?;
+    if shutdown.load(Ordering::Relaxed) {
+        let _ = shards.join_all();
+        return Err(Error::io("starting the bid port")(std::io::Error::other(
+            "a core failed to start; see the log",
+        )));
+    }
+    admin.ready.store(true, Ordering::Release);
+    tracing::info!(bid = %config.bid.listen, admin = %config.admin.listen, cores, "gavel is serving");
+
+    let _ = shards.join_all();
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// First run on an empty data directory: one demo tenant per example
+/// strategy, named after it.
+fn seed_demo(tenants: &Tenants) -> Result<(), Error> {
+    for example in gavel_strategies::EXAMPLES {
+        tenants
+            .upload(example.name, example.wasm, &StrategySettings::default())
+            .map_err(|e| match e {
+                TenantError::Store(e) => Error::Store(e),
+                TenantError::Rejected(reason) => Error::Tenant {
+                    tenant: example.name.into(),
+                    reason,
+                },
+            })?;
+    }
+    tracing::info!(
+        tenants = gavel_strategies::EXAMPLES.len(),
+        "empty data directory: demo tenants created"
+    );
+    Ok(())
+}

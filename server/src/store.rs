@@ -1,0 +1,438 @@
+//! The durable strategy store: a directory, one folder per tenant.
+//!
+//! ```text
+//! <data_dir>/tenants/<tenant>/versions/<n>.wasm   the module, as uploaded
+//! <data_dir>/tenants/<tenant>/versions/<n>.json   its metadata (hash, size, settings)
+//! <data_dir>/tenants/<tenant>/state.json          active version, rollback history, paused
+//! ```
+//!
+//! Every file is written atomically (temporary file, fsync, rename, fsync
+//! of the directory), and a version's files are complete before any state
+//! names it. A crash at any point therefore leaves the old or the new
+//! version active, never a broken one; at worst an unused version file
+//! remains. Modules are checked against their SHA-256 on every load.
+//!
+//! This is the single-node store. Across nodes the same interface belongs
+//! on an existing replicated store (an object store or a consensus-backed
+//! key-value store), never on a home-made protocol.
+
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::runtime::StrategySettings;
+
+/// Versions kept in the rollback history per tenant.
+pub const HISTORY_MAX: usize = 16;
+
+/// Longest tenant id.
+pub const TENANT_ID_BYTES_MAX: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "invalid tenant id {0:?}: use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit"
+    )]
+    BadTenantId(String),
+    #[error("tenant {0} not found")]
+    NoTenant(String),
+    #[error("tenant {tenant} has no version {version}")]
+    NoVersion { tenant: String, version: u64 },
+    #[error("version {version} of tenant {tenant} is active and cannot be deleted")]
+    VersionActive { tenant: String, version: u64 },
+    #[error("tenant {0} has no earlier version to roll back to")]
+    NoHistory(String),
+    #[error("version {version} of tenant {tenant} is damaged: {reason}")]
+    Damaged {
+        tenant: String,
+        version: u64,
+        reason: String,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
+}
+
+/// Metadata of one stored version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionMeta {
+    pub version: u64,
+    /// Hex SHA-256 of the module bytes.
+    pub sha256: String,
+    pub bytes: u64,
+    pub settings: StrategySettings,
+    pub uploaded_unix_s: u64,
+}
+
+/// A tenant's mutable state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TenantState {
+    /// The version that bids, if any.
+    pub active: Option<u64>,
+    /// Earlier active versions, most recent last: rollback pops from here.
+    pub history: Vec<u64>,
+    /// A paused tenant is not asked to bid.
+    pub paused: bool,
+}
+
+pub fn check_tenant_id(tenant: &str) -> Result<(), StoreError> {
+    let bytes = tenant.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= TENANT_ID_BYTES_MAX
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadTenantId(tenant.into()))
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes `bytes` to `path` atomically and durably.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("path has no parent directory"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fail_point("after-temp-write")?;
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Fault injection for crash tests: when `GAVEL_FAIL_POINT` names this
+/// point, the process aborts right here, as a crash would.
+fn fail_point(name: &str) -> io::Result<()> {
+    if std::env::var_os("GAVEL_FAIL_POINT").is_some_and(|point| point == name) {
+        std::process::abort();
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let root = data_dir.join("tenants");
+        fs::create_dir_all(&root).map_err(io_err(format!("creating {}", root.display())))?;
+        Ok(Self { root })
+    }
+
+    fn tenant_dir(&self, tenant: &str) -> Result<PathBuf, StoreError> {
+        check_tenant_id(tenant)?;
+        Ok(self.root.join(tenant))
+    }
+
+    fn versions_dir(&self, tenant: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.tenant_dir(tenant)?.join("versions"))
+    }
+
+    /// Every tenant with a folder, sorted.
+    pub fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        let mut tenants = Vec::new();
+        for entry in
+            fs::read_dir(&self.root).map_err(io_err(format!("listing {}", self.root.display())))?
+        {
+            let entry = entry.map_err(io_err("listing tenants"))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if check_tenant_id(&name).is_ok() && entry.path().is_dir() {
+                tenants.push(name);
+            }
+        }
+        tenants.sort();
+        Ok(tenants)
+    }
+
+    pub fn exists(&self, tenant: &str) -> Result<bool, StoreError> {
+        Ok(self.tenant_dir(tenant)?.is_dir())
+    }
+
+    /// Creates a tenant with no versions (idempotent).
+    pub fn create_tenant(&self, tenant: &str) -> Result<(), StoreError> {
+        let dir = self.versions_dir(tenant)?;
+        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let state = self.tenant_dir(tenant)?.join("state.json");
+        if !state.exists() {
+            self.write_state(tenant, &TenantState::default())?;
+        }
+        Ok(())
+    }
+
+    pub fn state(&self, tenant: &str) -> Result<TenantState, StoreError> {
+        let path = self.tenant_dir(tenant)?.join("state.json");
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NoTenant(tenant.into()));
+            }
+            Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| StoreError::Io {
+            context: format!("parsing {}", path.display()),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })
+    }
+
+    fn write_state(&self, tenant: &str, state: &TenantState) -> Result<(), StoreError> {
+        let path = self.tenant_dir(tenant)?.join("state.json");
+        let text = serde_json::to_vec_pretty(state)
+            .map_err(|e| io_err("encoding state")(io::Error::other(e)))?;
+        write_atomic(&path, &text).map_err(io_err(format!("writing {}", path.display())))
+    }
+
+    /// Every stored version's metadata, oldest first.
+    pub fn versions(&self, tenant: &str) -> Result<Vec<VersionMeta>, StoreError> {
+        let dir = self.versions_dir(tenant)?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NoTenant(tenant.into()));
+            }
+            Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+        };
+        let mut versions = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io_err("listing versions"))?.path();
+            let is_meta = path.extension().is_some_and(|e| e == "json");
+            let number = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok());
+            if let (true, Some(version)) = (is_meta, number) {
+                versions.push(self.meta(tenant, version)?);
+            }
+        }
+        versions.sort_by_key(|m| m.version);
+        Ok(versions)
+    }
+
+    fn meta(&self, tenant: &str, version: u64) -> Result<VersionMeta, StoreError> {
+        let path = self.versions_dir(tenant)?.join(format!("{version}.json"));
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NoVersion {
+                    tenant: tenant.into(),
+                    version,
+                });
+            }
+            Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| StoreError::Damaged {
+            tenant: tenant.into(),
+            version,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads a version's module, checked against its recorded hash.
+    pub fn module(&self, tenant: &str, version: u64) -> Result<(VersionMeta, Vec<u8>), StoreError> {
+        let meta = self.meta(tenant, version)?;
+        let path = self.versions_dir(tenant)?.join(format!("{version}.wasm"));
+        let wasm = fs::read(&path).map_err(|e| StoreError::Damaged {
+            tenant: tenant.into(),
+            version,
+            reason: e.to_string(),
+        })?;
+        if sha256_hex(&wasm) != meta.sha256 {
+            return Err(StoreError::Damaged {
+                tenant: tenant.into(),
+                version,
+                reason: "module does not match its SHA-256".into(),
+            });
+        }
+        Ok((meta, wasm))
+    }
+
+    /// Stores a new version (not yet active) and returns its metadata.
+    /// The module is written before its metadata, so a listed version
+    /// always has its module.
+    pub fn add_version(
+        &self,
+        tenant: &str,
+        wasm: &[u8],
+        settings: &StrategySettings,
+    ) -> Result<VersionMeta, StoreError> {
+        self.create_tenant(tenant)?;
+        let dir = self.versions_dir(tenant)?;
+        let mut next = 1;
+        for entry in fs::read_dir(&dir).map_err(io_err(format!("listing {}", dir.display())))? {
+            let path = entry.map_err(io_err("listing versions"))?.path();
+            if let Some(n) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                next = next.max(n + 1);
+            }
+        }
+        let meta = VersionMeta {
+            version: next,
+            sha256: sha256_hex(wasm),
+            bytes: wasm.len() as u64,
+            settings: settings.clone(),
+            uploaded_unix_s: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let wasm_path = dir.join(format!("{next}.wasm"));
+        write_atomic(&wasm_path, wasm)
+            .map_err(io_err(format!("writing {}", wasm_path.display())))?;
+        let meta_path = dir.join(format!("{next}.json"));
+        let text = serde_json::to_vec_pretty(&meta)
+            .map_err(|e| io_err("encoding metadata")(io::Error::other(e)))?;
+        write_atomic(&meta_path, &text)
+            .map_err(io_err(format!("writing {}", meta_path.display())))?;
+        Ok(meta)
+    }
+
+    /// Makes `version` the active one; the previous active version goes to
+    /// the rollback history.
+    pub fn activate(&self, tenant: &str, version: u64) -> Result<TenantState, StoreError> {
+        self.meta(tenant, version)?;
+        let mut state = self.state(tenant)?;
+        if state.active == Some(version) {
+            return Ok(state);
+        }
+        if let Some(previous) = state.active.replace(version) {
+            state.history.retain(|v| *v != previous);
+            state.history.push(previous);
+            if state.history.len() > HISTORY_MAX {
+                state.history.remove(0);
+            }
+        }
+        state.history.retain(|v| *v != version);
+        self.write_state(tenant, &state)?;
+        Ok(state)
+    }
+
+    /// Goes back to the version that was active before the current one.
+    pub fn rollback(&self, tenant: &str) -> Result<TenantState, StoreError> {
+        let mut state = self.state(tenant)?;
+        let previous = state
+            .history
+            .pop()
+            .ok_or_else(|| StoreError::NoHistory(tenant.into()))?;
+        state.active = Some(previous);
+        self.write_state(tenant, &state)?;
+        Ok(state)
+    }
+
+    pub fn set_paused(&self, tenant: &str, paused: bool) -> Result<TenantState, StoreError> {
+        let mut state = self.state(tenant)?;
+        state.paused = paused;
+        self.write_state(tenant, &state)?;
+        Ok(state)
+    }
+
+    /// Deletes a version that is not active (it also leaves the history).
+    pub fn delete_version(&self, tenant: &str, version: u64) -> Result<TenantState, StoreError> {
+        let mut state = self.state(tenant)?;
+        if state.active == Some(version) {
+            return Err(StoreError::VersionActive {
+                tenant: tenant.into(),
+                version,
+            });
+        }
+        self.meta(tenant, version)?;
+        let dir = self.versions_dir(tenant)?;
+        state.history.retain(|v| *v != version);
+        self.write_state(tenant, &state)?;
+        // Metadata first: once it is gone the version is not listed.
+        for ext in ["json", "wasm"] {
+            let path = dir.join(format!("{version}.{ext}"));
+            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+        }
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_activate_roll_back_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let settings = StrategySettings::default();
+        let v1 = store.add_version("acme", b"\0asm one", &settings).unwrap();
+        let v2 = store.add_version("acme", b"\0asm two", &settings).unwrap();
+        assert_eq!((v1.version, v2.version), (1, 2));
+        assert_eq!(store.activate("acme", 1).unwrap().active, Some(1));
+        let state = store.activate("acme", 2).unwrap();
+        assert_eq!((state.active, state.history.clone()), (Some(2), vec![1]));
+        assert!(matches!(
+            store.delete_version("acme", 2),
+            Err(StoreError::VersionActive { .. })
+        ));
+        assert_eq!(store.rollback("acme").unwrap().active, Some(1));
+        assert!(matches!(
+            store.rollback("acme"),
+            Err(StoreError::NoHistory(_))
+        ));
+        store.delete_version("acme", 2).unwrap();
+        assert_eq!(store.versions("acme").unwrap().len(), 1);
+        assert_eq!(store.module("acme", 1).unwrap().1, b"\0asm one");
+        let v3 = store
+            .add_version("acme", b"\0asm three", &settings)
+            .unwrap();
+        assert_eq!(v3.version, 3, "numbers are never reused");
+        assert_eq!(store.tenants().unwrap(), vec!["acme".to_string()]);
+    }
+
+    #[test]
+    fn damaged_modules_and_bad_ids_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .add_version("acme", b"\0asm", &StrategySettings::default())
+            .unwrap();
+        fs::write(dir.path().join("tenants/acme/versions/1.wasm"), b"tampered").unwrap();
+        assert!(matches!(
+            store.module("acme", 1),
+            Err(StoreError::Damaged { .. })
+        ));
+        for bad in ["", "UPPER", "../etc", "a/b", "-lead", &"x".repeat(65)] {
+            assert!(
+                matches!(
+                    store.add_version(bad, b"", &StrategySettings::default()),
+                    Err(StoreError::BadTenantId(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Gavel's integration tests: one binary, a module per feature.
+
+mod runtime;
+mod support;

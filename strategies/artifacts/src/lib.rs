@@ -1,0 +1,72 @@
+//! The example and hostile strategies, compiled to WebAssembly, for the
+//! server and its tests.
+//!
+//! This crate's build script builds every crate under `strategies/examples/`
+//! (package `strategy-<name>`) and `strategies/hostile/` (package
+//! `hostile-<name>`) with one nested
+//! `cargo build --release --target wasm32-unknown-unknown`, into
+//! `target/strategies/`, installing the wasm target with rustup if it is
+//! missing. The modules are embedded here with `include_bytes!`, so a test
+//! needs no paths and no files at run time:
+//!
+//! ```
+//! let wasm = gavel_strategies::example("fixed-cpm").expect("an example strategy");
+//! assert_eq!(&wasm[..4], b"\0asm");
+//! ```
+//!
+//! The build reruns when the SDK, a strategy, the schemas or the workspace
+//! manifest or lock change. Adding a strategy is adding its folder: the build
+//! script lists the folders and names each artifact after its folder.
+//!
+//! Examples are the strategies documented in their crates; hostile strategies
+//! are test-only modules that misbehave on purpose (loop, overflow the stack,
+//! exhaust memory, panic, answer garbage) and must be contained by the host.
+
+/// One compiled strategy.
+#[derive(Clone, Copy, Debug)]
+pub struct Artifact {
+    /// The strategy's folder name, such as `"fixed-cpm"`.
+    pub name: &'static str,
+    /// The WebAssembly module (release build).
+    pub wasm: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+
+/// The module of the example strategy `name` (such as `"fixed-cpm"`).
+pub fn example(name: &str) -> Option<&'static [u8]> {
+    find(EXAMPLES, name)
+}
+
+/// The module of the hostile strategy `name` (such as `"infinite-loop"`).
+pub fn hostile(name: &str) -> Option<&'static [u8]> {
+    find(HOSTILE, name)
+}
+
+fn find(artifacts: &[Artifact], name: &str) -> Option<&'static [u8]> {
+    artifacts
+        .iter()
+        .find(|artifact| artifact.name == name)
+        .map(|artifact| artifact.wasm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_strategy_is_a_wasm_module() {
+        assert!(!EXAMPLES.is_empty() && !HOSTILE.is_empty());
+        for artifact in EXAMPLES.iter().chain(HOSTILE) {
+            assert_eq!(&artifact.wasm[..8], b"\0asm\x01\0\0\0", "{}", artifact.name);
+        }
+    }
+
+    #[test]
+    fn artifacts_are_found_by_folder_name() {
+        assert!(example("fixed-cpm").is_some());
+        assert!(hostile("infinite-loop").is_some());
+        assert!(example("infinite-loop").is_none());
+        assert!(hostile("no-such-strategy").is_none());
+    }
+}
