@@ -41,7 +41,7 @@ pub enum StoreError {
         source: io::Error,
     },
     #[error(
-        "invalid tenant id {0:?}: use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit"
+        "invalid tenant id {0:?}: use 1-64 of A-Z, a-z, 0-9, '-' and '_', starting with a letter or digit"
     )]
     BadTenantId(String),
     #[error("tenant {0} not found")]
@@ -94,7 +94,7 @@ pub fn check_tenant_id(tenant: &str) -> Result<(), StoreError> {
         && bytes[0].is_ascii_alphanumeric()
         && bytes
             .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_');
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
     if ok {
         Ok(())
     } else {
@@ -425,7 +425,7 @@ mod tests {
             store.module("acme", 1),
             Err(StoreError::Damaged { .. })
         ));
-        for bad in ["", "UPPER", "../etc", "a/b", "-lead", &"x".repeat(65)] {
+        for bad in ["", "spa ce", "../etc", "a/b", "-lead", &"x".repeat(65)] {
             assert!(
                 matches!(
                     store.add_version(bad, b"", &StrategySettings::default()),

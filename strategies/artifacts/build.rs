@@ -107,11 +107,14 @@ fn ensure_wasm_target(rustc: &OsString) {
     if sysroot.join("lib/rustlib").join(WASM_TARGET).is_dir() {
         return;
     }
-    // A rustup toolchain's sysroot is its folder under `toolchains/`, named
-    // after the toolchain: install into exactly the compiler in use.
-    let toolchain = sysroot
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned());
+    // Install into exactly the compiler in use: rustup names it in
+    // RUSTUP_TOOLCHAIN for the tools it starts, and a rustup toolchain's
+    // sysroot is its folder under `toolchains/`, named after it.
+    let toolchain = env::var("RUSTUP_TOOLCHAIN").ok().or_else(|| {
+        sysroot
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+    });
     let mut rustup = Command::new("rustup");
     rustup.args(["target", "add", WASM_TARGET]);
     if let Some(toolchain) = &toolchain {

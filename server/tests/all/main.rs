@@ -1,4 +1,5 @@
 //! Gavel's integration tests: one binary, a module per feature.
 
+mod bid;
 mod runtime;
 mod support;

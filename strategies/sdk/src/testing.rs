@@ -111,7 +111,9 @@ fn strings(
     list.iter().flatten().map(str::to_owned).collect()
 }
 
-/// One bid of a strategy's answer, decoded and owned.
+/// One bid of a strategy's answer, decoded and owned. The fields are those
+/// of `StrategyBid` (`schemas/strategy.fbs`); an absent field is `None` or
+/// empty.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OwnedBid {
     pub impid: String,

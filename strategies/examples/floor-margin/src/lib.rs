@@ -5,12 +5,14 @@
 //! floor (absent or 0) gets [`DEFAULT_PRICE_CPM`] (0.50). When even the cap
 //! is below the floor, the impression is skipped. So are private auctions
 //! (`pmp.private_auction = 1`; this strategy buys no deals) and impressions
-//! that are neither banner nor video.
+//! it has no creative for. The creative is chosen thus:
 //!
-//! - Banners get Harbor Line Cruises' responsive HTML5 creative, sized to the
-//!   banner's `w`/`h` or else its first `format` (skipped if it has neither).
-//! - Video gets a 15-second VAST 4.2 inline ad with an MP4 file, when the
-//!   player accepts `video/mp4` (or names no MIME types) and ads of 15 s.
+//! - An impression whose banner has a size (its `w`/`h`, else its first
+//!   `format`) gets Harbor Line Cruises' responsive HTML5 creative at that
+//!   size.
+//! - Otherwise, an impression whose video player takes `video/mp4` (or
+//!   names no MIME types) and 15-second ads gets a 15-second VAST 4.2 inline
+//!   ad.
 //!
 //! The markup for banners is written into a buffer the strategy keeps, so
 //! sizing a creative costs no allocation once the buffer has grown.
