@@ -29,7 +29,9 @@
 
 pub mod admin;
 pub mod auction;
+pub mod auth;
 pub mod bid;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod http;

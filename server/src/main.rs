@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use gavel::client::{self, Client};
 use gavel::config::{Config, DataDir};
+use gavel::runtime::{Isolation, StrategySettings};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -22,6 +24,56 @@ struct Cli {
 enum Command {
     /// Serve bids (default: 127.0.0.1:8080) and the admin API (127.0.0.1:8081).
     Serve(ServeArgs),
+    /// Manage strategies through the admin API.
+    Strategy(StrategyArgs),
+}
+
+#[derive(Args)]
+struct StrategyArgs {
+    /// Admin port address.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    admin: SocketAddr,
+    /// File holding the bearer token (default: the GAVEL_TOKEN variable).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    action: StrategyAction,
+}
+
+#[derive(Subcommand)]
+enum StrategyAction {
+    /// Upload a new version; it is validated, stored and made live.
+    Upload {
+        tenant: String,
+        /// The WebAssembly module.
+        module: PathBuf,
+        /// Fuel per call (default 10000000).
+        #[arg(long)]
+        fuel_per_call: Option<u64>,
+        /// Wall-clock budget per call in microseconds (default 5000).
+        #[arg(long)]
+        deadline_us: Option<u64>,
+        /// Linear memory cap in bytes (default 16 MiB).
+        #[arg(long)]
+        memory_bytes_max: Option<u64>,
+        /// A fresh instance for every request instead of one per core.
+        #[arg(long)]
+        per_request: bool,
+    },
+    /// List tenants, their versions and state.
+    List,
+    /// Make a stored version live.
+    Activate { tenant: String, version: u64 },
+    /// Go back to the previously active version.
+    Rollback { tenant: String },
+    /// Stop a tenant from bidding.
+    Pause { tenant: String },
+    /// Let a paused tenant bid again.
+    Resume { tenant: String },
+    /// Delete a version that is not active.
+    Delete { tenant: String, version: u64 },
+    /// Create a tenant (operator only); prints its token once.
+    CreateTenant { tenant: String },
 }
 
 #[derive(Args)]
@@ -56,6 +108,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Strategy(args) => strategy(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,5 +146,67 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     gavel::serve::serve(config)?;
+    Ok(())
+}
+
+fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let client = Client {
+        admin: args.admin,
+        token: client::token(args.token_file.as_deref())?,
+    };
+    let answer = match args.action {
+        StrategyAction::Upload {
+            tenant,
+            module,
+            fuel_per_call,
+            deadline_us,
+            memory_bytes_max,
+            per_request,
+        } => {
+            let wasm =
+                std::fs::read(&module).map_err(|e| format!("reading {}: {e}", module.display()))?;
+            let defaults = StrategySettings::default();
+            let settings = StrategySettings {
+                fuel_per_call: fuel_per_call.unwrap_or(defaults.fuel_per_call),
+                deadline_us: deadline_us.unwrap_or(defaults.deadline_us),
+                memory_bytes_max: memory_bytes_max.unwrap_or(defaults.memory_bytes_max),
+                isolation: if per_request {
+                    Isolation::PerRequest
+                } else {
+                    Isolation::Persistent
+                },
+                ..defaults
+            };
+            let path = format!(
+                "/v1/tenants/{tenant}/versions?{}",
+                client::settings_query(&settings)
+            );
+            client.call("POST", &path, &wasm)?
+        }
+        StrategyAction::List => client.call("GET", "/v1/tenants", &[])?,
+        StrategyAction::Activate { tenant, version } => client.call(
+            "POST",
+            &format!("/v1/tenants/{tenant}/versions/{version}/activate"),
+            &[],
+        )?,
+        StrategyAction::Rollback { tenant } => {
+            client.call("POST", &format!("/v1/tenants/{tenant}/rollback"), &[])?
+        }
+        StrategyAction::Pause { tenant } => {
+            client.call("POST", &format!("/v1/tenants/{tenant}/pause"), &[])?
+        }
+        StrategyAction::Resume { tenant } => {
+            client.call("POST", &format!("/v1/tenants/{tenant}/resume"), &[])?
+        }
+        StrategyAction::Delete { tenant, version } => client.call(
+            "DELETE",
+            &format!("/v1/tenants/{tenant}/versions/{version}"),
+            &[],
+        )?,
+        StrategyAction::CreateTenant { tenant } => {
+            client.call("POST", &format!("/v1/tenants/{tenant}"), &[])?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }

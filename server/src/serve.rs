@@ -1,10 +1,12 @@
 //! `gavel serve`: wires the engine, the tenants, the admin port and the
 //! bid port together, and shuts down cleanly on SIGTERM or SIGINT.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::admin::{self, AdminState};
+use crate::auth::{Auth, Principal};
 use crate::config::Config;
 use crate::error::Error;
 use crate::lineup::Lineup;
@@ -31,6 +33,14 @@ pub fn serve(config: Config) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new(cores));
     let lineup = Arc::new(Lineup::default());
 
+    let data_dir = &config.data_dir.0;
+    let store = Store::open(data_dir).map_err(Error::Store)?;
+    let auth = Arc::new(Auth::open(data_dir).map_err(Error::io(format!(
+        "reading tokens in {}",
+        data_dir.display()
+    )))?);
+    let tenants = Arc::new(Tenants::new(store, runtime.clone(), lineup.clone()));
+
     // The admin port opens first so that /readyz can say "not yet".
     let admin_listener = std::net::TcpListener::bind(config.admin.listen).map_err(Error::io(
         format!("binding the admin port {}", config.admin.listen),
@@ -38,14 +48,14 @@ pub fn serve(config: Config) -> Result<(), Error> {
     let admin = Arc::new(AdminState {
         config: config.admin.clone(),
         metrics: metrics.clone(),
+        tenants: tenants.clone(),
+        auth: auth.clone(),
         ready: AtomicBool::new(false),
     });
     admin::start(admin_listener, admin.clone()).map_err(Error::io("starting the admin thread"))?;
 
-    let store = Store::open(&config.data_dir.0).map_err(Error::Store)?;
-    let tenants = Arc::new(Tenants::new(store, runtime.clone(), lineup.clone()));
-    if tenants.store().tenants().map_err(Error::Store)?.is_empty() {
-        seed_demo(&tenants)?;
+    if tenants.store().tenants().map_err(Error::Store)?.is_empty() && auth.is_empty() {
+        seed_demo(&tenants, &auth, data_dir)?;
     }
     let loaded = tenants.load_all().map_err(|e| Error::Io {
         context: "loading strategies".into(),
@@ -76,8 +86,17 @@ pub fn serve(config: Config) -> Result<(), Error> {
 }
 
 /// First run on an empty data directory: one demo tenant per example
-/// strategy, named after it.
-fn seed_demo(tenants: &Tenants) -> Result<(), Error> {
+/// strategy, named after it, an operator token and one token per tenant.
+/// The tokens are written to `demo-tokens.txt` (owner-only) and never
+/// logged.
+fn seed_demo(tenants: &Tenants, auth: &Auth, data_dir: &Path) -> Result<(), Error> {
+    let mut lines = String::from(
+        "# Gavel demo tokens: send as `Authorization: Bearer <token>` to the admin port.\n",
+    );
+    let token = auth
+        .issue(Principal::Operator)
+        .map_err(Error::io("issuing the operator token"))?;
+    lines.push_str(&format!("operator {token}\n"));
     for example in gavel_strategies::EXAMPLES {
         tenants
             .upload(example.name, example.wasm, &StrategySettings::default())
@@ -88,10 +107,19 @@ fn seed_demo(tenants: &Tenants) -> Result<(), Error> {
                     reason,
                 },
             })?;
+        let token = auth
+            .issue(Principal::Tenant(example.name.into()))
+            .map_err(Error::io("issuing a tenant token"))?;
+        lines.push_str(&format!("tenant {} {token}\n", example.name));
     }
+    let path = data_dir.join("demo-tokens.txt");
+    std::fs::write(&path, lines).map_err(Error::io(format!("writing {}", path.display())))?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(Error::io(format!("restricting {}", path.display())))?;
     tracing::info!(
         tenants = gavel_strategies::EXAMPLES.len(),
-        "empty data directory: demo tenants created"
+        tokens = %path.display(),
+        "empty data directory: demo tenants created; admin tokens are in the tokens file"
     );
     Ok(())
 }

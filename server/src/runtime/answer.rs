@@ -193,7 +193,9 @@ fn check_bid(bid: &StrategyBid<'_>, imp: Imp<'_>, rules: &Rules<'_>) -> Result<(
     }
 }
 
-/// OpenRTB's default floor currency is USD.
+/// OpenRTB's default floor currency is USD. A floor that is not a finite
+/// number (a NaN from a flatbuffer request) admits no bid: no price can be
+/// shown to meet it.
 fn check_floor(
     price: f64,
     floor: Option<f64>,
@@ -204,7 +206,7 @@ fn check_floor(
     if floor > 0.0 && floor_currency.unwrap_or("USD") != currency {
         return Err(BidRejection::Currency);
     }
-    if price < floor {
+    if !floor.is_finite() || price < floor {
         return Err(BidRejection::BelowFloor);
     }
     Ok(())

@@ -23,12 +23,22 @@
 //! exhaust memory, panic, answer garbage) and must be contained by the host.
 
 /// One compiled strategy.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Artifact {
     /// The strategy's folder name, such as `"fixed-cpm"`.
     pub name: &'static str,
     /// The WebAssembly module (release build).
     pub wasm: &'static [u8],
+}
+
+impl std::fmt::Debug for Artifact {
+    /// The module's size, not its bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Artifact")
+            .field("name", &self.name)
+            .field("wasm_bytes", &self.wasm.len())
+            .finish()
+    }
 }
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));

@@ -136,7 +136,8 @@ impl<'a> Bid<'a> {
     }
 
     /// The `Deal.id` this bid is for; it must be a deal of the impression's
-    /// `pmp`, and the price must meet that deal's floor.
+    /// `pmp` that admits the tenant's seat, and the price must meet that
+    /// deal's floor.
     pub fn dealid(self, dealid: &'a str) -> Self {
         Self {
             dealid: Some(dealid),

@@ -146,6 +146,30 @@ pub fn request_time_us() -> i64 {
     abi::request_time_us()
 }
 
+/// OpenRTB's currency for floors that name none (`bidfloorcur` absent), and
+/// the host's default bidder currency.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
+/// A floor (CPM) as the host reads it from an impression's or a deal's
+/// `bidfloor` and `bidfloorcur`: 0 when absent, and `None` when it is above 0
+/// in a currency other than `currency`, the bidder's (the host drops bids on
+/// such floors).
+///
+/// ```
+/// use gavel_sdk::{DEFAULT_CURRENCY, floor_cpm};
+///
+/// assert_eq!(floor_cpm(Some(1.5), None, DEFAULT_CURRENCY), Some(1.5));
+/// assert_eq!(floor_cpm(Some(1.5), Some("EUR"), DEFAULT_CURRENCY), None);
+/// assert_eq!(floor_cpm(None, Some("EUR"), DEFAULT_CURRENCY), Some(0.0));
+/// // A floor that names no currency is in USD.
+/// assert_eq!(floor_cpm(Some(1.5), None, "EUR"), None);
+/// ```
+pub fn floor_cpm(bidfloor: Option<f64>, bidfloorcur: Option<&str>, currency: &str) -> Option<f64> {
+    let floor = bidfloor.unwrap_or(0.0);
+    let other_currency = bidfloorcur.unwrap_or(DEFAULT_CURRENCY) != currency;
+    (!(floor > 0.0 && other_currency)).then_some(floor)
+}
+
 /// Writes a formatted message (as [`format!`] takes) to the tenant's log.
 ///
 /// Messages longer than [`LOG_MESSAGE_BYTES_MAX`] are cut; the host drops

@@ -10,15 +10,26 @@
 //! - otherwise the table's maximum, if the deal's floor (`deal.bidfloor`,
 //!   0 when absent) is at or below it.
 //!
+//! A deal is skipped when its floor is in a currency other than USD
+//! (`deal.bidfloorcur`), the bidder's, or when it names the seats it admits
+//! (`deal.wseat`) and [`SEAT`] is not one of them.
+//!
 //! It then bids once per impression, on the deal with the highest such price,
 //! with `dealid` set and Orchard Street Bank's 300x250 banner. Impressions
 //! that take no 300x250 banner (`banner.w`/`h` or a `format`), have no deals,
-//! or only unknown or too expensive ones, get no bid. Deal floors are read as
-//! being in the bidder's currency. The strategy keeps no state.
+//! or only unknown or too expensive ones, get no bid. The strategy keeps no
+//! state.
 
 #![forbid(unsafe_code)]
 
-use gavel_sdk::{Banner, Bid, BidRequest, Bids, Deal, Imp, Strategy, mtype};
+use gavel_sdk::{
+    Banner, Bid, BidRequest, Bids, DEFAULT_CURRENCY, Deal, Imp, Strategy, floor_cpm, mtype,
+};
+
+/// The buyer seat this strategy bids as: the tenant id it runs under, which
+/// the host reports as the bid's `seat` and checks against `deal.wseat`. It
+/// is the seat of the deal in the IAB example request `pmp-direct-deal`.
+pub const SEAT: &str = "Agency1";
 
 /// A deal the buyer negotiated, and the most it pays on it (CPM).
 #[derive(Clone, Copy, Debug)]
@@ -121,8 +132,11 @@ fn best_deal<'a>(imp: &Imp<'a>) -> Option<(Deal<'a>, f64)> {
 /// than we pay.
 fn price_cpm(deal: &Deal<'_>) -> Option<f64> {
     let known = KNOWN_DEALS.iter().find(|known| known.id == deal.id())?;
-    let floor = deal.bidfloor().unwrap_or(0.0);
-    if floor > known.price_cpm_max {
+    let floor = floor_cpm(deal.bidfloor(), deal.bidfloorcur(), DEFAULT_CURRENCY)?;
+    let seat_admitted = deal
+        .wseat()
+        .is_none_or(|seats| seats.iter().any(|seat| seat == SEAT));
+    if floor > known.price_cpm_max || !seat_admitted {
         return None;
     }
     Some(if deal.at() == Some(AUCTION_FIXED_PRICE) {
@@ -211,7 +225,12 @@ mod tests {
                 {"id": "6", "banner": {"w": 728, "h": 90},
                  "pmp": {"deals": [{"id": "AB-Agency1-0001"}]}},
                 {"id": "7", "video": {"w": 640, "h": 480},
-                 "pmp": {"deals": [{"id": "AB-Agency1-0001"}]}}
+                 "pmp": {"deals": [{"id": "AB-Agency1-0001"}]}},
+                {"id": "8", "banner": {"w": 300, "h": 250}, "pmp": {"deals": [
+                    {"id": "AB-Agency1-0001", "wseat": ["Agency2"]},
+                    {"id": "OSB-premium-finance-q4", "bidfloor": 5.0, "bidfloorcur": "EUR"},
+                    {"id": "XY-Agency2-0001", "wseat": ["Agency2", "Agency1"]}
+                ]}}
             ]}"#,
         );
         let chosen: Vec<_> = bids
@@ -223,6 +242,7 @@ mod tests {
             [
                 ("1", Some("OSB-premium-finance-q4"), 9.50),
                 ("5", Some("XY-Agency2-0001"), 1.75),
+                ("8", Some("XY-Agency2-0001"), 1.75),
             ]
         );
     }

@@ -7,16 +7,16 @@
 //! skipped when:
 //!
 //! - it has no banner, or accepts none of those sizes;
-//! - its floor (`bidfloor`) is above 1.50;
+//! - its floor (`bidfloor`) is above 1.50, or is in a currency other than
+//!   USD (`bidfloorcur`), the bidder's;
 //! - it is a private auction (`pmp.private_auction = 1`): only deal bids
 //!   may win there, and this strategy buys no deals.
 //!
-//! Floors are read as being in the bidder's currency, as the host compares
-//! them. The strategy keeps no state.
+//! The strategy keeps no state.
 
 #![forbid(unsafe_code)]
 
-use gavel_sdk::{Banner, Bid, BidRequest, Bids, Imp, Strategy, mtype};
+use gavel_sdk::{Banner, Bid, BidRequest, Bids, DEFAULT_CURRENCY, Imp, Strategy, floor_cpm, mtype};
 
 /// The price of every bid, CPM.
 pub const PRICE_CPM: f64 = 1.50;
@@ -79,7 +79,8 @@ pub struct FixedCpm;
 impl Strategy for FixedCpm {
     fn bid(&mut self, request: BidRequest<'_>, bids: &mut Bids) {
         for imp in request.imp() {
-            if imp.bidfloor().unwrap_or(0.0) > PRICE_CPM || is_private_auction(&imp) {
+            let floor = floor_cpm(imp.bidfloor(), imp.bidfloorcur(), DEFAULT_CURRENCY);
+            if !floor.is_some_and(|floor| floor <= PRICE_CPM) || is_private_auction(&imp) {
                 continue;
             }
             let Some(creative) = imp.banner().and_then(creative_for) else {
@@ -208,12 +209,14 @@ mod tests {
             br#"{"id": "r", "imp": [
                 {"id": "over", "bidfloor": 1.51, "banner": {"w": 300, "h": 250}},
                 {"id": "equal", "bidfloor": 1.5, "banner": {"w": 300, "h": 250}},
+                {"id": "euro", "bidfloor": 1.0, "bidfloorcur": "EUR", "banner": {"w": 300, "h": 250}},
+                {"id": "dollar", "bidfloor": 1.0, "bidfloorcur": "USD", "banner": {"w": 300, "h": 250}},
                 {"id": "open-auction-pmp", "pmp": {"private_auction": 0}, "banner": {"w": 320, "h": 50}},
                 {"id": "wrong-size", "banner": {"w": 160, "h": 600}},
                 {"id": "no-size", "banner": {}}
             ]}"#,
         );
         let impids: Vec<_> = bids.iter().map(|bid| bid.impid.as_str()).collect();
-        assert_eq!(impids, ["equal", "open-auction-pmp"]);
+        assert_eq!(impids, ["equal", "dollar", "open-auction-pmp"]);
     }
 }

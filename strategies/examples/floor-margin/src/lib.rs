@@ -3,7 +3,9 @@
 //! For every banner or video impression, bids the impression's floor times
 //! [`MARGIN`] (1.2), at most [`PRICE_CPM_MAX`] (20.00); an impression with no
 //! floor (absent or 0) gets [`DEFAULT_PRICE_CPM`] (0.50). When even the cap
-//! is below the floor, the impression is skipped. So are private auctions
+//! is below the floor, or the floor is in a currency other than USD
+//! (`bidfloorcur`), the bidder's, the impression is skipped. So are private
+//! auctions
 //! (`pmp.private_auction = 1`; this strategy buys no deals) and impressions
 //! it has no creative for. The creative is chosen thus:
 //!
@@ -21,7 +23,7 @@
 
 use std::fmt::Write;
 
-use gavel_sdk::{Bid, BidRequest, Bids, Imp, Strategy, Video, mtype};
+use gavel_sdk::{Bid, BidRequest, Bids, DEFAULT_CURRENCY, Imp, Strategy, Video, floor_cpm, mtype};
 
 /// What the bid adds on top of the floor: 20 %.
 pub const MARGIN: f64 = 1.2;
@@ -72,7 +74,8 @@ impl Strategy for FloorMargin {
             if is_private_auction(&imp) {
                 continue;
             }
-            let Some(price) = price_cpm(imp.bidfloor().unwrap_or(0.0)) else {
+            let floor = floor_cpm(imp.bidfloor(), imp.bidfloorcur(), DEFAULT_CURRENCY);
+            let Some(price) = floor.and_then(price_cpm) else {
                 continue;
             };
             if let Some((w, h)) = imp.banner().and_then(|banner| {
@@ -230,6 +233,7 @@ mod tests {
                 {"id": "floor-10", "bidfloor": 10, "banner": {"format": [{"w": 300, "h": 600}]}},
                 {"id": "floor-18", "bidfloor": 18, "banner": {"w": 320, "h": 50}},
                 {"id": "floor-25", "bidfloor": 25, "banner": {"w": 320, "h": 50}},
+                {"id": "euro", "bidfloor": 1, "bidfloorcur": "EUR", "banner": {"w": 320, "h": 50}},
                 {"id": "no-size", "banner": {}},
                 {"id": "audio", "audio": {"mimes": ["audio/mp4"]}}
             ]}"#,

@@ -2,8 +2,8 @@
 //!
 //! Bids [`PRICE_CPM`] (2.00) with Brightwave Audio's 300x250 banner on
 //! banner impressions that take that size (`banner.w`/`h` or a `format`)
-//! with a floor at or below the price, and not in private auctions, until
-//! this second's budget is spent:
+//! with a floor at or below the price, in USD, and not in private auctions,
+//! until this second's budget is spent:
 //!
 //! - Each bid is counted as spent at once: the strategy never learns whether
 //!   it won, so it assumes it did and can never overspend. One impression
@@ -25,7 +25,7 @@
 
 #![forbid(unsafe_code)]
 
-use gavel_sdk::{Banner, Bid, BidRequest, Bids, Strategy, mtype};
+use gavel_sdk::{Banner, Bid, BidRequest, Bids, DEFAULT_CURRENCY, Strategy, floor_cpm, mtype};
 
 /// One unit of currency, in the micro-units money is counted in.
 const MICROS_PER_UNIT: u64 = 1_000_000;
@@ -85,8 +85,9 @@ impl Strategy for Pacing {
         }
         for imp in request.imp() {
             let private = imp.pmp().and_then(|pmp| pmp.private_auction()) == Some(1);
+            let floor = floor_cpm(imp.bidfloor(), imp.bidfloorcur(), DEFAULT_CURRENCY);
             if private
-                || imp.bidfloor().unwrap_or(0.0) > PRICE_CPM
+                || !floor.is_some_and(|floor| floor <= PRICE_CPM)
                 || !imp.banner().is_some_and(takes_our_size)
             {
                 continue;

@@ -3,8 +3,8 @@
 //!
 //! Summit Gear's climbing campaign bids [`PRICE_CPM`] (2.50) on banner
 //! impressions of 320x50, 300x250 or 728x90 (the banner's `w`/`h`, else its
-//! first accepted `format`) with a floor at or below that, when the request
-//! passes every rule:
+//! first accepted `format`) with a floor at or below that, in USD, when the
+//! request passes every rule:
 //!
 //! - **Geo**: `device.geo` is in the United States in California, Oregon,
 //!   Washington or Colorado (`country` "USA", `region` "CA", "OR", "WA",
@@ -25,7 +25,7 @@
 #![forbid(unsafe_code)]
 
 use gavel_sdk::flatbuffers::{ForwardsUOffset, Vector};
-use gavel_sdk::{Banner, Bid, BidRequest, Bids, Imp, Strategy, mtype};
+use gavel_sdk::{Banner, Bid, BidRequest, Bids, DEFAULT_CURRENCY, Imp, Strategy, floor_cpm, mtype};
 
 /// The price of every bid, CPM.
 pub const PRICE_CPM: f64 = 2.50;
@@ -105,7 +105,8 @@ impl Strategy for Targeting {
             return;
         }
         for imp in request.imp() {
-            if imp.bidfloor().unwrap_or(0.0) > PRICE_CPM || is_private_auction(&imp) {
+            let floor = floor_cpm(imp.bidfloor(), imp.bidfloorcur(), DEFAULT_CURRENCY);
+            if !floor.is_some_and(|floor| floor <= PRICE_CPM) || is_private_auction(&imp) {
                 continue;
             }
             let Some(creative) = imp.banner().and_then(creative_for) else {

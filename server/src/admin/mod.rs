@@ -1,6 +1,8 @@
-//! The admin port: metrics, health and readiness (and, in `api`, the
-//! strategy management API). Served by plain threads, off the serving
+//! The admin port: metrics, health and readiness, and the strategy
+//! management API ([`api`]). Served by plain threads, off the serving
 //! cores: admin work (compiling an upload) must never delay a bid.
+
+pub mod api;
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -8,9 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::auth::Auth;
 use crate::config::AdminConfig;
 use crate::http::Response;
 use crate::metrics::Metrics;
+use crate::tenants::Tenants;
 
 /// Largest admin request head, in bytes.
 const HEAD_BYTES_MAX: usize = 16 << 10;
@@ -22,6 +26,8 @@ const HEADERS_MAX: usize = 32;
 pub struct AdminState {
     pub config: AdminConfig,
     pub metrics: Arc<Metrics>,
+    pub tenants: Arc<Tenants>,
+    pub auth: Arc<Auth>,
     /// Set once every stored strategy is loaded and the bid port is open.
     pub ready: AtomicBool,
 }
@@ -170,17 +176,21 @@ fn dispatch(raw: &[u8], head_len: usize, state: &AdminState) -> Reply {
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("authorization"))
         .and_then(|h| std::str::from_utf8(h.value).ok());
-    let path = parsed.path.unwrap_or("/");
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let request = Request {
         method: parsed.method.unwrap_or(""),
-        path: path.split('?').next().unwrap_or(path),
+        path,
         authorization,
         body: &raw[head_len..],
     };
-    route(&request, state)
+    route(&request, query, state)
 }
 
-fn route(request: &Request<'_>, state: &AdminState) -> Reply {
+fn route(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
+    if request.path.starts_with("/v1/") {
+        return api::handle(request, query, state);
+    }
     match (request.method, request.path) {
         ("GET", "/metrics") => Reply {
             status: 200,
