@@ -32,6 +32,11 @@
 //! | field access on a verified view | a bounds-checked load or two |
 //! | [`json::Encoder::bid_request`] | one parse plus one flatbuffer build; allocations only for arrays |
 //!
+//! Recorded and synthesized traffic is stored in capture files ([`capture`],
+//! feature `capture`): a versioned header, then one checksummed record per
+//! request with its arrival time. The server writes them and `gavel-loadgen`
+//! replays them.
+//!
 //! Without the `json` feature this crate is `no_std`-friendly generated code
 //! plus the verifier, which is what strategies compiled to WebAssembly use.
 
@@ -70,5 +75,8 @@ pub mod verify;
 
 #[cfg(feature = "json")]
 pub mod json;
+
+#[cfg(feature = "capture")]
+pub mod capture;
 
 pub use flatbuffers;

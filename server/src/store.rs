@@ -85,6 +85,10 @@ pub struct TenantState {
     pub history: Vec<u64>,
     /// A paused tenant is not asked to bid.
     pub paused: bool,
+    /// The number the next upload gets: version numbers are never reused,
+    /// even after a delete, so a number always means the same module.
+    #[serde(default)]
+    pub next_version: u64,
 }
 
 pub fn check_tenant_id(tenant: &str) -> Result<(), StoreError> {
@@ -287,7 +291,10 @@ impl Store {
     ) -> Result<VersionMeta, StoreError> {
         self.create_tenant(tenant)?;
         let dir = self.versions_dir(tenant)?;
-        let mut next = 1;
+        let mut state = self.state(tenant)?;
+        // The recorded counter, or past any file on disk should the counter
+        // lag (a crash after the files but before the state was written).
+        let mut next = state.next_version.max(1);
         for entry in fs::read_dir(&dir).map_err(io_err(format!("listing {}", dir.display())))? {
             let path = entry.map_err(io_err("listing versions"))?.path();
             if let Some(n) = path
@@ -315,6 +322,8 @@ impl Store {
             .map_err(|e| io_err("encoding metadata")(io::Error::other(e)))?;
         write_atomic(&meta_path, &text)
             .map_err(io_err(format!("writing {}", meta_path.display())))?;
+        state.next_version = next + 1;
+        self.write_state(tenant, &state)?;
         Ok(meta)
     }
 

@@ -39,6 +39,9 @@ pub use host::HostState;
 pub use slot::{CallContext, NoBidReason, Outcome, TenantSlot, TenantStats};
 pub use validate::RejectReason;
 
+/// The largest memory a 32-bit wasm module can address.
+const WASM32_MEMORY_BYTES_MAX: usize = 1 << 32;
+
 /// How a tenant's instances live.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,8 +102,7 @@ pub struct StrategyCaps {
     pub fuel_per_call_max: u64,
     /// Highest `deadline_us` a tenant may set. Default 50 ms.
     pub deadline_us_max: u64,
-    /// Highest `memory_bytes_max` a tenant may set; also the pooling
-    /// allocator's slot size. Default 64 MiB.
+    /// Highest `memory_bytes_max` a tenant may set. Default 64 MiB.
     pub memory_bytes_max: u64,
     /// Highest `log_bytes_per_second`. Default 64 KiB.
     pub log_bytes_per_second_max: u32,
@@ -239,7 +241,11 @@ impl Runtime {
             .total_tables(config.instances_max)
             .max_memories_per_module(1)
             .max_tables_per_module(1)
-            .max_memory_size(usize::try_from(config.caps.memory_bytes_max).unwrap_or(usize::MAX))
+            // Slots span the whole 32-bit space (reserved, not committed:
+            // wasmtime reserves 4 GiB per memory by default anyway); the
+            // real cap is per tenant, enforced by validation and the store's
+            // limiter, so that a too-large module gets a clear reason.
+            .max_memory_size(WASM32_MEMORY_BYTES_MAX)
             // Rust strategies' function tables are small; a cap keeps a
             // hostile module from claiming a huge table slot.
             .table_elements(10_000);

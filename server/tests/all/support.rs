@@ -96,6 +96,12 @@ impl Server {
         );
         let config_path = data_dir.path().join("gavel.toml");
         std::fs::write(&config_path, config).expect("config written");
+        // The server's log goes next to its data, for failing tests to show.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(data_dir.path().join("gavel.log"))
+            .expect("log file");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
             .args(["serve", "--config"])
             .arg(&config_path)
@@ -103,7 +109,7 @@ impl Server {
             .arg(data_dir.path())
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("gavel starts");
         let mut server = Server {
@@ -166,16 +172,19 @@ impl Server {
         assert!(status.is_ok_and(|s| s.success()), "kill -{signal}");
     }
 
-    /// Waits for the process to exit and returns its status.
-    pub fn wait(mut self) -> std::process::ExitStatus {
+    /// Waits for the process to end on its own (a crash, a kill) and hands
+    /// back its exit status and data directory.
+    pub fn exited(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
+        let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
+                break status;
             }
             assert!(std::time::Instant::now() < until, "gavel did not exit");
             std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        (status, std::mem::replace(&mut self.data_dir, dir))
     }
 
     /// Stops the process and hands back its data directory.
@@ -267,7 +276,8 @@ pub fn read_response(
 
 pub fn connect(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpStream> {
     let stream = std::net::TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    // Long enough for an upload (compile and test call) on a loaded machine.
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
     Ok(stream)
 }
 
