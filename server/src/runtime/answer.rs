@@ -162,15 +162,14 @@ fn check_bid(bid: &StrategyBid<'_>, imp: Imp<'_>, rules: &Rules<'_>) -> Result<(
         return Err(BidRejection::BadPrice);
     }
     let request = &rules.request;
-    if let Some(domains) = bid.adomain() {
-        if domains.iter().any(|d| contains(request.badv(), d)) {
-            return Err(BidRejection::Blocked);
-        }
-    }
-    if let Some(cats) = bid.cat() {
-        if cats.iter().any(|c| contains(request.bcat(), c)) {
-            return Err(BidRejection::Blocked);
-        }
+    let blocked_domain = bid
+        .adomain()
+        .is_some_and(|ds| ds.iter().any(|d| contains(request.badv(), d)));
+    let blocked_category = bid
+        .cat()
+        .is_some_and(|cs| cs.iter().any(|c| contains(request.bcat(), c)));
+    if blocked_domain || blocked_category {
+        return Err(BidRejection::Blocked);
     }
     let pmp = imp.pmp();
     match bid.dealid() {

@@ -128,12 +128,9 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("gavel exited during start-up: {status}");
             }
-            if let Ok(response) =
-                try_request(self.admin, b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
-            {
-                if response.status == 200 {
-                    return;
-                }
+            let ready = try_request(self.admin, b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
+            if ready.is_ok_and(|response| response.status == 200) {
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

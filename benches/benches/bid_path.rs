@@ -1,0 +1,119 @@
+//! Server-side time per bid request, in process: decode, fan out, check,
+//! auction and encode, as one core does it (no sockets). With 1 and 10
+//! tenants, in JSON and flatbuffers; the baseline beside them is the same
+//! path with no tenant (decode and a no-bid answer only).
+//! Results and machine: `benches/RESULTS.md`.
+//!
+//! Run: `cargo bench -p gavel-benches --bench bid_path`
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use gavel::bid::{BidCore, BidRequestIn};
+use gavel::config::BidConfig;
+use gavel::http;
+use gavel::lineup::Lineup;
+use gavel::metrics::{CoreLatency, Metrics, RequestOutcome};
+use gavel::runtime::breaker::BreakerConfig;
+use gavel::runtime::{Runtime, RuntimeConfig, StrategySettings};
+
+fn simple_banner() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/openrtb-2.6/jsonschema/examples/bid-requests/simple-banner.json");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn raw_request(content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut raw = format!("POST /bid HTTP/1.1\r\nHost: b\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+/// A core with `tenants` strategies: the five examples in turn.
+fn core(runtime: &Arc<Runtime>, tenants: usize) -> BidCore {
+    let lineup = Arc::new(Lineup::default());
+    let strategies = (0..tenants)
+        .map(|i| {
+            let example = &gavel_strategies::EXAMPLES[i % gavel_strategies::EXAMPLES.len()];
+            runtime
+                .compile(
+                    &format!("{}-{i}", example.name),
+                    1,
+                    example.wasm,
+                    StrategySettings::default(),
+                )
+                .expect("compiles")
+        })
+        .collect();
+    lineup.publish(strategies);
+    let metrics = Arc::new(Metrics::new(1));
+    BidCore::new(
+        0,
+        Arc::new(BidConfig::default()),
+        BreakerConfig::default(),
+        runtime.clone(),
+        lineup,
+        metrics,
+        Rc::new(CoreLatency::default()),
+    )
+}
+
+fn bench_bid_path(c: &mut Criterion) {
+    let runtime = Arc::new(
+        Runtime::new(RuntimeConfig {
+            instances_max: 64,
+            ..RuntimeConfig::default()
+        })
+        .expect("engine"),
+    );
+    let json = simple_banner();
+    let fb = gavel_schemas::json::Encoder::new()
+        .bid_request(&json)
+        .expect("valid")
+        .to_vec();
+    let mut group = c.benchmark_group("bid_path");
+    for (format, content_type, body) in [
+        ("json", "application/json", &json),
+        ("flatbuffers", "application/x-flatbuffers", &fb),
+    ] {
+        let raw = raw_request(content_type, body);
+        let head = http::parse_head(&raw, 8192, 1 << 20)
+            .expect("valid")
+            .expect("complete");
+        let body = &raw[head.head_len..];
+        for tenants in [0usize, 1, 10] {
+            let mut core = core(&runtime, tenants);
+            let mut out = Vec::with_capacity(8192);
+            let expected = if tenants == 0 {
+                RequestOutcome::NoBid
+            } else {
+                RequestOutcome::Bid
+            };
+            let mut handle = || {
+                out.clear();
+                core.handle(
+                    BidRequestIn {
+                        head: &head,
+                        body,
+                        arrival: Instant::now(),
+                    },
+                    &mut out,
+                )
+            };
+            assert_eq!(handle(), expected);
+            let name = if tenants == 0 {
+                "baseline_no_tenants".to_string()
+            } else {
+                format!("{tenants}_tenants")
+            };
+            group.bench_function(BenchmarkId::new(format, name), |b| b.iter(&mut handle));
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_bid_path);
+criterion_main!(benches);
