@@ -32,12 +32,18 @@ fn raw_request(content_type: &str, body: &[u8]) -> Vec<u8> {
     raw
 }
 
-/// A core with `tenants` strategies: the five examples in turn.
+/// A core with `tenants` strategies: the five examples in turn, starting
+/// with fixed-cpm (which bids on the simple banner).
 fn core(runtime: &Arc<Runtime>, tenants: usize) -> BidCore {
     let lineup = Arc::new(Lineup::default());
     let strategies = (0..tenants)
         .map(|i| {
-            let example = &gavel_strategies::EXAMPLES[i % gavel_strategies::EXAMPLES.len()];
+            let examples = gavel_strategies::EXAMPLES;
+            let first = examples
+                .iter()
+                .position(|e| e.name == "fixed-cpm")
+                .expect("fixed-cpm");
+            let example = &examples[(first + i) % examples.len()];
             runtime
                 .compile(
                     &format!("{}-{i}", example.name),

@@ -669,6 +669,30 @@ mod tests {
     }
 
     #[test]
+    fn the_example_in_capture_md_is_what_the_writer_writes() {
+        let header = Header {
+            created_at_unix_ns: 0,
+            source: "synth".into(),
+        };
+        let mut writer = CaptureWriter::new(Vec::new(), &header).unwrap();
+        writer
+            .write(0, ContentType::Json, br#"{"id":"1","imp":[{"id":"1"}]}"#)
+            .unwrap();
+        let bytes = writer.finish().unwrap();
+        let expected: &[u8] = &[
+            0x47, 0x41, 0x56, 0x45, 0x4c, 0x43, 0x41, 0x50, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x00, 0x73, 0x79, 0x6e, 0x74, 0x68, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x1d, 0x00, 0x00, 0x00, 0x2e, 0xb8,
+            0x2c, 0x6f,
+        ];
+        assert_eq!(&bytes[..expected.len()], expected);
+        assert_eq!(
+            &bytes[expected.len()..],
+            br#"{"id":"1","imp":[{"id":"1"}]}"#
+        );
+    }
+
+    #[test]
     fn an_empty_capture_has_a_header_and_no_records() {
         let bytes = CaptureWriter::new(Vec::new(), &header())
             .unwrap()

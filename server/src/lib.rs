@@ -37,6 +37,7 @@ pub mod error;
 pub mod http;
 pub mod lineup;
 pub mod metrics;
+pub mod recorder;
 pub mod runtime;
 pub mod serve;
 pub mod shard;

@@ -96,6 +96,18 @@ struct ServeArgs {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Record sampled bid requests to this capture file (it must not exist).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Fraction of requests recorded, in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    record_sample_rate: f64,
+    /// Stop recording after this many bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    record_max_bytes: u64,
+    /// Stop recording after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    record_max_seconds: u64,
 }
 
 fn main() -> ExitCode {
@@ -145,7 +157,15 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
-    gavel::serve::serve(config)?;
+    let recording = args.record.map(|path| {
+        let spec = gavel::recorder::RecordingSpec {
+            sample_rate: args.record_sample_rate,
+            max_bytes: args.record_max_bytes,
+            max_seconds: args.record_max_seconds,
+        };
+        (path, spec)
+    });
+    gavel::serve::serve(config, recording)?;
     Ok(())
 }
 

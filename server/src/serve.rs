@@ -1,7 +1,7 @@
 //! `gavel serve`: wires the engine, the tenants, the admin port and the
 //! bid port together, and shuts down cleanly on SIGTERM or SIGINT.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,13 +11,16 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::lineup::Lineup;
 use crate::metrics::Metrics;
+use crate::recorder::{Recorder, RecordingSpec};
 use crate::runtime::{Runtime, StrategySettings};
 use crate::shard::{self, Shared};
 use crate::store::Store;
 use crate::tenants::{TenantError, Tenants};
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
-pub fn serve(config: Config) -> Result<(), Error> {
+/// `recording`: record sampled bid requests to this capture file from the
+/// start.
+pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Result<(), Error> {
     config.validate()?;
     let config = Arc::new(config);
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -32,6 +35,7 @@ pub fn serve(config: Config) -> Result<(), Error> {
     let cores = shard::core_count(&config);
     let metrics = Arc::new(Metrics::new(cores));
     let lineup = Arc::new(Lineup::default());
+    let recorder = Arc::new(Recorder::new(cores));
 
     let data_dir = &config.data_dir.0;
     let store = Store::open(data_dir).map_err(Error::Store)?;
@@ -50,6 +54,9 @@ pub fn serve(config: Config) -> Result<(), Error> {
         metrics: metrics.clone(),
         tenants: tenants.clone(),
         auth: auth.clone(),
+        recorder: recorder.clone(),
+        recordings_dir: data_dir.join("recordings"),
+        bid_listen: config.bid.listen,
         ready: AtomicBool::new(false),
     });
     admin::start(admin_listener, admin.clone()).map_err(Error::io("starting the admin thread"))?;
@@ -63,11 +70,19 @@ pub fn serve(config: Config) -> Result<(), Error> {
     })?;
     tracing::info!(tenants = loaded, data_dir = %config.data_dir.0.display(), "strategies loaded");
 
+    if let Some((path, spec)) = recording {
+        let source = format!("gavel serve {}", config.bid.listen);
+        recorder
+            .start(&path, spec, source)
+            .map_err(|e| Error::io("starting the recording")(std::io::Error::other(e)))?;
+    }
+
     let shared = Arc::new(Shared {
         config: config.clone(),
         runtime,
         lineup,
         metrics,
+        recorder: recorder.clone(),
         shutdown: shutdown.clone(),
     });
     let shards = shard::start(shared).map_err(Error::io("starting the bid port"))?;
@@ -81,6 +96,14 @@ pub fn serve(config: Config) -> Result<(), Error> {
     tracing::info!(bid = %config.bid.listen, admin = %config.admin.listen, cores, "gavel is serving");
 
     let _ = shards.join_all();
+    let recording = recorder.stop();
+    if recording.recorded > 0 {
+        tracing::info!(
+            recorded = recording.recorded,
+            dropped = recording.dropped,
+            "recording closed"
+        );
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }

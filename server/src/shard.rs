@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
+use gavel_schemas::capture::ContentType;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
@@ -29,6 +30,7 @@ use crate::lineup::Lineup;
 use crate::metrics::{
     CoreLatency, CoreMetrics, Format, LATENCY_FOLD_INTERVAL, Metrics, RequestOutcome,
 };
+use crate::recorder::{CoreSampler, Recorder};
 use crate::runtime::Runtime;
 
 /// Bytes read from a socket at a time. Typical requests are 1-2 KB; a
@@ -52,6 +54,7 @@ pub struct Shared {
     pub runtime: Arc<Runtime>,
     pub lineup: Arc<Lineup>,
     pub metrics: Arc<Metrics>,
+    pub recorder: Arc<Recorder>,
     pub shutdown: Arc<AtomicBool>,
 }
 
@@ -147,8 +150,10 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
 
     // The bid task: one request at a time, yielding between them so that
     // connections keep reading.
+    let recorder = shared.recorder.clone();
     let bid_task = glommio::spawn_local(async move {
         let mut bid = bid;
+        let sampler = CoreSampler::new(core_index);
         while let Some(mut job) = queue.recv().await {
             let body = &job.request[job.head.head_len..];
             let request = BidRequestIn {
@@ -157,7 +162,23 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
                 arrival: job.arrival,
             };
             bid.handle(request, &mut job.out);
-            let _ = job.reply.send(job.out).await;
+            let _ = job.reply.send(std::mem::take(&mut job.out)).await;
+            // After the answer is on its way: recording never delays a bid.
+            let content_type = match job.head.format {
+                Ok(Format::Json) => Some(ContentType::Json),
+                Ok(Format::Flatbuffers) => Some(ContentType::Flatbuffers),
+                _ => None,
+            };
+            if let Some(content_type) = content_type {
+                let body = job.request.slice(job.head.head_len..);
+                recorder.offer(
+                    &sampler,
+                    job.arrival,
+                    content_type,
+                    job.head.gzip_body,
+                    body,
+                );
+            }
             futures_lite::future::yield_now().await;
         }
     });

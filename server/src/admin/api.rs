@@ -10,6 +10,8 @@
 //! | `POST /v1/tenants/{t}/rollback` | operator, t | back to the previous active version |
 //! | `POST /v1/tenants/{t}/pause`, `/resume` | operator, t | stop or restart bidding |
 //! | `DELETE /v1/tenants/{t}/versions/{n}` | operator, t | delete a version that is not active |
+//! | `POST /v1/recording/start?name=&sample_rate=&max_bytes=&max_seconds=` | operator | record bid requests to `<data_dir>/recordings/<name>.gcap` |
+//! | `POST /v1/recording/stop`, `GET /v1/recording` | operator | stop; status |
 //!
 //! Settings are query parameters (`fuel_per_call`, `deadline_us`,
 //! `memory_bytes_max`, `isolation` = `persistent` or `per_request`,
@@ -107,6 +109,12 @@ pub fn handle(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
                 Err(e) => error(500, &format!("issuing a token: {e}")),
             }
         }
+        (method, ["v1", "recording", rest @ ..]) => {
+            if principal != Principal::Operator {
+                return error(403, "only the operator records traffic");
+            }
+            recording(method, rest, query, state)
+        }
         (method, ["v1", "tenants", tenant, rest @ ..]) => {
             // A tenant the token does not reach looks like no tenant at all.
             if !principal.reaches(tenant) || !tenants.store().exists(tenant).unwrap_or(false) {
@@ -157,6 +165,74 @@ fn tenant_call(
         ("POST", ["rollback"]) => state_reply(tenants.rollback(tenant)),
         ("POST", ["pause"]) => state_reply(tenants.set_paused(tenant, true)),
         ("POST", ["resume"]) => state_reply(tenants.set_paused(tenant, false)),
+        _ => error(404, "no such endpoint; see the admin API in the README"),
+    }
+}
+
+/// Recording names: file names under the recordings folder, nothing else.
+fn check_recording_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid recording name {name:?}: use 1-64 of A-Z, a-z, 0-9, '-', '_'"
+        ))
+    }
+}
+
+/// Query of `POST /v1/recording/start`; absent limits take the
+/// [`crate::recorder::RecordingSpec`] defaults.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRecording {
+    name: String,
+    sample_rate: Option<f64>,
+    max_bytes: Option<u64>,
+    max_seconds: Option<u64>,
+}
+
+impl StartRecording {
+    fn spec(&self) -> crate::recorder::RecordingSpec {
+        let defaults = crate::recorder::RecordingSpec::default();
+        crate::recorder::RecordingSpec {
+            sample_rate: self.sample_rate.unwrap_or(defaults.sample_rate),
+            max_bytes: self.max_bytes.unwrap_or(defaults.max_bytes),
+            max_seconds: self.max_seconds.unwrap_or(defaults.max_seconds),
+        }
+    }
+}
+
+fn recording(method: &str, rest: &[&str], query: &str, state: &AdminState) -> Reply {
+    match (method, rest) {
+        ("GET", []) => json(200, &state.recorder.status()),
+        ("POST", ["stop"]) => json(200, &state.recorder.stop()),
+        ("POST", ["start"]) => {
+            let start: StartRecording = match serde_urlencoded::from_str(query) {
+                Ok(start) => start,
+                Err(e) => return error(400, &format!("recording: {e}")),
+            };
+            let spec = start.spec();
+            if let Err(e) = check_recording_name(&start.name).and_then(|()| spec.check()) {
+                return error(400, &e);
+            }
+            if let Err(e) = std::fs::create_dir_all(&state.recordings_dir) {
+                return error(
+                    500,
+                    &format!("creating {}: {e}", state.recordings_dir.display()),
+                );
+            }
+            let path = state.recordings_dir.join(format!("{}.gcap", start.name));
+            let source = format!("gavel serve {}", state.bid_listen);
+            match state.recorder.start(&path, spec, source) {
+                Ok(()) => json(201, &state.recorder.status()),
+                Err(e) => error(409, &e),
+            }
+        }
         _ => error(404, "no such endpoint; see the admin API in the README"),
     }
 }

@@ -6,6 +6,7 @@ pub mod api;
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::auth::Auth;
 use crate::config::AdminConfig;
 use crate::http::Response;
 use crate::metrics::Metrics;
+use crate::recorder::Recorder;
 use crate::tenants::Tenants;
 
 /// Largest admin request head, in bytes.
@@ -28,6 +30,11 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub tenants: Arc<Tenants>,
     pub auth: Arc<Auth>,
+    pub recorder: Arc<Recorder>,
+    /// Where recordings started from the admin API are written.
+    pub recordings_dir: PathBuf,
+    /// The bid port, named in recordings' headers.
+    pub bid_listen: std::net::SocketAddr,
     /// Set once every stored strategy is loaded and the bid port is open.
     pub ready: AtomicBool,
 }
@@ -192,15 +199,51 @@ fn route(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
         return api::handle(request, query, state);
     }
     match (request.method, request.path) {
-        ("GET", "/metrics") => Reply {
-            status: 200,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: state.metrics.render().into_bytes(),
-        },
+        ("GET", "/metrics") => {
+            let mut text = state.metrics.render();
+            render_recorder(&state.recorder, &mut text);
+            Reply {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: text.into_bytes(),
+            }
+        }
         ("GET", "/healthz") => Reply::text(200, "ok\n"),
         ("GET", "/readyz") if state.ready.load(Ordering::Acquire) => Reply::text(200, "ready\n"),
         ("GET", "/readyz") => Reply::text(503, "loading strategies\n"),
         (_, "/metrics" | "/healthz" | "/readyz") => Reply::text(405, "method not allowed: use GET"),
         _ => Reply::text(404, "not found"),
     }
+}
+
+fn render_recorder(recorder: &Recorder, out: &mut String) {
+    use std::fmt::Write as _;
+    let status = recorder.status();
+    let _ = writeln!(
+        out,
+        "# HELP gavel_recording_active Whether bid requests are being recorded."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE gavel_recording_active gauge\ngavel_recording_active {}",
+        u8::from(status.active)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gavel_recorded_requests_total Requests written to the current or last recording."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE gavel_recorded_requests_total counter\ngavel_recorded_requests_total {}",
+        status.recorded
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gavel_recording_dropped_total Sampled requests dropped: a core's recording queue was full."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE gavel_recording_dropped_total counter\ngavel_recording_dropped_total {}",
+        status.dropped
+    );
 }

@@ -42,6 +42,15 @@ pub use validate::RejectReason;
 /// The largest memory a 32-bit wasm module can address.
 const WASM32_MEMORY_BYTES_MAX: usize = 1 << 32;
 
+/// Bytes of each freed memory slot kept resident (see
+/// `PoolingAllocationConfig::linear_memory_keep_resident`). Measured
+/// (`benches/RESULTS.md`): 128 KiB takes a fresh minimal instance from 5.2
+/// to 1.9 us; 1 MiB costs more in memset than it saves in page faults.
+const LINEAR_MEMORY_KEEP_RESIDENT_BYTES: usize = 128 << 10;
+
+/// Bytes of each freed table slot kept resident.
+const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
+
 /// How a tenant's instances live.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -176,10 +185,12 @@ pub struct RuntimeConfig {
     pub wasm_stack_bytes_max: usize,
     /// Caps on tenant settings.
     pub caps: StrategyCaps,
-    /// Charge fuel. Always on in production; benchmarks turn it off to
-    /// measure its cost.
+    /// Charge fuel. Always on in a server (not a setting an operator can
+    /// change); benchmarks turn it off to measure its cost.
+    #[serde(skip)]
     pub fuel: bool,
-    /// Interrupt on epoch deadlines. Always on in production, as `fuel`.
+    /// Interrupt on epoch deadlines. Always on in a server, as `fuel`.
+    #[serde(skip)]
     pub epoch_interruption: bool,
 }
 
@@ -248,7 +259,13 @@ impl Runtime {
             .max_memory_size(WASM32_MEMORY_BYTES_MAX)
             // Rust strategies' function tables are small; a cap keeps a
             // hostile module from claiming a huge table slot.
-            .table_elements(10_000);
+            .table_elements(10_000)
+            // Keep the first pages of a freed slot resident and reset them
+            // with a memset instead of returning them to the kernel: a
+            // fresh instance (per-request isolation, a rebuild after a trap)
+            // then starts without page faults on its hot pages.
+            .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT_BYTES)
+            .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
 
         // Compilation happens on the loader or admin thread, single-threaded
         // (wasmtime's parallel-compilation feature is off): spreading it over

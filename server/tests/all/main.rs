@@ -2,5 +2,6 @@
 
 mod admin;
 mod bid;
+mod record;
 mod runtime;
 mod support;

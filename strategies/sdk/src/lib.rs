@@ -110,7 +110,8 @@ pub type InitError = Box<dyn std::error::Error>;
 /// The errors `gavel_v1_bid` reports to the host, as negative codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BidError {
-    /// `-1`: the request could not be read (its bytes did not verify).
+    /// `-1`: the request could not be read (no room for it in memory, or
+    /// a length the host did not announce).
     Request,
     /// `-2`: the strategy failed (its init failed, or its answer broke a
     /// limit); the reason is in the tenant's log.

@@ -65,13 +65,15 @@ impl<S: Strategy> Host<S> {
 
     /// Runs the strategy on a `BidRequest` flatbuffer and returns its bids
     /// (empty for a no-bid), or the error code `gavel_v1_bid` would return.
-    /// A request the guest refuses room for (over `BID_REQUEST_BYTES_MAX`)
-    /// counts as [`BidError::Request`].
+    /// Like the real host, it verifies the request first: bytes that do not
+    /// verify, or a request the guest refuses room for (over
+    /// `BID_REQUEST_BYTES_MAX`), count as [`BidError::Request`].
     ///
     /// # Panics
     ///
     /// If the answer does not verify as a `StrategyBids`: that is an SDK bug.
     pub fn bid(&mut self, request: &[u8]) -> Result<Vec<OwnedBid>, BidError> {
+        verify::bid_request(request).map_err(|_| BidError::Request)?;
         let input = self.guest.input(request.len()).ok_or(BidError::Request)?;
         input.copy_from_slice(request);
         let Some(answer) = self.guest.bid(request.len())? else {

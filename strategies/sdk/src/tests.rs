@@ -116,14 +116,13 @@ fn no_bids_is_a_no_bid() {
 
 #[test]
 fn unreadable_requests_are_refused_before_the_strategy_runs() {
+    // The test host, like the server, verifies before the guest reads.
     let mut host = Host::<Counter>::new().expect("no init hook");
     assert_eq!(host.bid(b"not a flatbuffer"), Err(BidError::Request));
     assert_eq!(host.bid(&[]), Err(BidError::Request));
     let too_large = vec![0; gavel_schemas::verify::BID_REQUEST_BYTES_MAX + 1];
     assert_eq!(host.bid(&too_large), Err(BidError::Request));
     assert_eq!(host.strategy().calls, 0);
-    let log = testing::take_log();
-    assert!(log[0].starts_with("request refused: "), "{log:?}");
 }
 
 #[test]
