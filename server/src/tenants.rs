@@ -48,7 +48,15 @@ pub struct Tenants {
     /// Live strategy per tenant (paused ones included, not published).
     /// The mutex also serializes every change.
     live: Mutex<BTreeMap<String, (Arc<Strategy>, bool)>>,
+    /// Recently compiled versions, so that a rollback or a switch back is
+    /// as instant as the swap itself. Versions are immutable and their
+    /// numbers never reused, so (tenant, version) is a complete key.
+    compiled: Mutex<Vec<Arc<Strategy>>>,
 }
+
+/// Compiled versions kept for instant switching, across all tenants (the
+/// oldest goes first). Compiled code is a few hundred KB per version.
+pub const COMPILED_VERSIONS_MAX: usize = 64;
 
 impl Tenants {
     pub fn new(store: Store, runtime: Arc<Runtime>, lineup: Arc<Lineup>) -> Self {
@@ -57,6 +65,7 @@ impl Tenants {
             runtime,
             lineup,
             live: Mutex::new(BTreeMap::new()),
+            compiled: Mutex::new(Vec::new()),
         }
     }
 
@@ -79,11 +88,33 @@ impl Tenants {
         self.lineup.publish(active);
     }
 
+    /// A stored version, compiled: from the cache when it was compiled
+    /// recently, else from the store (checked against its hash).
     fn compile(&self, tenant: &str, version: u64) -> Result<Arc<Strategy>, TenantError> {
+        let mut compiled = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(hit) = compiled
+            .iter()
+            .find(|s| &*s.tenant == tenant && s.version == version)
+        {
+            return Ok(hit.clone());
+        }
         let (meta, wasm) = self.store.module(tenant, version)?;
-        Ok(self
+        let strategy = self
             .runtime
-            .compile(tenant, version, &wasm, meta.settings)?)
+            .compile(tenant, version, &wasm, meta.settings)?;
+        remember(&mut compiled, strategy.clone());
+        Ok(strategy)
+    }
+
+    fn forget(&self, tenant: &str, version: u64) {
+        let mut compiled = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        compiled.retain(|s| !(&*s.tenant == tenant && s.version == version));
     }
 
     /// Loads every tenant's active version and publishes the lineup. A
@@ -178,12 +209,18 @@ impl Tenants {
         settings: &StrategySettings,
     ) -> Result<VersionMeta, TenantError> {
         crate::store::check_tenant_id(tenant)?;
-        self.check(tenant, wasm, settings)?;
+        let checked = self.check(tenant, wasm, settings)?;
         let mut live = self.lock();
         let meta = self.store.add_version(tenant, wasm, settings)?;
-        let strategy = self
-            .runtime
-            .compile(tenant, meta.version, wasm, settings.clone())?;
+        // The checked compilation is the one that goes live: no second compile.
+        let strategy = checked.with_version(meta.version);
+        remember(
+            &mut self
+                .compiled
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            strategy.clone(),
+        );
         let state = self.store.activate(tenant, meta.version)?;
         live.insert(tenant.into(), (strategy, state.paused));
         self.publish(&live);
@@ -233,7 +270,9 @@ impl Tenants {
 
     pub fn delete_version(&self, tenant: &str, version: u64) -> Result<TenantState, TenantError> {
         let _live = self.lock();
-        Ok(self.store.delete_version(tenant, version)?)
+        let state = self.store.delete_version(tenant, version)?;
+        self.forget(tenant, version);
+        Ok(state)
     }
 
     pub fn view(&self, tenant: &str) -> Result<TenantView, TenantError> {
@@ -247,4 +286,13 @@ impl Tenants {
             versions: self.store.versions(tenant)?,
         })
     }
+}
+
+/// Adds a compiled version to the cache, dropping the oldest over the cap.
+fn remember(compiled: &mut Vec<Arc<Strategy>>, strategy: Arc<Strategy>) {
+    compiled.retain(|s| !(s.tenant == strategy.tenant && s.version == strategy.version));
+    if compiled.len() >= COMPILED_VERSIONS_MAX {
+        compiled.remove(0);
+    }
+    compiled.push(strategy);
 }

@@ -243,6 +243,20 @@ impl std::fmt::Debug for Strategy {
     }
 }
 
+impl Strategy {
+    /// The same compiled module under another version number (the number
+    /// is known only once the upload is stored).
+    pub fn with_version(&self, version: u64) -> Arc<Strategy> {
+        Arc::new(Strategy {
+            tenant: self.tenant.clone(),
+            version,
+            settings: self.settings.clone(),
+            pre: self.pre.clone(),
+            has_init: self.has_init,
+        })
+    }
+}
+
 impl Runtime {
     /// Builds the engine and starts the epoch ticker thread.
     pub fn new(config: RuntimeConfig) -> Result<Self, wasmtime::Error> {
