@@ -72,6 +72,19 @@ impl<S: Strategy> Host<S> {
     /// # Panics
     ///
     /// If the answer does not verify as a `StrategyBids`: that is an SDK bug.
+    /// [`Self::bid`] on an OpenRTB 2.6 JSON request.
+    ///
+    /// # Panics
+    ///
+    /// If `json` is not a valid OpenRTB request: test data is wrong.
+    pub fn bid_json(&mut self, json: &[u8]) -> Result<Vec<OwnedBid>, BidError> {
+        let mut encoder = gavel_schemas::json::Encoder::new();
+        let request = encoder
+            .bid_request(json)
+            .unwrap_or_else(|error| panic!("test request is not valid OpenRTB: {error}"));
+        self.bid(request)
+    }
+
     pub fn bid(&mut self, request: &[u8]) -> Result<Vec<OwnedBid>, BidError> {
         verify::bid_request(request).map_err(|_| BidError::Request)?;
         let input = self.guest.input(request.len()).ok_or(BidError::Request)?;
@@ -145,4 +158,18 @@ pub fn take_log() -> Vec<String> {
 /// thread.
 pub fn set_request_time_us(time_us: i64) {
     abi::stub::set_request_time_us(time_us);
+}
+
+/// An IAB example request from the OpenRTB 2.6 reference folder beside the
+/// repository (`../shared/openrtb-2.6/jsonschema/examples/bid-requests/`),
+/// e.g. `"simple-banner.json"`, as JSON.
+///
+/// # Panics
+///
+/// If the file cannot be read.
+pub fn iab_example(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/openrtb-2.6/jsonschema/examples/bid-requests")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
 }

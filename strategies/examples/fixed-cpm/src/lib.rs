@@ -126,29 +126,17 @@ fn is_private_auction(imp: &Imp<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use gavel_schemas::json::Encoder;
-    use gavel_sdk::testing::{Host, OwnedBid};
+    use gavel_sdk::testing::{self, Host, OwnedBid};
 
     use super::*;
 
     fn bids(json: &[u8]) -> Vec<OwnedBid> {
-        let mut encoder = Encoder::new();
-        let request = encoder
-            .bid_request(json)
-            .expect("test request is valid OpenRTB");
         let mut host = Host::<FixedCpm>::new().expect("no init hook");
-        host.bid(request).expect("an answer")
+        host.bid_json(json).expect("an answer")
     }
 
     fn iab_example(name: &str) -> Vec<OwnedBid> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../../shared/openrtb-2.6/jsonschema/examples/bid-requests")
-            .join(name);
-        let json = std::fs::read(&path)
-            .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
-        bids(&json)
+        bids(&testing::iab_example(name))
     }
 
     #[test]
