@@ -72,11 +72,9 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, String> {
             }
             content_length = Some(len);
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(
-                "response uses Transfer-Encoding; the load generator reads \
+            return Err("response uses Transfer-Encoding; the load generator reads \
                  Content-Length framed responses only"
-                    .into(),
-            );
+                .into());
         } else if header.name.eq_ignore_ascii_case("connection") {
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -139,8 +137,14 @@ mod tests {
         let no_bid = parse_response_head(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!((no_bid.status, no_bid.body_len, no_bid.close), (204, 0, true));
-        assert_eq!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Le"), Ok(None));
+        assert_eq!(
+            (no_bid.status, no_bid.body_len, no_bid.close),
+            (204, 0, true)
+        );
+        assert_eq!(
+            parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Le"),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -160,7 +164,10 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-        let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(RESPONSE_HEAD_BYTES_MAX));
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nX: {}",
+            "a".repeat(RESPONSE_HEAD_BYTES_MAX)
+        );
         assert!(parse_response_head(huge.as_bytes()).is_err());
     }
 }

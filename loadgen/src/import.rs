@@ -8,7 +8,7 @@
 //! what the exchange sent.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter};
+use std::io::{self, BufRead, BufReader, BufWriter, Read};
 use std::path::Path;
 
 use gavel_schemas::capture::{CaptureWriter, ContentType, Header};
@@ -55,7 +55,7 @@ fn read_line_bounded<R: BufRead>(
 ) -> io::Result<Option<Line>> {
     buf.clear();
     let limit = bytes_max as u64 + 1;
-    let read = reader.by_ref().take(limit).read_until(b'\n', buf)?;
+    let read = Read::take(&mut *reader, limit).read_until(b'\n', buf)?;
     if read == 0 {
         return Ok(None);
     }
@@ -190,6 +190,10 @@ mod tests {
             Some(Line::Text)
         ));
         assert_eq!(buf, b"last");
-        assert!(read_line_bounded(&mut reader, &mut buf, 5).unwrap().is_none());
+        assert!(
+            read_line_bounded(&mut reader, &mut buf, 5)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -61,6 +61,10 @@ pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(1);
 /// the progress line is printed.
 pub const FOLD_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long after each fold the progress line reads the tallies, so that
+/// it sees the fold of that second rather than racing it.
+const PROGRESS_LAG: Duration = Duration::from_millis(100);
+
 /// Time between the decision to start and the first due time, so that every
 /// thread is waiting for it rather than already late.
 const START_DELAY: Duration = Duration::from_millis(20);
@@ -170,8 +174,9 @@ struct RunShared {
     threads: usize,
 }
 
-/// Runs a prepared plan; `replay` without the loading.
-pub fn run(
+/// Runs a prepared plan on `options.threads` executors and gathers the
+/// report.
+fn run(
     plan: Arc<Plan>,
     schedule: Arc<Schedule>,
     target: SocketAddr,
@@ -248,7 +253,7 @@ pub fn run(
 
     let mut progress = Progress::new(start, shared.schedule.warmup_ns);
     let mut finished = 0;
-    let mut next_tick = start + FOLD_INTERVAL;
+    let mut next_tick = start + FOLD_INTERVAL + PROGRESS_LAG;
     while finished < options.threads {
         let wait = next_tick.saturating_duration_since(Instant::now());
         match done_rx.recv_timeout(wait) {
@@ -330,7 +335,16 @@ impl Shard {
         local.reset();
     }
 
-    fn finish(&self, job: &Job, outcome: Outcome, sent: Option<Instant>, message: Option<String>) {
+    /// Records how `job` ended: `sent` when it was written, `done` when its
+    /// answer was read (or it was given up).
+    fn finish(
+        &self,
+        job: &Job,
+        outcome: Outcome,
+        sent: Option<Instant>,
+        done: Instant,
+        message: Option<String>,
+    ) {
         let mut tally = self.tally.borrow_mut();
         if !job.measured {
             tally.warmup();
@@ -344,7 +358,7 @@ impl Shard {
             due: job.due,
             due_ns: job.due_ns,
             sent,
-            done: Instant::now(),
+            done,
         });
     }
 
@@ -358,10 +372,7 @@ impl Shard {
     fn classify(&self, head: &ResponseHead, body: &[u8], id: &str) -> (Outcome, Option<String>) {
         let wire = self.shared.wire;
         let error = |kind, message: &dyn Fn() -> String| {
-            (
-                Outcome::Error(kind),
-                self.wants_message().then(|| message()),
-            )
+            (Outcome::Error(kind), self.wants_message().then(message))
         };
         match head.status {
             200 => match self.converter.borrow_mut().response(wire, body, id) {
@@ -401,28 +412,32 @@ impl Shard {
     /// Sends one request on `connection` and records how it ended.
     async fn serve(&self, connection: &mut Connection, job: Job) {
         let timeout = self.shared.timeout;
-        if job.due.elapsed() >= timeout {
-            self.finish(&job, Outcome::NotSent(NotSent::Late), None, None);
+        let now = Instant::now();
+        if now.saturating_duration_since(job.due) >= timeout {
+            self.finish(&job, Outcome::NotSent(NotSent::Late), None, now, None);
             return;
         }
         let (request, id) = self.shared.plan.request(job.record);
         let sent = Instant::now();
         let target = self.shared.target;
-        let result =
-            glommio::timer::timeout(timeout, async { Ok(connection.exchange(target, request).await) })
-                .await;
+        let result = glommio::timer::timeout(timeout, async {
+            Ok(connection.exchange(target, request).await)
+        })
+        .await;
+        // Checking the answer is the generator's work, not the server's.
+        let done = Instant::now();
         let (outcome, message) = match result {
             Err(_) => {
                 // A late answer would be read as the next request's: the
                 // connection is closed and opened again.
                 connection.stream = None;
-                let message = self.wants_message().then(|| {
-                    format!("no answer within the {} ms timeout", timeout.as_millis())
-                });
+                let message = self
+                    .wants_message()
+                    .then(|| format!("no answer within the {} ms timeout", timeout.as_millis()));
                 (Outcome::Timeout, message)
             }
             Ok(Err((kind, e))) => {
-                let message = self.wants_message().then(|| e);
+                let message = self.wants_message().then_some(e);
                 (Outcome::Error(kind), message)
             }
             Ok(Ok(head)) => {
@@ -430,7 +445,7 @@ impl Shard {
                 self.classify(&head, body, id)
             }
         };
-        self.finish(&job, outcome, Some(sent), message);
+        self.finish(&job, outcome, Some(sent), done, message);
     }
 }
 
@@ -450,9 +465,12 @@ impl Connection {
     ) -> std::result::Result<ResponseHead, (ErrorKind, String)> {
         let mut stream = match self.stream.take() {
             Some(stream) => stream,
-            None => connect(target)
-                .await
-                .map_err(|e| (ErrorKind::Connection, format!("connecting to {target}: {e}")))?,
+            None => connect(target).await.map_err(|e| {
+                (
+                    ErrorKind::Connection,
+                    format!("connecting to {target}: {e}"),
+                )
+            })?,
         };
         let io_error = |e: io::Error| (ErrorKind::Connection, format!("{target}: {e}"));
         stream.write_all(request).await.map_err(io_error)?;
@@ -462,7 +480,10 @@ impl Connection {
                 // The head is bounded by parse_response_head; make room.
                 self.buf.resize(self.buf.len() + READ_CHUNK_BYTES, 0);
             }
-            let read = stream.read(&mut self.buf[filled..]).await.map_err(io_error)?;
+            let read = stream
+                .read(&mut self.buf[filled..])
+                .await
+                .map_err(io_error)?;
             if read == 0 {
                 return Err((
                     ErrorKind::Connection,
@@ -559,17 +580,16 @@ async fn run_shard(setup: ShardSetup) {
     let queue = Rc::new(queue);
     let workers: Vec<_> = streams
         .into_iter()
-        .map(|stream| {
-            glommio::spawn_local(connection_task(shard.clone(), queue.clone(), stream))
-        })
+        .map(|stream| glommio::spawn_local(connection_task(shard.clone(), queue.clone(), stream)))
         .collect();
     schedule(&shard, jobs, index, start).await;
     let mut next_fold = Instant::now() + FOLD_INTERVAL;
     while shard.in_flight.get() > 0 {
         glommio::timer::sleep(DRAIN_POLL).await;
-        if Instant::now() >= next_fold {
+        let now = Instant::now();
+        if now >= next_fold {
             shard.fold();
-            next_fold += FOLD_INTERVAL;
+            next_fold = now + FOLD_INTERVAL;
         }
     }
     for worker in workers {
@@ -603,12 +623,15 @@ async fn schedule(shard: &Shard, jobs: LocalSender<Job>, index: usize, start: In
             let now = Instant::now();
             if now >= next_fold {
                 shard.fold();
-                next_fold += FOLD_INTERVAL;
+                // After a long pause, skip the folds that were missed.
+                while next_fold <= now {
+                    next_fold += FOLD_INTERVAL;
+                }
             }
             if now >= due {
                 break;
             }
-            glommio::timer::sleep(due.min(next_fold) - now).await;
+            glommio::timer::sleep(due.min(next_fold).saturating_duration_since(now)).await;
         }
         let job = Job {
             record: schedule.record(seq),
@@ -618,7 +641,14 @@ async fn schedule(shard: &Shard, jobs: LocalSender<Job>, index: usize, start: In
         };
         let in_flight = shard.in_flight.get();
         if in_flight >= shard.in_flight_max {
-            shard.finish(&job, Outcome::NotSent(NotSent::InFlightCap), None, None);
+            let now = Instant::now();
+            shard.finish(
+                &job,
+                Outcome::NotSent(NotSent::InFlightCap),
+                None,
+                now,
+                None,
+            );
         } else {
             if in_flight >= shard.connections && job.measured {
                 shard.tally.borrow_mut().counts.waited_for_connection += 1;
@@ -628,7 +658,14 @@ async fn schedule(shard: &Shard, jobs: LocalSender<Job>, index: usize, start: In
             // flight, so it has room.
             if jobs.try_send(job).is_err() {
                 shard.in_flight.set(in_flight);
-                shard.finish(&job, Outcome::NotSent(NotSent::InFlightCap), None, None);
+                let now = Instant::now();
+                shard.finish(
+                    &job,
+                    Outcome::NotSent(NotSent::InFlightCap),
+                    None,
+                    now,
+                    None,
+                );
             }
         }
         seq += step;

@@ -154,15 +154,16 @@ pub struct Counts {
     pub not_sent_in_flight_cap: u64,
     /// `not_sent` because no connection freed up before the timeout.
     pub not_sent_late: u64,
-    /// Sent requests that came due while every connection was busy and
-    /// waited for one (their wait is in the send lag and the latency).
+    /// Requests that came due while every connection was busy and queued
+    /// for one (their wait is in the send lag and the latency; those that
+    /// waited past the timeout are `not_sent_late`).
     pub waited_for_connection: u64,
     /// Requests that came due during warm-up: sent, then not counted.
     pub warmup: u64,
 }
 
 impl Counts {
-    fn add(&mut self, other: &Counts) {
+    pub fn add(&mut self, other: &Counts) {
         self.scheduled += other.scheduled;
         self.sent += other.sent;
         self.bid += other.bid;

@@ -16,7 +16,7 @@
 //! documentation (`*.example`, `203.0.113.0/24`), never real ones.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::Path;
 use std::time::Duration;
 
@@ -288,8 +288,16 @@ const COUNTRIES: &[Country] = &[
 /// Web sites: domain, name, IAB content categories (taxonomy 1.0).
 const SITES: &[(&str, &str, &[&str])] = &[
     ("news.example.com", "Example News", &["IAB12"]),
-    ("sports.example.org", "Example Sports", &["IAB17", "IAB17-12"]),
-    ("recipes.example.net", "Example Recipes", &["IAB8", "IAB8-5"]),
+    (
+        "sports.example.org",
+        "Example Sports",
+        &["IAB17", "IAB17-12"],
+    ),
+    (
+        "recipes.example.net",
+        "Example Recipes",
+        &["IAB8", "IAB8-5"],
+    ),
     ("techreview.example.com", "Example Tech Review", &["IAB19"]),
     ("travel.example.org", "Example Travel", &["IAB20"]),
     ("autos.example.net", "Example Autos", &["IAB2"]),
@@ -377,7 +385,10 @@ impl Generator {
 
     /// A price with two decimals, log-normally around `median`.
     fn price(&mut self, median: f64, sigma: f64) -> f64 {
-        (self.rng.log_normal(median, sigma) * 100.0).round().max(1.0) / 100.0
+        (self.rng.log_normal(median, sigma) * 100.0)
+            .round()
+            .max(1.0)
+            / 100.0
     }
 
     /// One synthetic OpenRTB 2.6 bid request.
@@ -417,7 +428,7 @@ impl Generator {
         let (key, value) = if in_app {
             ("app", self.app(devicetype))
         } else {
-            ("site", self.site())
+            ("site", self.site(devicetype))
         };
         request[key] = value;
         if self.rng.chance(0.7) {
@@ -565,7 +576,7 @@ impl Generator {
         video
     }
 
-    fn site(&mut self) -> Value {
+    fn site(&mut self, devicetype: i64) -> Value {
         let (domain, name, cat) = *self.rng.pick(SITES);
         let path = *self.rng.pick(&["", "article/", "video/", "gallery/"]);
         json!({
@@ -580,7 +591,8 @@ impl Generator {
                 "name": name,
                 "domain": domain,
             },
-            "mobile": 0,
+            // Phones and tablets get the mobile-optimized site.
+            "mobile": i64::from(matches!(devicetype, 4 | 5)),
         })
     }
 

@@ -94,10 +94,7 @@ impl Converter {
         request_id: &str,
     ) -> Result<Answer, String> {
         let flatbuffer = match format {
-            Format::Json => self
-                .encoder
-                .bid_response(body)
-                .map_err(|e| e.to_string())?,
+            Format::Json => self.encoder.bid_response(body).map_err(|e| e.to_string())?,
             Format::Flatbuffers => body,
         };
         let response = verify::bid_response(flatbuffer).map_err(|e| e.to_string())?;
