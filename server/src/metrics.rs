@@ -229,16 +229,6 @@ impl Metrics {
         self.cores.iter().map(|c| c.requests(outcome, format)).sum()
     }
 
-    /// A tenant's counters summed over cores.
-    pub fn tenant_total(&self, tenant: &str, field: impl Fn(&TenantStats) -> u64) -> u64 {
-        self.tenants.lock().map_or(0, |t| {
-            t.iter()
-                .filter(|(name, _)| &**name == tenant)
-                .map(|(_, s)| field(s))
-                .sum()
-        })
-    }
-
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 << 10);

@@ -341,10 +341,6 @@ impl Runtime {
         &self.config
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// Validates and compiles a module. Slow (compilation): call it from a
     /// loader thread, never from a serving core.
     pub fn compile(
