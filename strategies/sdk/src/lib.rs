@@ -151,6 +151,24 @@ pub fn request_time_us() -> i64 {
 /// the host's default bidder currency.
 pub const DEFAULT_CURRENCY: &str = "USD";
 
+/// The sizes a banner accepts, `(w, h)`, in the exchange's order: its exact
+/// `w`/`h` first, then each `format`.
+pub fn banner_sizes<'a>(banner: Banner<'a>) -> impl Iterator<Item = (i32, i32)> + 'a {
+    let exact = banner.w().zip(banner.h());
+    let formats = banner
+        .format()
+        .into_iter()
+        .flatten()
+        .filter_map(|format| format.w().zip(format.h()));
+    exact.into_iter().chain(formats)
+}
+
+/// Whether only deal bids may win `imp` (`pmp.private_auction = 1`); the
+/// host drops any other bid on it.
+pub fn is_private_auction(imp: &Imp<'_>) -> bool {
+    imp.pmp().and_then(|pmp| pmp.private_auction()) == Some(1)
+}
+
 /// A floor (CPM) as the host reads it from an impression's or a deal's
 /// `bidfloor` and `bidfloorcur`: 0 when absent, and `None` when it is above 0
 /// in a currency other than `currency`, the bidder's (the host drops bids on

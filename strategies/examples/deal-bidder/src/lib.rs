@@ -106,17 +106,7 @@ gavel_sdk::export_strategy!(DealBidder);
 
 /// Whether the banner accepts our creative's size.
 fn takes_our_size(banner: Banner<'_>) -> bool {
-    let formats = banner
-        .format()
-        .into_iter()
-        .flatten()
-        .filter_map(|format| format.w().zip(format.h()));
-    banner
-        .w()
-        .zip(banner.h())
-        .into_iter()
-        .chain(formats)
-        .any(|size| size == (W, H))
+    gavel_sdk::banner_sizes(banner).any(|size| size == (W, H))
 }
 
 /// The impression's deal we would pay most on, with that price.

@@ -23,7 +23,7 @@
 
 use std::fmt::Write;
 
-use gavel_sdk::{Bid, BidRequest, Bids, DEFAULT_CURRENCY, Imp, Strategy, Video, floor_cpm, mtype};
+use gavel_sdk::{Bid, BidRequest, Bids, DEFAULT_CURRENCY, Strategy, Video, floor_cpm, mtype};
 
 /// What the bid adds on top of the floor: 20 %.
 pub const MARGIN: f64 = 1.2;
@@ -71,7 +71,7 @@ pub struct FloorMargin {
 impl Strategy for FloorMargin {
     fn bid(&mut self, request: BidRequest<'_>, bids: &mut Bids) {
         for imp in request.imp() {
-            if is_private_auction(&imp) {
+            if gavel_sdk::is_private_auction(&imp) {
                 continue;
             }
             let floor = floor_cpm(imp.bidfloor(), imp.bidfloorcur(), DEFAULT_CURRENCY);
@@ -147,11 +147,6 @@ fn accepts_our_video(video: Video<'_>) -> bool {
             .maxduration()
             .is_none_or(|max| VIDEO_DURATION_S <= max);
     mime_ok && duration_ok
-}
-
-/// Whether only deal bids may win `imp`.
-fn is_private_auction(imp: &Imp<'_>) -> bool {
-    imp.pmp().and_then(|pmp| pmp.private_auction()) == Some(1)
 }
 
 #[cfg(test)]

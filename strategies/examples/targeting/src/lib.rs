@@ -25,7 +25,7 @@
 #![forbid(unsafe_code)]
 
 use gavel_sdk::flatbuffers::{ForwardsUOffset, Vector};
-use gavel_sdk::{Banner, Bid, BidRequest, Bids, DEFAULT_CURRENCY, Imp, Strategy, floor_cpm, mtype};
+use gavel_sdk::{Banner, Bid, BidRequest, Bids, DEFAULT_CURRENCY, Strategy, floor_cpm, mtype};
 
 /// The price of every bid, CPM.
 pub const PRICE_CPM: f64 = 2.50;
@@ -106,7 +106,8 @@ impl Strategy for Targeting {
         }
         for imp in request.imp() {
             let floor = floor_cpm(imp.bidfloor(), imp.bidfloorcur(), DEFAULT_CURRENCY);
-            if !floor.is_some_and(|floor| floor <= PRICE_CPM) || is_private_auction(&imp) {
+            if !floor.is_some_and(|floor| floor <= PRICE_CPM) || gavel_sdk::is_private_auction(&imp)
+            {
                 continue;
             }
             let Some(creative) = imp.banner().and_then(creative_for) else {
@@ -179,25 +180,13 @@ fn within(cat: &str, parent: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
 }
 
-/// The creative for the first size `banner` accepts: its `w`/`h`, then its
-/// formats.
+/// The creative for the first size `banner` accepts.
 fn creative_for(banner: Banner<'_>) -> Option<&'static Creative> {
-    let exact = banner.w().zip(banner.h());
-    let formats = banner
-        .format()
-        .into_iter()
-        .flatten()
-        .filter_map(|format| format.w().zip(format.h()));
-    exact.into_iter().chain(formats).find_map(|(w, h)| {
+    gavel_sdk::banner_sizes(banner).find_map(|(w, h)| {
         CREATIVES
             .iter()
             .find(|creative| creative.w == w && creative.h == h)
     })
-}
-
-/// Whether only deal bids may win `imp`.
-fn is_private_auction(imp: &Imp<'_>) -> bool {
-    imp.pmp().and_then(|pmp| pmp.private_auction()) == Some(1)
 }
 
 #[cfg(test)]
