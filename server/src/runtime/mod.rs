@@ -353,7 +353,7 @@ impl Runtime {
         self.config.caps.check(&settings)?;
         validate::check_size(wasm, self.config.caps.module_bytes_max)?;
         let module = Module::from_binary(&self.engine, wasm)
-            .map_err(|e| RejectReason::Compile(format!("{e:#}")))?;
+            .map_err(|e| RejectReason::Compile(one_line(&format!("{e:#}"))))?;
         let abi = validate::check_abi(&module, settings.memory_bytes_max)?;
         let pre = self
             .linker
@@ -367,6 +367,12 @@ impl Runtime {
             has_init: abi.has_init,
         }))
     }
+}
+
+/// Error text on one line: wasmparser pretty-prints byte arrays over
+/// several, which reads badly in a JSON error or a log line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl Drop for Runtime {
