@@ -118,9 +118,11 @@ fn load(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
-fn bump(counter: &AtomicU64) {
+/// Adds to a counter that only one thread (its core) writes: a relaxed
+/// load and store, no locked read-modify-write on the bid path.
+pub(crate) fn bump(counter: &AtomicU64, by: u64) {
     counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(1),
+        counter.load(Ordering::Relaxed).wrapping_add(by),
         Ordering::Relaxed,
     );
 }
@@ -141,7 +143,7 @@ pub struct CoreMetrics {
 
 impl CoreMetrics {
     pub fn request(&self, outcome: RequestOutcome, format: Format) {
-        bump(&self.requests[outcome as usize][format as usize]);
+        bump(&self.requests[outcome as usize][format as usize], 1);
     }
 
     pub fn requests(&self, outcome: RequestOutcome, format: Format) -> u64 {
@@ -149,11 +151,11 @@ impl CoreMetrics {
     }
 
     pub fn connection_rejected(&self) {
-        bump(&self.connections_rejected);
+        bump(&self.connections_rejected, 1);
     }
 
     pub fn connection_timed_out(&self) {
-        bump(&self.connections_timed_out);
+        bump(&self.connections_timed_out, 1);
     }
 }
 

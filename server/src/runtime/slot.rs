@@ -3,12 +3,14 @@
 //! the metrics endpoint can read them from another thread.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use gavel_schemas::openrtb::BidRequest;
 use gavel_schemas::verify::STRATEGY_BIDS_BYTES_MAX;
 use wasmtime::{Memory, Store, Trap, TypedFunc};
+
+use crate::metrics::bump;
 
 use super::answer::{Answer, BidRejection, Rules};
 use super::breaker::{Breaker, BreakerConfig};
@@ -120,15 +122,6 @@ pub struct TenantStats {
     pub wall_ns: AtomicU64,
     pub instantiations: AtomicU64,
     pub log_bytes_dropped: AtomicU64,
-}
-
-/// Adds to a counter that only this core writes: a plain load and store,
-/// no locked read-modify-write on the bid path.
-fn bump(counter: &AtomicU64, by: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(by),
-        Ordering::Relaxed,
-    );
 }
 
 /// A live instance and its entry points.
@@ -243,11 +236,14 @@ impl TenantSlot {
         if call_deadline <= now + tick {
             return Outcome::NoBid(NoBidReason::NoTime);
         }
+        let mut now = now;
         if self.live.is_none() {
             match self.instantiate(runtime, ctx.deadline) {
                 Ok(live) => self.live = Some(live),
                 Err(reason) => return Outcome::NoBid(reason),
             }
+            // Instantiation took time: measure what is left of the budget anew.
+            now = Instant::now();
         }
         let Some(live) = self.live.as_mut() else {
             return Outcome::NoBid(NoBidReason::InitFailed);
@@ -260,7 +256,6 @@ impl TenantSlot {
         let fuel = settings.fuel_per_call;
         // Fuel and epochs may be disabled for benchmarks only.
         let _ = live.store.set_fuel(fuel);
-        let now = Instant::now();
         live.store.set_epoch_deadline(ticks(
             call_deadline.saturating_duration_since(now),
             runtime.config.epoch_tick_us,
