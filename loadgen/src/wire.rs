@@ -62,15 +62,15 @@ impl Converter {
     ) -> Result<String, String> {
         match from {
             Format::Json => {
-                let (flatbuffer, view) = self
+                let request = self
                     .encoder
-                    .bid_request_view(body)
+                    .bid_request_checked(body)
                     .map_err(|e| e.to_string())?;
                 out.extend_from_slice(match to {
                     Format::Json => body,
-                    Format::Flatbuffers => flatbuffer,
+                    Format::Flatbuffers => request.bytes(),
                 });
-                Ok(view.id().to_owned())
+                Ok(request.view().id().to_owned())
             }
             Format::Flatbuffers => {
                 let view = verify::bid_request(body).map_err(|e| e.to_string())?;

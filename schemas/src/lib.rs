@@ -15,9 +15,20 @@
 //! by default): the request is parsed once into borrowed structs (strings
 //! point into the request body unless they contain escapes) and rebuilt as
 //! the same flatbuffer by a [`json::Encoder`] that each core keeps and reuses,
-//! so its buffers stop growing after warm-up. Bid responses go the other way:
-//! the server builds a `BidResponse` flatbuffer and [`json`] turns it into
-//! OpenRTB JSON when the exchange spoke JSON.
+//! so its buffers stop growing after warm-up. The encoder enforces the
+//! verifier's limits while it builds, so a JSON request can never be bigger,
+//! deeper or hold more objects than a flatbuffer one may. Bid responses go
+//! the other way: the server builds a `BidResponse` flatbuffer and [`json`]
+//! turns it into OpenRTB JSON when the exchange spoke JSON.
+//!
+//! The server receives requests only as a [`verify::VerifiedBidRequest`]:
+//! the bytes plus their view, made only by [`verify::bid_request_checked`]
+//! or [`json::Encoder::bid_request_checked`], which also apply the request
+//! validity rules (unique `imp.id`s, `tmax >= 0`). Holding one is the proof
+//! that every check ran, on either wire format; it borrows the request body
+//! (or the encoder) and costs nothing to copy. The plain
+//! [`verify::bid_request`] remains for strategies, which read requests the
+//! server has already checked.
 //!
 //! Field names in the flatbuffers schema are exactly the spec's, and every
 //! `ext` object is kept as raw JSON text, so a JSON -> flatbuffer -> JSON round
@@ -29,8 +40,9 @@
 //! | operation | cost (see `benches/RESULTS.md`) |
 //! | --- | --- |
 //! | [`verify::bid_request`] on a 1-2 KB request | a few hundred ns, no allocation |
+//! | [`verify::bid_request_checked`] | the above plus one pass over `imp.id`s; allocates only above 16 imps |
 //! | field access on a verified view | a bounds-checked load or two |
-//! | [`json::Encoder::bid_request`] | one parse plus one flatbuffer build; allocations only for arrays |
+//! | [`json::Encoder::bid_request_checked`] | one parse plus one flatbuffer build; allocations only for arrays |
 //!
 //! Recorded and synthesized traffic is stored in capture files ([`capture`],
 //! feature `capture`): a versioned header, then one checksummed record per

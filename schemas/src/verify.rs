@@ -6,10 +6,15 @@
 //! limits below stop a small hostile buffer from costing unbounded time:
 //! flatbuffers may share sub-objects, so without `max_apparent_size` a
 //! few-KB DAG could expand into gigabytes of "apparent" data.
+//!
+//! [`bid_request`] answers "is this a well-formed `BidRequest` within the
+//! limits?"; [`bid_request_checked`] also applies the request validity rules
+//! (unique `imp.id`s, `tmax >= 0`) and returns a [`VerifiedBidRequest`], the
+//! only form in which the server hands a request on.
 
-use flatbuffers::{InvalidFlatbuffer, VerifierOptions};
+use flatbuffers::{ForwardsUOffset, InvalidFlatbuffer, Vector, VerifierOptions};
 
-use crate::openrtb::{BidRequest, BidResponse};
+use crate::openrtb::{BidRequest, BidResponse, Imp};
 use crate::strategy::StrategyBids;
 
 /// Largest bid request flatbuffer Gavel reads. OpenRTB requests are
@@ -53,13 +58,32 @@ fn options(bytes_max: usize, depth_max: usize, tables_max: usize) -> VerifierOpt
     }
 }
 
-/// Why a buffer was rejected before it was parsed.
+/// Imps up to this count are checked for duplicate ids pairwise, from a
+/// stack array: at most 120 comparisons and no allocation, which beats
+/// sorting or hashing for the 1-10 imps of real requests. Above it the ids
+/// are sorted, so a hostile request with thousands of imps costs
+/// O(n log n), not O(n^2).
+const IMPS_PAIRWISE_MAX: usize = 16;
+
+/// Longest piece of an `imp.id` quoted in an error. Ids may be as long as the
+/// request; an error (which goes back to the exchange) needs only enough to
+/// find the imp.
+pub const ID_IN_ERROR_BYTES_MAX: usize = 64;
+
+/// Why a buffer was rejected before it was parsed. Every variant is the
+/// sender's fault: the request (or answer) itself is bad.
 #[derive(Debug)]
 pub enum VerifyError {
     /// The buffer is larger than the named limit allows.
     TooLarge { bytes: usize, bytes_max: usize },
     /// The verifier found a bad offset, length, string or a broken limit.
     Invalid(InvalidFlatbuffer),
+    /// Two imps share this `id` (quoted up to [`ID_IN_ERROR_BYTES_MAX`]
+    /// bytes): a bid could not say which one it is for.
+    DuplicateImpId(String),
+    /// `tmax` is negative; OpenRTB defines it as milliseconds, so a negative
+    /// value is an error rather than a reason to fall back to the default.
+    NegativeTmax(i32),
 }
 
 impl std::fmt::Display for VerifyError {
@@ -72,6 +96,8 @@ impl std::fmt::Display for VerifyError {
                 )
             }
             VerifyError::Invalid(e) => write!(f, "invalid flatbuffer: {e}"),
+            VerifyError::DuplicateImpId(id) => write!(f, "{}", Rule::DuplicateImpId(id)),
+            VerifyError::NegativeTmax(tmax) => write!(f, "{}", Rule::NegativeTmax(*tmax)),
         }
     }
 }
@@ -79,9 +105,150 @@ impl std::fmt::Display for VerifyError {
 impl std::error::Error for VerifyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            VerifyError::TooLarge { .. } => None,
             VerifyError::Invalid(e) => Some(e),
+            VerifyError::TooLarge { .. }
+            | VerifyError::DuplicateImpId(_)
+            | VerifyError::NegativeTmax(_) => None,
         }
+    }
+}
+
+/// A broken request validity rule, shared by [`VerifyError`] and
+/// `json::JsonError` so both paths apply the same rules with the same words.
+#[derive(Debug)]
+pub(crate) enum Rule<'a> {
+    DuplicateImpId(&'a str),
+    NegativeTmax(i32),
+}
+
+impl std::fmt::Display for Rule<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rule::DuplicateImpId(id) => write!(
+                f,
+                "imp id {id:?} appears more than once; imp ids must be unique within a request"
+            ),
+            Rule::NegativeTmax(tmax) => write!(f, "tmax must be >= 0 (milliseconds), got {tmax}"),
+        }
+    }
+}
+
+/// The part of `id` an error keeps: at most [`ID_IN_ERROR_BYTES_MAX`] bytes,
+/// cut at a character boundary and marked with `...` when cut.
+pub(crate) fn clipped_id(id: &str) -> String {
+    if id.len() <= ID_IN_ERROR_BYTES_MAX {
+        return id.to_owned();
+    }
+    let end = id.floor_char_boundary(ID_IN_ERROR_BYTES_MAX);
+    format!("{}...", &id[..end])
+}
+
+impl From<Rule<'_>> for VerifyError {
+    fn from(rule: Rule<'_>) -> Self {
+        match rule {
+            Rule::DuplicateImpId(id) => VerifyError::DuplicateImpId(clipped_id(id)),
+            Rule::NegativeTmax(tmax) => VerifyError::NegativeTmax(tmax),
+        }
+    }
+}
+
+/// The request validity rules that the flatbuffers verifier cannot express.
+/// `request` must be within the verifier's limits (they bound the imp count).
+fn check_rules(request: BidRequest<'_>) -> Result<(), Rule<'_>> {
+    if let Some(tmax) = request.tmax()
+        && tmax < 0
+    {
+        return Err(Rule::NegativeTmax(tmax));
+    }
+    match duplicate_imp_id(request.imp()) {
+        Some(id) => Err(Rule::DuplicateImpId(id)),
+        None => Ok(()),
+    }
+}
+
+/// The first `imp.id` (in sorted order, for many imps) that occurs twice.
+fn duplicate_imp_id<'a>(imps: Vector<'a, ForwardsUOffset<Imp<'a>>>) -> Option<&'a str> {
+    if imps.len() <= IMPS_PAIRWISE_MAX {
+        let mut ids = [""; IMPS_PAIRWISE_MAX];
+        for (slot, imp) in ids.iter_mut().zip(imps) {
+            *slot = imp.id();
+        }
+        let ids = &ids[..imps.len()];
+        return ids
+            .iter()
+            .enumerate()
+            .find(|&(i, id)| ids[..i].contains(id))
+            .map(|(_, id)| *id);
+    }
+    // Bounded: every imp is a table, so a verified request has at most
+    // BID_REQUEST_TABLES_MAX of them (64 KiB of `&str`s).
+    let mut ids: Vec<&'a str> = imps.iter().map(|imp| imp.id()).collect();
+    ids.sort_unstable();
+    ids.windows(2)
+        .find(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0])
+}
+
+/// A bid request that passed every check Gavel makes before a strategy sees
+/// it: a well-formed `BidRequest` flatbuffer within [`BID_REQUEST_BYTES_MAX`],
+/// [`BID_REQUEST_DEPTH_MAX`] and [`BID_REQUEST_TABLES_MAX`], with unique
+/// `imp.id`s and a `tmax` that is absent or >= 0.
+///
+/// Only [`bid_request_checked`] and the JSON encoder
+/// (`json::Encoder::bid_request_checked`, which enforces the same limits
+/// while it builds) make one, so holding one is proof of the checks. It is
+/// a slice and a view, five words: copy it freely. It borrows the buffer it
+/// was made from and lives no longer than it.
+///
+/// Outside this crate there is no other way to make one:
+///
+/// ```compile_fail,E0451
+/// fn forge<'a>(bytes: &'a [u8], view: gavel_schemas::openrtb::BidRequest<'a>) {
+///     let _ = gavel_schemas::verify::VerifiedBidRequest { bytes, view };
+/// }
+/// ```
+#[derive(Clone, Copy)]
+pub struct VerifiedBidRequest<'a> {
+    bytes: &'a [u8],
+    view: BidRequest<'a>,
+}
+
+/// The fields of the request, not its megabytes of raw bytes.
+impl std::fmt::Debug for VerifiedBidRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedBidRequest")
+            .field("bytes_len", &self.bytes.len())
+            .field("view", &self.view)
+            .finish()
+    }
+}
+
+impl<'a> VerifiedBidRequest<'a> {
+    /// The flatbuffer, as a strategy receives it.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The zero-copy view of the flatbuffer; its accessors are plain loads.
+    pub fn view(&self) -> BidRequest<'a> {
+        self.view
+    }
+
+    /// Wraps a request the JSON encoder built, applying the request rules
+    /// but not the flatbuffers verifier.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be a finished `BidRequest` flatbuffer that this crate's
+    /// builder made through the generated API (so offsets, strings and
+    /// required fields are sound), within [`BID_REQUEST_BYTES_MAX`],
+    /// [`BID_REQUEST_DEPTH_MAX`] and [`BID_REQUEST_TABLES_MAX`].
+    #[cfg(feature = "json")]
+    pub(crate) unsafe fn from_built(bytes: &'a [u8]) -> Result<Self, Rule<'a>> {
+        // SAFETY: the caller promises `bytes` is a well-formed BidRequest.
+        let view = unsafe { flatbuffers::root_unchecked::<BidRequest>(bytes) };
+        check_rules(view)?;
+        Ok(Self { bytes, view })
     }
 }
 
@@ -104,6 +271,15 @@ pub fn bid_request(bytes: &[u8]) -> Result<BidRequest<'_>, VerifyError> {
         BID_REQUEST_TABLES_MAX,
     );
     flatbuffers::root_with_opts::<BidRequest>(&opts, bytes).map_err(VerifyError::Invalid)
+}
+
+/// Verifies a `BidRequest` flatbuffer, applies the request validity rules
+/// (unique `imp.id`s, `tmax >= 0`) and returns the request in the only form
+/// the server hands on. Allocates only for more than 16 imps.
+pub fn bid_request_checked(bytes: &[u8]) -> Result<VerifiedBidRequest<'_>, VerifyError> {
+    let view = bid_request(bytes)?;
+    check_rules(view)?;
+    Ok(VerifiedBidRequest { bytes, view })
 }
 
 /// Verifies a strategy's `StrategyBids` answer and returns a view of it.

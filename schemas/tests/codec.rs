@@ -8,6 +8,9 @@ use gavel_schemas::openrtb::{Bid, BidArgs, BidResponse, BidResponseArgs, SeatBid
 use gavel_schemas::verify;
 use serde_json::Value;
 
+#[path = "codec/verified.rs"]
+mod verified;
+
 fn openrtb_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/openrtb-2.6");
     assert!(

@@ -114,6 +114,9 @@ fn nesting_depth(json: &[u8]) -> usize {
 pub(super) struct Builder<'b> {
     pub(super) fbb: FlatBufferBuilder<'b>,
     offsets: Vec<u32>,
+    /// Tables created since the last reset: what the verifier's
+    /// `max_tables` counts, since a built buffer shares no tables.
+    tables: usize,
 }
 
 impl<'b> Builder<'b> {
@@ -121,12 +124,24 @@ impl<'b> Builder<'b> {
         Self {
             fbb,
             offsets: Vec::new(),
+            tables: 0,
         }
     }
 
     pub(super) fn reset(&mut self) {
         self.fbb.reset();
         self.offsets.clear();
+        self.tables = 0;
+    }
+
+    /// Counts one table; every table is created through here (the
+    /// `tables!` macro's `build`).
+    pub(super) fn table_created(&mut self) {
+        self.tables += 1;
+    }
+
+    pub(super) fn tables(&self) -> usize {
+        self.tables
     }
 
     /// Builds a vector of offsets to children that `build` creates.
@@ -157,6 +172,9 @@ impl<'b> Builder<'b> {
 pub(super) trait Field<'a>: Sized {
     type Built<'b>;
     type Fb;
+    /// Deepest chain of tables below (and including) this field, as the
+    /// verifier's `max_depth` counts it: tables only, vectors are free.
+    const TABLE_DEPTH: usize = 0;
     fn build<'b>(&self, b: &mut Builder<'b>) -> Self::Built<'b>;
     fn read(fb: Self::Fb) -> Result<Self, JsonError>;
     /// Absent fields are left out of JSON output.
@@ -168,6 +186,8 @@ pub(super) trait Field<'a>: Sized {
 /// An element of a vector field.
 pub(super) trait Elem<'a>: Sized {
     type FbElem<'x>: Follow<'x> + 'x;
+    /// As [`Field::TABLE_DEPTH`], for one element.
+    const TABLE_DEPTH: usize = 0;
     fn build_vector<'b>(
         items: &[Self],
         b: &mut Builder<'b>,
@@ -282,6 +302,7 @@ fn read_vector<'a, E: Elem<'a>>(fb: Vector<'a, E::FbElem<'a>>) -> Result<Vec<E>,
 impl<'a, E: Elem<'a>> Field<'a> for Vec<E> {
     type Built<'b> = Option<WIPOffset<Vector<'b, E::FbElem<'b>>>>;
     type Fb = Vector<'a, E::FbElem<'a>>;
+    const TABLE_DEPTH: usize = E::TABLE_DEPTH;
     fn build<'b>(&self, b: &mut Builder<'b>) -> Self::Built<'b> {
         Some(E::build_vector(self, b))
     }
@@ -293,6 +314,7 @@ impl<'a, E: Elem<'a>> Field<'a> for Vec<E> {
 impl<'a, E: Elem<'a>> Field<'a> for Option<Vec<E>> {
     type Built<'b> = Option<WIPOffset<Vector<'b, E::FbElem<'b>>>>;
     type Fb = Option<Vector<'a, E::FbElem<'a>>>;
+    const TABLE_DEPTH: usize = E::TABLE_DEPTH;
     fn build<'b>(&self, b: &mut Builder<'b>) -> Self::Built<'b> {
         self.as_ref().map(|items| E::build_vector(items, b))
     }
@@ -311,6 +333,7 @@ macro_rules! table_field {
         impl<'a> Field<'a> for Option<$name<'a>> {
             type Built<'b> = Option<::flatbuffers::WIPOffset<fb::$name<'b>>>;
             type Fb = Option<fb::$name<'a>>;
+            const TABLE_DEPTH: usize = <$name<'a> as Table<'a>>::TABLE_DEPTH;
             fn build<'b>(&self, b: &mut Builder<'b>) -> Self::Built<'b> {
                 self.as_ref().map(|t| t.build(b))
             }
@@ -327,6 +350,7 @@ macro_rules! table_field {
         impl<'a> Field<'a> for Option<Box<$name<'a>>> {
             type Built<'b> = Option<::flatbuffers::WIPOffset<fb::$name<'b>>>;
             type Fb = Option<fb::$name<'a>>;
+            const TABLE_DEPTH: usize = <$name<'a> as Table<'a>>::TABLE_DEPTH;
             fn build<'b>(&self, b: &mut Builder<'b>) -> Self::Built<'b> {
                 self.as_ref().map(|t| t.build(b))
             }
@@ -340,6 +364,7 @@ macro_rules! table_field {
 
         impl<'a> Elem<'a> for $name<'a> {
             type FbElem<'x> = ::flatbuffers::ForwardsUOffset<fb::$name<'x>>;
+            const TABLE_DEPTH: usize = <$name<'a> as Table<'a>>::TABLE_DEPTH;
             fn build_vector<'b>(
                 items: &[Self],
                 b: &mut Builder<'b>,

@@ -15,6 +15,11 @@ use crate::openrtb as fb;
 /// A mirror struct that can be built into and read from its flatbuffer table.
 pub(super) trait Table<'a>: Sized {
     type Fb<'x>;
+    /// Deepest chain of tables from this one down, itself included. Computed
+    /// at compile time from the field types; a schema in which a table could
+    /// contain itself would make this a const-evaluation cycle, a compile
+    /// error, so every depth the JSON path can build is known here.
+    const TABLE_DEPTH: usize;
     fn build<'b>(&self, b: &mut Builder<'b>) -> WIPOffset<Self::Fb<'b>>;
     fn read(fb: Self::Fb<'a>) -> Result<Self, JsonError>;
 }
@@ -39,8 +44,11 @@ macro_rules! tables {
 
         impl<'a> Table<'a> for $name<'a> {
             type Fb<'x> = fb::$name<'x>;
+            const TABLE_DEPTH: usize =
+                1 + max_of(&[$( <$ty as Field<'a>>::TABLE_DEPTH, )*]);
             fn build<'b>(&self, b: &mut Builder<'b>) -> WIPOffset<fb::$name<'b>> {
                 let args = fb::$args { $( $field: Field::build(&self.$field, b), )* };
+                b.table_created();
                 fb::$name::create(&mut b.fbb, &args)
             }
             fn read(fb: fb::$name<'a>) -> Result<Self, JsonError> {
@@ -49,7 +57,24 @@ macro_rules! tables {
         }
 
         table_field!($name);
-    )*};
+    )*
+
+    /// Most fields of any one table: bounds the size of a vtable.
+    pub(super) const TABLE_FIELDS_MAX: usize =
+        max_of(&[$( <[&str]>::len(&[$( stringify!($field), )*]), )*]);
+    };
+}
+
+/// The largest of `values` (0 for none), usable in constants.
+const fn max_of(values: &[usize]) -> usize {
+    let (mut max, mut i) = (0, 0);
+    while i < values.len() {
+        if values[i] > max {
+            max = values[i];
+        }
+        i += 1;
+    }
+    max
 }
 
 tables! {
