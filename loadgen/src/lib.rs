@@ -53,6 +53,7 @@ pub mod error;
 pub mod http;
 pub mod import;
 pub mod limits;
+pub mod options;
 pub mod plan;
 pub mod replay;
 pub mod report;

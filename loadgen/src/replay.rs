@@ -41,11 +41,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::error::{Error, Result};
 use crate::http::{self, ResponseHead};
-use crate::limits::{
-    CONNECT_TIMEOUT, CONNECTIONS_MAX, IN_FLIGHT_MAX, RESPONSE_BODY_BYTES_MAX,
-    RESPONSE_HEAD_BYTES_MAX, THREADS_MAX, TIMEOUT_MAX,
-};
-use crate::plan::{Pacing, Plan, Schedule};
+use crate::limits::{CONNECT_TIMEOUT, RESPONSE_BODY_BYTES_MAX, RESPONSE_HEAD_BYTES_MAX};
+pub use crate::options::ReplayOptions;
+use crate::plan::{Plan, Schedule};
 use crate::report::{Progress, Report};
 use crate::stats::{ErrorKind, Event, NotSent, Outcome, Tally};
 use crate::wire::{Converter, Format};
@@ -79,62 +77,6 @@ const READ_CHUNK_BYTES: usize = 16 << 10;
 /// glommio's registered I/O memory per executor. The replay does no file
 /// I/O; the minimum keeps several executors inside an 8 MiB memlock limit.
 const IO_MEMORY_BYTES: usize = 64 << 10;
-
-/// What a replay does.
-#[derive(Clone, Debug)]
-pub struct ReplayOptions {
-    /// `HOST:PORT` of the bidder.
-    pub target: String,
-    pub pacing: Pacing,
-    /// The measured part of the run, after the warm-up; `None`: the capture
-    /// once.
-    pub duration: Option<Duration>,
-    /// Repeat the capture until `duration` is over.
-    pub looped: bool,
-    pub connections: usize,
-    pub threads: usize,
-    pub warmup: Duration,
-    pub wire: Format,
-    /// `None`: one per connection.
-    pub in_flight_max: Option<usize>,
-    pub timeout: Duration,
-    /// Print a progress line on stderr every second.
-    pub progress: bool,
-}
-
-impl ReplayOptions {
-    /// The in-flight cap in force.
-    pub fn in_flight_max(&self) -> usize {
-        self.in_flight_max.unwrap_or(self.connections)
-    }
-
-    fn validate(&self) -> Result<()> {
-        let usage = |message: String| Err(Error::Usage(message));
-        if !(1..=THREADS_MAX).contains(&self.threads) {
-            return usage(format!("--threads must be 1 to {THREADS_MAX}"));
-        }
-        if !(self.threads..=CONNECTIONS_MAX).contains(&self.connections) {
-            return usage(format!(
-                "--connections must be at least --threads ({}) and at most {CONNECTIONS_MAX}: \
-                 each thread needs a connection of its own",
-                self.threads
-            ));
-        }
-        if !(self.connections..=IN_FLIGHT_MAX).contains(&self.in_flight_max()) {
-            return usage(format!(
-                "--in-flight-max must be at least --connections ({}) and at most {IN_FLIGHT_MAX}",
-                self.connections
-            ));
-        }
-        if self.timeout.is_zero() || self.timeout > TIMEOUT_MAX {
-            return usage(format!(
-                "--timeout must be above 0 and at most {} ms",
-                TIMEOUT_MAX.as_millis()
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Splits `total` over `parts` as evenly as possible; part `index`'s share.
 fn share(total: usize, parts: usize, index: usize) -> usize {

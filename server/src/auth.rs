@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use crate::store::write_atomic;
+use crate::store::write_atomic_mode;
 
 /// Random bytes in a token: 128 bits.
 const TOKEN_RANDOM_BYTES: usize = 16;
@@ -133,7 +133,7 @@ impl Auth {
                 .collect(),
         };
         let text = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
-        write_atomic(&self.path, &text)?;
+        write_atomic_mode(&self.path, &text, 0o600)?;
         Ok(token)
     }
 }

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flate2::Compression;
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 use gavel_schemas::json::{self, Encoder};
 use gavel_schemas::openrtb::BidRequest;
-use gavel_schemas::verify;
+use gavel_schemas::verify::{self, VerifiedBidRequest};
 
 use crate::auction::{self, ResponseBuilder, Winner};
 use crate::config::{BidConfig, NoBidStyle};
@@ -23,7 +23,8 @@ use crate::http::{Head, Response};
 use crate::lineup::{CoreTenants, Lineup};
 use crate::metrics::{CoreLatency, CoreMetrics, Format, Metrics, RequestOutcome};
 use crate::runtime::breaker::BreakerConfig;
-use crate::runtime::{CallContext, NoBidReason, Outcome, Runtime};
+use crate::runtime::share::FairnessConfig;
+use crate::runtime::{CallContext, CallTime, NoBidReason, Outcome, Runtime};
 
 /// OpenRTB no-bid reason "insufficient auction time".
 pub const NBR_INSUFFICIENT_TIME: i32 = 15;
@@ -70,6 +71,7 @@ impl BidCore {
         core: usize,
         config: Arc<BidConfig>,
         breaker: BreakerConfig,
+        fairness: FairnessConfig,
         runtime: Arc<Runtime>,
         lineup: Arc<Lineup>,
         metrics: Arc<Metrics>,
@@ -83,7 +85,7 @@ impl BidCore {
             metrics,
             core_metrics,
             latency,
-            tenants: CoreTenants::new(breaker),
+            tenants: CoreTenants::new(core, breaker, fairness),
             encoder: Encoder::new(),
             inflated: Vec::new(),
             response: ResponseBuilder::new(core),
@@ -94,115 +96,93 @@ impl BidCore {
     }
 
     /// Answers one `POST /bid`, appending the HTTP response to `out`.
-    pub fn handle(&mut self, request: BidRequestIn<'_>, out: &mut Vec<u8>) -> RequestOutcome {
+    /// `Handled::close` says the connection must close after it.
+    pub fn handle(&mut self, request: BidRequestIn<'_>, out: &mut Vec<u8>) -> Handled {
         self.tenants.sync(&self.lineup, &self.metrics);
         let head = request.head;
         let format = head.format.unwrap_or(Format::Other);
-        let outcome = match self.answer(&request, out) {
-            Ok(outcome) => outcome,
+        let handled = match self.answer(&request, out) {
+            Ok(outcome) => Handled {
+                outcome,
+                close: !head.keep_alive,
+            },
             Err(reject) => {
-                Response::text(reject.status, &reject.reason, head.keep_alive).write_to(out);
-                reject.outcome
+                let keep_alive = head.keep_alive && !reject.close;
+                Response::text(reject.status, &reject.reason, keep_alive).write_to(out);
+                Handled {
+                    outcome: reject.outcome,
+                    close: !keep_alive,
+                }
             }
         };
-        self.core_metrics.request(outcome, format);
+        self.core_metrics.request(handled.outcome, format);
         self.latency.record(request.arrival.elapsed());
-        outcome
+        handled
     }
 
+    /// The bid's story: body -> verified request -> budget -> fan-out ->
+    /// auction -> answer.
     fn answer(
         &mut self,
         request: &BidRequestIn<'_>,
         out: &mut Vec<u8>,
     ) -> Result<RequestOutcome, Reject> {
         let head = request.head;
-        let Ok(format) = head.format else {
-            return Err(Reject::new(
+        let format = head.format.map_err(|()| {
+            Reject::new(
                 415,
                 "unsupported Content-Type or Content-Encoding: send application/json or application/x-flatbuffers, identity or gzip",
                 RequestOutcome::UnsupportedMediaType,
-            ));
-        };
-        let mut body = request.body;
-        if head.gzip_body {
-            self.inflated.clear();
-            let limit = self.config.inflated_bytes_max as u64;
-            let read = GzDecoder::new(body)
-                .take(limit + 1)
-                .read_to_end(&mut self.inflated);
-            match read {
-                Err(_) => {
-                    return Err(Reject::new(
-                        400,
-                        "body is not valid gzip",
-                        RequestOutcome::BadRequest,
-                    ));
-                }
-                Ok(n) if n as u64 > limit => {
-                    return Err(Reject::new(
-                        413,
-                        "inflated body too large",
-                        RequestOutcome::TooLarge,
-                    ));
-                }
-                Ok(_) => body = &self.inflated,
-            }
-        }
-        let decoded = match format {
+            )
+        })?;
+        let body = inflate(
+            head,
+            request.body,
+            &mut self.inflated,
+            self.config.inflated_bytes_max,
+        )?;
+        let verified = match format {
             Format::Json => self
                 .encoder
-                .bid_request_view(body)
+                .bid_request_checked(body)
                 .map_err(|e| e.to_string()),
-            Format::Flatbuffers | Format::Other => verify::bid_request(body)
-                .map(|view| (body, view))
-                .map_err(|e| e.to_string()),
-        };
-        let (bytes, request_view) =
-            decoded.map_err(|reason| Reject::new(400, reason, RequestOutcome::BadRequest))?;
-
+            Format::Flatbuffers | Format::Other => {
+                verify::bid_request_checked(body).map_err(|e| e.to_string())
+            }
+        }
+        .map_err(|reason| Reject::new(400, reason, RequestOutcome::BadRequest))?;
         let config = &*self.config;
-        let tmax = request_view
-            .tmax()
-            .and_then(|t| u64::try_from(t).ok())
-            .unwrap_or(config.tmax_default_ms);
-        let budget = Duration::from_millis(tmax.min(config.tmax_max_ms))
-            .saturating_sub(Duration::from_millis(config.deadline_margin_ms));
-        let deadline = request.arrival + budget;
-        let time_min = Duration::from_micros(config.tenant_time_min_us);
+        let budget = Budget::new(request.arrival, verified.view().tmax(), config);
 
-        let (outcome, nbr) = if !currency_allowed(&request_view, &config.currency) {
+        let (outcome, nbr) = if !currency_allowed(&verified.view(), &config.currency) {
             (RequestOutcome::NoBid, Some(NBR_INVALID_REQUEST))
-        } else if deadline.saturating_duration_since(Instant::now()) < time_min {
-            (RequestOutcome::NoTime, Some(NBR_INSUFFICIENT_TIME))
         } else {
             fan_out(
                 &mut self.tenants,
                 &self.runtime,
-                config,
+                &config.currency,
                 &mut self.outcomes,
-                &request_view,
-                bytes,
-                deadline,
+                verified,
+                &budget,
             );
             auction::run(self.tenants.slots(), &self.outcomes, &mut self.winners);
-            if self.winners.is_empty() {
-                let asked = self
-                    .outcomes
-                    .iter()
-                    .any(|o| *o != Outcome::NoBid(NoBidReason::NoTime));
-                if asked || self.outcomes.is_empty() {
-                    (RequestOutcome::NoBid, None)
-                } else {
-                    (RequestOutcome::NoTime, Some(NBR_INSUFFICIENT_TIME))
-                }
-            } else {
+            if !self.winners.is_empty() {
                 self.response.bids(
-                    &request_view,
+                    &verified.view(),
                     self.tenants.slots(),
                     &self.winners,
                     &config.currency,
                 );
                 (RequestOutcome::Bid, None)
+            } else if !self.outcomes.is_empty()
+                && self
+                    .outcomes
+                    .iter()
+                    .all(|o| *o == Outcome::NoBid(NoBidReason::NoTime))
+            {
+                (RequestOutcome::NoTime, Some(NBR_INSUFFICIENT_TIME))
+            } else {
+                (RequestOutcome::NoBid, None)
             }
         };
         let nbr = match (outcome, nbr, config.no_bid) {
@@ -225,16 +205,102 @@ impl BidCore {
             (_, nbr, _) => Some(nbr.unwrap_or(0)),
         };
         if let Some(nbr) = nbr {
-            self.response.no_bid(request_view.id(), nbr);
+            self.response.no_bid(verified.view().id(), nbr);
         }
         // Only a strategy's broken `ext` could fail here, and strategies
         // cannot set one; answer as if nobody bid rather than fail.
         let buffers = &mut self.buffers;
         if write_response(&self.response, buffers, head, format, out).is_err() {
-            self.response.no_bid(request_view.id(), 0);
+            self.response.no_bid(verified.view().id(), 0);
             let _ = write_response(&self.response, buffers, head, format, out);
         }
         Ok(outcome)
+    }
+}
+
+/// What handling one request came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handled {
+    pub outcome: RequestOutcome,
+    /// The connection must close after this answer (HTTP/1.0, `Connection:
+    /// close`, or an error after which the stream cannot be trusted).
+    pub close: bool,
+}
+
+/// The body as sent, or inflated into `scratch` when it is gzip. A body
+/// over `limit` once inflated, or with bytes after its gzip member, is
+/// refused; either way the connection closes, since whatever follows on
+/// it cannot be trusted.
+fn inflate<'a>(
+    head: &Head,
+    body: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+    limit: usize,
+) -> Result<&'a [u8], Reject> {
+    if !head.gzip_body {
+        return Ok(body);
+    }
+    scratch.clear();
+    let mut decoder = GzDecoder::new(body);
+    let read = (&mut decoder)
+        .take(limit as u64 + 1)
+        .read_to_end(scratch);
+    match read {
+        Err(_) => Err(Reject::new(400, "body is not valid gzip", RequestOutcome::BadRequest).closing()),
+        Ok(n) if n > limit => Err(Reject::new(
+            413,
+            "inflated body too large",
+            RequestOutcome::TooLarge,
+        )
+        .closing()),
+        Ok(_) if !decoder.into_inner().is_empty() => Err(Reject::new(
+            400,
+            "bytes after the end of the gzip body",
+            RequestOutcome::BadRequest,
+        )
+        .closing()),
+        Ok(_) => Ok(scratch),
+    }
+}
+
+/// The request's time, decided once on arrival: every tenant call takes
+/// its part of what is left of it, and nothing else checks the clock
+/// against `tmax`.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// When the answer must be written: arrival + min(`tmax`, cap) - margin.
+    pub deadline: Instant,
+    /// Below this much time left, a tenant is not called (`no_time`).
+    time_min: Duration,
+}
+
+impl Budget {
+    /// `tmax` is the request's (validated non-negative); absent means the
+    /// configured default. The config bounds make the sum overflow-free.
+    pub fn new(arrival: Instant, tmax: Option<i32>, config: &BidConfig) -> Self {
+        let tmax_ms = tmax
+            .and_then(|t| u64::try_from(t).ok())
+            .unwrap_or(config.tmax_default_ms)
+            .min(config.tmax_max_ms);
+        let budget = Duration::from_millis(tmax_ms)
+            .saturating_sub(Duration::from_millis(config.deadline_margin_ms));
+        Self {
+            deadline: arrival + budget,
+            time_min: Duration::from_micros(config.tenant_time_min_us),
+        }
+    }
+
+    /// The time the next call may take at `now`, with `tenants_left`
+    /// tenants (this one included) still to call: an equal part of what is
+    /// left, so an early tenant cannot leave the later ones none, but never
+    /// less than the minimum while that much is left. `None`: skip.
+    pub fn for_call(&self, now: Instant, tenants_left: usize) -> Option<Duration> {
+        let left = self.deadline.saturating_duration_since(now);
+        if left < self.time_min {
+            return None;
+        }
+        let part = left / u32::try_from(tenants_left.max(1)).unwrap_or(u32::MAX);
+        Some(part.max(self.time_min))
     }
 }
 
@@ -282,33 +348,35 @@ fn write_response(
     Ok(())
 }
 
-/// Calls every eligible tenant in lineup order, each within its budget and
-/// the time left; `outcomes[i]` is `slots[i]`'s.
+/// Calls every eligible tenant in lineup order, each within its part of
+/// the budget; `outcomes[i]` is `slots[i]`'s.
 fn fan_out(
     tenants: &mut CoreTenants,
     runtime: &Runtime,
-    config: &BidConfig,
+    currency: &str,
     outcomes: &mut Vec<Outcome>,
-    request: &BidRequest<'_>,
-    bytes: &[u8],
-    deadline: Instant,
+    request: VerifiedBidRequest<'_>,
+    budget: &Budget,
 ) {
     outcomes.clear();
-    let time_min = Duration::from_micros(config.tenant_time_min_us);
+    let view = request.view();
     let ctx = CallContext {
-        request: *request,
-        bytes,
-        currency: &config.currency,
+        request: view,
+        bytes: request.bytes(),
+        currency,
         arrival_unix_us: unix_us(),
-        deadline,
     };
-    for slot in tenants.slots_mut() {
-        let outcome = if !seat_allowed(request, &slot.strategy().tenant) {
+    let slots = tenants.slots_mut();
+    let count = slots.len();
+    for (index, slot) in slots.iter_mut().enumerate() {
+        let outcome = if !seat_allowed(&view, &slot.strategy().tenant) {
             Outcome::NoBid(NoBidReason::NoBid)
-        } else if deadline.saturating_duration_since(Instant::now()) < time_min {
-            Outcome::NoBid(NoBidReason::NoTime)
         } else {
-            slot.call(runtime, &ctx)
+            let now = Instant::now();
+            match budget.for_call(now, count - index) {
+                Some(time) => slot.call(runtime, &ctx, CallTime { now, time }),
+                None => Outcome::NoBid(NoBidReason::NoTime),
+            }
         };
         outcomes.push(outcome);
     }
@@ -319,6 +387,8 @@ struct Reject {
     status: u16,
     reason: std::borrow::Cow<'static, str>,
     outcome: RequestOutcome,
+    /// Close the connection after the answer.
+    close: bool,
 }
 
 impl Reject {
@@ -331,6 +401,14 @@ impl Reject {
             status,
             reason: reason.into(),
             outcome,
+            close: false,
+        }
+    }
+
+    fn closing(self) -> Self {
+        Self {
+            close: true,
+            ..self
         }
     }
 }

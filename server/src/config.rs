@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::RuntimeConfig;
-use crate::runtime::breaker::BreakerConfig;
+use crate::runtime::breaker::{BreakerConfig, WINDOW_CALLS_MAX};
+use crate::runtime::share::FairnessConfig;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -19,6 +20,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub runtime: RuntimeConfig,
     pub breaker: BreakerConfig,
+    pub fairness: FairnessConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,8 +73,9 @@ pub struct BidConfig {
     /// A keep-alive connection with no request for this long is closed.
     /// Default 60000 ms.
     pub idle_timeout_ms: u64,
-    /// Once a request has started, all of it must arrive within this (slow
-    /// clients are cut off). Default 2000 ms.
+    /// Once a request's first byte has arrived, all of it (head and body)
+    /// must arrive within this, however it trickles; slow clients are cut
+    /// off. Default 2000 ms.
     pub read_timeout_ms: u64,
     /// Budget when a request has no `tmax`, in ms. Default 100.
     pub tmax_default_ms: u64,
@@ -120,26 +123,46 @@ impl Default for BidConfig {
 pub struct AdminConfig {
     /// Address of the admin listener. Default 127.0.0.1:8081.
     pub listen: SocketAddr,
-    /// Concurrent admin connections; more wait in the kernel's backlog.
-    /// Default 16.
+    /// Open admin connections (one thread each); more are answered 503 at
+    /// once. Default 64.
     pub connections_max: usize,
+    /// Of those, connections in an API call (reading a body, compiling,
+    /// writing the store); more get 503. Probes never need one, so slow
+    /// API clients cannot keep `/healthz`, `/readyz` or `/metrics` from
+    /// answering. Default 16.
+    pub api_connections_max: usize,
     /// Largest admin request body (a strategy upload), in bytes. Default
     /// 8 MiB: the module cap plus settings.
     pub body_bytes_max: usize,
-    /// Per-read timeout on admin connections, in ms. Default 10000.
-    pub read_timeout_ms: u64,
+    /// The whole request head must arrive within this of the connection
+    /// being accepted, in ms. Default 2000.
+    pub head_timeout_ms: u64,
+    /// The whole request (head and body) must arrive within this, and the
+    /// answer be written within it again, in ms. Default 60000: an 8 MiB
+    /// upload at 1 Mbit/s.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            connections_max: 16,
+            connections_max: 64,
+            api_connections_max: 16,
             body_bytes_max: 8 << 20,
-            read_timeout_ms: 10_000,
+            head_timeout_ms: 2_000,
+            request_timeout_ms: 60_000,
         }
     }
 }
+
+/// Largest `tmax` an operator may honour: a minute is far past any
+/// exchange's timeout, and keeps `arrival + tmax` far from overflow.
+pub const TMAX_MS_LIMIT: u64 = 60_000;
+
+/// Longest timeout any setting may name, in ms (a day): past it a value is
+/// a typo, and `Instant + Duration` stays far from overflow.
+pub const TIMEOUT_MS_LIMIT: u64 = 86_400_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -171,36 +194,197 @@ impl Config {
         Ok(config)
     }
 
-    /// Relations between settings that TOML types cannot express.
+    /// Every setting's range, and the relations between settings that
+    /// TOML types cannot express. Errors name the key and the allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_bid()?;
+        self.validate_admin()?;
+        self.validate_runtime()?;
+        self.validate_breaker_and_fairness()
+    }
+
+    fn validate_bid(&self) -> Result<(), ConfigError> {
         let bid = &self.bid;
-        let fail = |msg: String| Err(ConfigError::Invalid(msg));
-        if bid.inflated_bytes_max > gavel_schemas::json::JSON_BYTES_MAX {
-            return fail(format!(
-                "bid.inflated_bytes_max must be at most {} (the JSON bridge's limit)",
-                gavel_schemas::json::JSON_BYTES_MAX
-            ));
-        }
-        if bid.body_bytes_max > bid.inflated_bytes_max {
-            return fail("bid.body_bytes_max must not exceed bid.inflated_bytes_max".into());
-        }
-        if bid.header_bytes_max < 512
-            || bid.connections_per_core_max == 0
-            || bid.in_flight_per_core_max == 0
-        {
-            return fail(
-                "bid.header_bytes_max >= 512, connections and in-flight limits >= 1".into(),
-            );
-        }
-        if bid.tmax_default_ms == 0 || bid.tmax_default_ms > bid.tmax_max_ms {
-            return fail("bid.tmax_default_ms must be between 1 and bid.tmax_max_ms".into());
-        }
+        let json_max = gavel_schemas::json::JSON_BYTES_MAX as u64;
+        range("bid.header_bytes_max", bid.header_bytes_max as u64, 512, 1 << 20)?;
+        range("bid.inflated_bytes_max", bid.inflated_bytes_max as u64, 1, json_max)?;
+        range(
+            "bid.body_bytes_max",
+            bid.body_bytes_max as u64,
+            1,
+            bid.inflated_bytes_max as u64,
+        )?;
+        range("bid.connections_per_core_max", bid.connections_per_core_max as u64, 1, 1 << 20)?;
+        range("bid.in_flight_per_core_max", bid.in_flight_per_core_max as u64, 1, 1 << 16)?;
+        range("bid.idle_timeout_ms", bid.idle_timeout_ms, 1, TIMEOUT_MS_LIMIT)?;
+        range("bid.read_timeout_ms", bid.read_timeout_ms, 1, TIMEOUT_MS_LIMIT)?;
+        range("bid.tmax_max_ms", bid.tmax_max_ms, 1, TMAX_MS_LIMIT)?;
+        range("bid.tmax_default_ms", bid.tmax_default_ms, 1, bid.tmax_max_ms)?;
+        range("bid.deadline_margin_ms", bid.deadline_margin_ms, 0, bid.tmax_max_ms)?;
+        // A tenant needs at least two epoch ticks to be interruptible at all.
+        range(
+            "bid.tenant_time_min_us",
+            bid.tenant_time_min_us,
+            2 * self.runtime.epoch_tick_us,
+            bid.tmax_max_ms * 1000,
+        )?;
         if bid.currency.len() != 3 || !bid.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return fail(format!(
+            return invalid(format!(
                 "bid.currency must be an ISO-4217 code like USD, got {:?}",
                 bid.currency
             ));
         }
         Ok(())
+    }
+
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        let admin = &self.admin;
+        range("admin.connections_max", admin.connections_max as u64, 2, 4096)?;
+        range(
+            "admin.api_connections_max",
+            admin.api_connections_max as u64,
+            1,
+            admin.connections_max as u64 - 1,
+        )?;
+        range(
+            "admin.body_bytes_max",
+            admin.body_bytes_max as u64,
+            self.runtime.caps.module_bytes_max as u64,
+            1 << 30,
+        )?;
+        range("admin.head_timeout_ms", admin.head_timeout_ms, 1, TIMEOUT_MS_LIMIT)?;
+        range(
+            "admin.request_timeout_ms",
+            admin.request_timeout_ms,
+            admin.head_timeout_ms,
+            TIMEOUT_MS_LIMIT,
+        )?;
+        Ok(())
+    }
+
+    fn validate_runtime(&self) -> Result<(), ConfigError> {
+        let runtime = &self.runtime;
+        // Under 100 us the ticker thread is a busy loop; over 100 ms a
+        // deadline means little.
+        range("runtime.epoch_tick_us", runtime.epoch_tick_us, 100, 100_000)?;
+        range("runtime.instances_max", u64::from(runtime.instances_max), 1, 1 << 20)?;
+        range(
+            "runtime.wasm_stack_bytes_max",
+            runtime.wasm_stack_bytes_max as u64,
+            64 << 10,
+            64 << 20,
+        )?;
+        let caps = &runtime.caps;
+        range("runtime.caps.module_bytes_max", caps.module_bytes_max as u64, 1024, 256 << 20)?;
+        range("runtime.caps.fuel_per_call_max", caps.fuel_per_call_max, 1, 1 << 40)?;
+        range("runtime.caps.deadline_us_max", caps.deadline_us_max, 1, self.bid.tmax_max_ms * 1000)?;
+        range("runtime.caps.memory_bytes_max", caps.memory_bytes_max, 64 << 10, 4 << 30)?;
+        range(
+            "runtime.caps.log_bytes_per_second_max",
+            u64::from(caps.log_bytes_per_second_max),
+            1,
+            16 << 20,
+        )?;
+        range("runtime.caps.init_fuel", caps.init_fuel, 1, 1 << 40)?;
+        range("runtime.caps.init_deadline_us", caps.init_deadline_us, 1, 10_000_000)?;
+        if !(caps.price_max.is_finite() && caps.price_max > 0.0) {
+            return invalid(format!(
+                "runtime.caps.price_max must be a positive number, got {}",
+                caps.price_max
+            ));
+        }
+        let defaults = crate::runtime::StrategySettings::default();
+        caps.check(&defaults).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "runtime.caps must admit the default strategy settings: {e}"
+            ))
+        })?;
+        let compile = &runtime.compile;
+        range("runtime.compile.workers", compile.workers as u64, 1, 64)?;
+        range("runtime.compile.queue_max", compile.queue_max as u64, 1, 4096)?;
+        range("runtime.compile.time_ms_max", compile.time_ms_max, 100, 600_000)?;
+        range(
+            "runtime.compile.memory_bytes_max",
+            compile.memory_bytes_max,
+            256 << 20,
+            64 << 30,
+        )?;
+        let limits = &compile.limits;
+        range("runtime.compile.limits.functions_max", u64::from(limits.functions_max), 1, 1_000_000)?;
+        range(
+            "runtime.compile.limits.function_body_bytes_max",
+            u64::from(limits.function_body_bytes_max),
+            1024,
+            caps.module_bytes_max as u64,
+        )?;
+        range(
+            "runtime.compile.limits.nesting_depth_max",
+            u64::from(limits.nesting_depth_max),
+            1,
+            100_000,
+        )?;
+        range(
+            "runtime.compile.limits.locals_per_function_max",
+            u64::from(limits.locals_per_function_max),
+            1,
+            50_000,
+        )?;
+        range(
+            "runtime.compile.limits.br_table_targets_max",
+            u64::from(limits.br_table_targets_max),
+            1,
+            1_000_000,
+        )?;
+        Ok(())
+    }
+
+    fn validate_breaker_and_fairness(&self) -> Result<(), ConfigError> {
+        let breaker = &self.breaker;
+        range("breaker.window_calls", u64::from(breaker.window_calls), 1, u64::from(WINDOW_CALLS_MAX))?;
+        range(
+            "breaker.failures_max",
+            u64::from(breaker.failures_max),
+            1,
+            u64::from(breaker.window_calls),
+        )?;
+        range("breaker.cooldown_ms", breaker.cooldown_ms, 1, TIMEOUT_MS_LIMIT)?;
+        range("breaker.cooldown_ms_max", breaker.cooldown_ms_max, breaker.cooldown_ms, TIMEOUT_MS_LIMIT)?;
+        range(
+            "breaker.request_bytes_trusted",
+            breaker.request_bytes_trusted as u64,
+            0,
+            gavel_schemas::verify::BID_REQUEST_BYTES_MAX as u64,
+        )?;
+        let fairness = &self.fairness;
+        let share = fairness.tenant_core_share;
+        if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+            return invalid(format!(
+                "fairness.tenant_core_share must be in (0, 1], got {share}"
+            ));
+        }
+        range("fairness.window_ms", fairness.window_ms, 1, 60_000)?;
+        let bucket = crate::runtime::share::CoreShare::capacity(fairness);
+        let deadline_max = std::time::Duration::from_micros(self.runtime.caps.deadline_us_max);
+        if bucket < deadline_max {
+            return invalid(format!(
+                "fairness.tenant_core_share x fairness.window_ms ({bucket:?}) must be at least \
+                 runtime.caps.deadline_us_max ({deadline_max:?}): a tenant at that deadline could \
+                 never be called"
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: String) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid(message))
+}
+
+/// `key` must be within `min..=max`.
+fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        invalid(format!("{key} must be between {min} and {max}, got {value}"))
     }
 }

@@ -1,7 +1,10 @@
-//! HTTP/1.1 framing for the bid port: request heads parsed with `httparse`
-//! straight from the connection buffer, and responses written into a
-//! reusable buffer. Only what a bidder needs: `Content-Length` bodies,
-//! keep-alive, pipelining, gzip.
+//! HTTP/1.1 framing for both ports: one request-head parser (`httparse`
+//! underneath) that reads straight from the connection buffer, and
+//! responses written into a reusable buffer. Only what a bidder and its
+//! admin API need: `Content-Length` bodies, keep-alive, pipelining, gzip.
+//! Strict where laxness lets two readers disagree about where a request
+//! ends (RFC 9112 section 6.3, 11.2): bare LF line ends, signed or
+//! conflicting lengths and `Transfer-Encoding` are refused.
 
 use std::io::Write as _;
 
@@ -14,26 +17,88 @@ pub const HEADERS_MAX: usize = 64;
 /// Longest `x-openrtb-version` value echoed back.
 const OPENRTB_VERSION_BYTES_MAX: usize = 16;
 
-/// The route of a request on the bid port.
+/// Longest `Content-Length` value: 19 digits always fit a `u64`.
+const CONTENT_LENGTH_DIGITS_MAX: usize = 19;
+
+/// A request's method, as far as either port cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    Bid,
-    MethodNotAllowed,
-    NotFound,
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+    Other,
 }
 
-/// What the bid path needs from a request head; no borrow of the buffer.
+impl Method {
+    fn parse(method: &str) -> Self {
+        match method {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            _ => Method::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
+/// Where a value sits in the buffer the head was parsed from: heads hold
+/// no borrow, so they can travel with the request's bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn of(buf: &[u8], part: &[u8]) -> Self {
+        // `part` is a subslice of `buf` (httparse borrows from it), so the
+        // offset is in range; heads are far below 4 GiB.
+        let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+        Span {
+            start: start as u32,
+            len: part.len() as u32,
+        }
+    }
+
+    /// The bytes in `buf`, which must be the buffer the head came from.
+    pub fn get<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        let start = self.start as usize;
+        buf.get(start..start + self.len as usize).unwrap_or_default()
+    }
+
+    pub fn get_str<'b>(&self, buf: &'b [u8]) -> &'b str {
+        std::str::from_utf8(self.get(buf)).unwrap_or_default()
+    }
+}
+
+/// A parsed request head; no borrow of the buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct Head {
-    pub route: Route,
+    pub method: Method,
+    /// The request target: path and query.
+    pub target: Span,
     /// Bytes of the head (request line, headers, blank line).
     pub head_len: usize,
     pub body_len: usize,
-    /// `Err` holds an unsupported Content-Type's outcome.
+    /// `Err(())`: a Content-Type or Content-Encoding the bid port does not
+    /// read.
     pub format: Result<Format, ()>,
     pub gzip_body: bool,
     pub accepts_gzip: bool,
     pub keep_alive: bool,
+    /// The `Authorization` header's value (admin port).
+    pub authorization: Option<Span>,
     openrtb_version: [u8; OPENRTB_VERSION_BYTES_MAX],
     openrtb_version_len: u8,
 }
@@ -44,6 +109,19 @@ impl Head {
         (self.openrtb_version_len > 0)
             .then(|| &self.openrtb_version[..usize::from(self.openrtb_version_len)])
     }
+
+    /// The path and the query string (empty without `?`).
+    pub fn path_and_query<'b>(&self, buf: &'b [u8]) -> (&'b str, &'b str) {
+        let target = self.target.get_str(buf);
+        target.split_once('?').unwrap_or((target, ""))
+    }
+}
+
+/// The size limits a port parses with.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadLimits {
+    pub header_bytes_max: usize,
+    pub body_bytes_max: usize,
 }
 
 /// A request the connection cannot continue after: answered, then closed.
@@ -61,6 +139,13 @@ const fn fatal(status: u16, reason: &'static str, outcome: RequestOutcome) -> Fa
         outcome,
     }
 }
+
+const HEAD_TOO_LARGE: Fatal = fatal(
+    431,
+    "request head too large",
+    RequestOutcome::HeaderTooLarge,
+);
+const MALFORMED: Fatal = fatal(400, "malformed HTTP request", RequestOutcome::BadRequest);
 
 fn eq_ignore_case(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
@@ -80,25 +165,44 @@ fn lists(value: &[u8], token: &str) -> bool {
 }
 
 /// Parses a request head from the start of `buf`. `Ok(None)`: incomplete.
-pub fn parse_head(
-    buf: &[u8],
-    header_bytes_max: usize,
-    body_bytes_max: usize,
-) -> Result<Option<Head>, Fatal> {
+/// The steps: frame the head, read the headers, check the body's framing.
+pub fn parse_head(buf: &[u8], limits: HeadLimits) -> Result<Option<Head>, Fatal> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut request = httparse::Request::new(&mut headers);
+    let Some(head_len) = frame(&mut request, buf, limits.header_bytes_max)? else {
+        return Ok(None);
+    };
+    let mut head = Head {
+        method: Method::parse(request.method.unwrap_or("")),
+        target: Span::of(buf, request.path.unwrap_or("/").as_bytes()),
+        head_len,
+        body_len: 0,
+        format: Ok(Format::Json),
+        gzip_body: false,
+        accepts_gzip: false,
+        keep_alive: request.version != Some(0),
+        authorization: None,
+        openrtb_version: [0; OPENRTB_VERSION_BYTES_MAX],
+        openrtb_version_len: 0,
+    };
+    let content_length = read_headers(&mut head, request.headers, buf)?;
+    head.body_len = body_length(head.method, content_length, limits.body_bytes_max)?;
+    Ok(Some(head))
+}
+
+/// Finds the end of the head: `Ok(None)` while it is incomplete and under
+/// the limit.
+fn frame<'b>(
+    request: &mut httparse::Request<'_, 'b>,
+    buf: &'b [u8],
+    header_bytes_max: usize,
+) -> Result<Option<usize>, Fatal> {
     let head_len = match request.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > header_bytes_max {
-                return Err(fatal(
-                    431,
-                    "request head too large",
-                    RequestOutcome::HeaderTooLarge,
-                ));
-            }
-            return Ok(None);
+        Ok(httparse::Status::Partial) if buf.len() > header_bytes_max => {
+            return Err(HEAD_TOO_LARGE);
         }
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(fatal(
                 431,
@@ -106,62 +210,57 @@ pub fn parse_head(
                 RequestOutcome::HeaderTooLarge,
             ));
         }
-        Err(_) => {
-            return Err(fatal(
-                400,
-                "malformed HTTP request",
-                RequestOutcome::BadRequest,
-            ));
-        }
+        Err(_) => return Err(MALFORMED),
     };
     if head_len > header_bytes_max {
+        return Err(HEAD_TOO_LARGE);
+    }
+    // httparse accepts a bare LF as a line end; a proxy in front may not,
+    // and then the two disagree about where headers end.
+    let head = &buf[..head_len];
+    let bare_lf = head
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'));
+    if bare_lf {
         return Err(fatal(
-            431,
-            "request head too large",
-            RequestOutcome::HeaderTooLarge,
+            400,
+            "malformed HTTP request: lines must end with CRLF",
+            RequestOutcome::BadRequest,
         ));
     }
-    let http_1_0 = request.version == Some(0);
-    let mut head = Head {
-        route: Route::NotFound,
-        head_len,
-        body_len: 0,
-        format: Ok(Format::Json),
-        gzip_body: false,
-        accepts_gzip: false,
-        keep_alive: !http_1_0,
-        openrtb_version: [0; OPENRTB_VERSION_BYTES_MAX],
-        openrtb_version_len: 0,
-    };
+    Ok(Some(head_len))
+}
+
+/// Reads the headers either port uses into `head`; returns the
+/// `Content-Length`, if any.
+fn read_headers(
+    head: &mut Head,
+    headers: &[httparse::Header<'_>],
+    buf: &[u8],
+) -> Result<Option<usize>, Fatal> {
     let mut content_length = None;
-    for header in request.headers.iter() {
+    for header in headers {
         let (name, value) = (header.name, trim(header.value));
         if name.eq_ignore_ascii_case("content-length") {
-            let len = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok());
-            match (len, content_length) {
-                (None, _) => {
-                    return Err(fatal(
-                        400,
-                        "invalid Content-Length",
-                        RequestOutcome::BadRequest,
-                    ));
-                }
-                (Some(a), Some(b)) if a != b => {
-                    return Err(fatal(
-                        400,
-                        "conflicting Content-Length headers",
-                        RequestOutcome::BadRequest,
-                    ));
-                }
-                (Some(len), _) => content_length = Some(len),
+            let len = parse_content_length(value).ok_or(fatal(
+                400,
+                "invalid Content-Length",
+                RequestOutcome::BadRequest,
+            ))?;
+            if content_length.is_some_and(|earlier| earlier != len) {
+                return Err(fatal(
+                    400,
+                    "conflicting Content-Length headers",
+                    RequestOutcome::BadRequest,
+                ));
             }
+            content_length = Some(len);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             // Framing this server does not read: the body's end is unknown.
             return Err(fatal(
                 411,
-                "Transfer-Encoding is not supported; send Content-Length",
+                "Transfer-Encoding (chunked bodies) is not supported; send Content-Length",
                 RequestOutcome::LengthRequired,
             ));
         } else if name.eq_ignore_ascii_case("content-type") {
@@ -191,6 +290,8 @@ pub fn parse_head(
             } else if lists(value, "keep-alive") {
                 head.keep_alive = true;
             }
+        } else if name.eq_ignore_ascii_case("authorization") {
+            head.authorization = Some(Span::of(buf, value));
         } else if name.eq_ignore_ascii_case("x-openrtb-version")
             && value.len() <= OPENRTB_VERSION_BYTES_MAX
             && value.iter().all(|b| b.is_ascii_graphic())
@@ -199,30 +300,39 @@ pub fn parse_head(
             head.openrtb_version_len = value.len() as u8;
         }
     }
-    let path = request.path.unwrap_or("/");
-    let path = path.split('?').next().unwrap_or(path);
-    let is_post = request.method == Some("POST");
-    head.route = match path {
-        "/bid" if is_post => Route::Bid,
-        "/bid" => Route::MethodNotAllowed,
-        _ => Route::NotFound,
-    };
+    Ok(content_length)
+}
+
+/// `Content-Length` is 1*DIGIT (RFC 9110 section 8.6): no sign, no
+/// spaces inside, no hex.
+fn parse_content_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty()
+        || value.len() > CONTENT_LENGTH_DIGITS_MAX
+        || !value.iter().all(u8::is_ascii_digit)
+    {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+fn body_length(
+    method: Method,
+    content_length: Option<usize>,
+    body_bytes_max: usize,
+) -> Result<usize, Fatal> {
     match content_length {
         Some(len) if len > body_bytes_max => Err(fatal(
             413,
             "request body too large",
             RequestOutcome::TooLarge,
         )),
-        Some(len) => {
-            head.body_len = len;
-            Ok(Some(head))
-        }
-        None if is_post => Err(fatal(
+        Some(len) => Ok(len),
+        None if matches!(method, Method::Post | Method::Put) => Err(fatal(
             411,
             "Content-Length required",
             RequestOutcome::LengthRequired,
         )),
-        None => Ok(Some(head)),
+        None => Ok(0),
     }
 }
 
@@ -308,22 +418,30 @@ mod tests {
     use super::*;
 
     fn parse(raw: &str) -> Result<Option<Head>, Fatal> {
-        parse_head(raw.as_bytes(), 8192, 1 << 20)
+        parse_head(
+            raw.as_bytes(),
+            HeadLimits {
+                header_bytes_max: 8192,
+                body_bytes_max: 1 << 20,
+            },
+        )
     }
 
     #[test]
     fn reads_a_bid_post() {
-        let head = parse(
-            "POST /bid HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-flatbuffers\r\nContent-Length: 12\r\n\
-             Accept-Encoding: br, gzip;q=0.8\r\nx-openrtb-version: 2.6\r\n\r\n",
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(head.route, Route::Bid);
+        let raw = "POST /bid?x=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-flatbuffers\r\nContent-Length: 12\r\n\
+             Accept-Encoding: br, gzip;q=0.8\r\nx-openrtb-version: 2.6\r\nAuthorization: Bearer abc\r\n\r\n";
+        let head = parse(raw).unwrap().unwrap();
+        assert_eq!(head.method, Method::Post);
+        assert_eq!(head.path_and_query(raw.as_bytes()), ("/bid", "x=1"));
         assert_eq!(head.body_len, 12);
         assert_eq!(head.format, Ok(Format::Flatbuffers));
         assert!(head.accepts_gzip && head.keep_alive && !head.gzip_body);
         assert_eq!(head.openrtb_version(), Some(&b"2.6"[..]));
+        assert_eq!(
+            head.authorization.map(|a| a.get(raw.as_bytes())),
+            Some(&b"Bearer abc"[..])
+        );
     }
 
     #[test]
@@ -344,40 +462,35 @@ mod tests {
 
     #[test]
     fn framing_errors() {
-        assert_eq!(parse("POST /bid HTTP/1.1\r\n\r\n").unwrap_err().status, 411);
+        let status = |raw: &str| parse(raw).unwrap_err().status;
+        assert_eq!(status("POST /bid HTTP/1.1\r\n\r\n"), 411);
         assert_eq!(
-            parse("POST /bid HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
-                .unwrap_err()
-                .status,
+            status("POST /bid HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             411
         );
-        assert_eq!(
-            parse("POST /bid HTTP/1.1\r\nContent-Length: x\r\n\r\n")
-                .unwrap_err()
-                .status,
-            400
-        );
+        assert_eq!(status("POST /bid HTTP/1.1\r\nContent-Length: x\r\n\r\n"), 400);
+        assert_eq!(status("POST /bid HTTP/1.1\r\nContent-Length: +5\r\n\r\n"), 400);
+        assert_eq!(status("POST /bid HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400);
+        assert_eq!(status("POST /bid HTTP/1.1\r\nContent-Length: \r\n\r\n"), 400);
         let twice = "POST /bid HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
-        assert_eq!(parse(twice).unwrap_err().status, 400);
+        assert_eq!(status(twice), 400);
+        let same_twice = "POST /bid HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n";
+        assert_eq!(parse(same_twice).unwrap().unwrap().body_len, 2);
         assert_eq!(
-            parse("POST /bid HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n")
-                .unwrap_err()
-                .status,
+            status("POST /bid HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n"),
             413
         );
-        assert_eq!(parse("\x00\x01 garbage\r\n\r\n").unwrap_err().status, 400);
+        assert_eq!(status("\x00\x01 garbage\r\n\r\n"), 400);
+        assert_eq!(status("POST /bid HTTP/1.1\nContent-Length: 0\n\n"), 400, "bare LF");
+        assert_eq!(
+            status("POST /bid HTTP/1.1\r\nContent-Length: 0\n\r\n"),
+            400,
+            "one bare LF"
+        );
     }
 
     #[test]
-    fn routes_and_media_types() {
-        assert_eq!(
-            parse("GET /bid HTTP/1.1\r\n\r\n").unwrap().unwrap().route,
-            Route::MethodNotAllowed
-        );
-        assert_eq!(
-            parse("GET /other HTTP/1.1\r\n\r\n").unwrap().unwrap().route,
-            Route::NotFound
-        );
+    fn media_types_and_connection() {
         let xml =
             parse("POST /bid HTTP/1.1\r\nContent-Type: text/xml\r\nContent-Length: 0\r\n\r\n")
                 .unwrap()
@@ -395,5 +508,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!close.keep_alive);
+        let get = parse("GET /healthz HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!((get.method, get.body_len), (Method::Get, 0));
     }
 }

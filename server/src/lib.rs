@@ -32,6 +32,8 @@ pub mod auction;
 pub mod auth;
 pub mod bid;
 pub mod client;
+pub mod compiler;
+pub mod counter;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -7,10 +7,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::metrics::Metrics;
 use crate::runtime::breaker::BreakerConfig;
+use crate::runtime::share::FairnessConfig;
 use crate::runtime::{Strategy, TenantSlot, TenantStats};
 
 /// The active strategies, ordered by tenant id: that order is the fan-out
@@ -18,18 +21,16 @@ use crate::runtime::{Strategy, TenantSlot, TenantStats};
 #[derive(Debug, Default)]
 pub struct Lineup {
     generation: AtomicU64,
-    current: RwLock<Arc<Vec<Arc<Strategy>>>>,
+    /// Read by the cores without a lock (`arc-swap`: an atomic pointer
+    /// with hazard-style debts), written by the control plane.
+    current: ArcSwap<Vec<Arc<Strategy>>>,
 }
 
 impl Lineup {
     /// Makes `strategies` the lineup on every core, from their next request.
     pub fn publish(&self, mut strategies: Vec<Arc<Strategy>>) {
         strategies.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-        let mut current = self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *current = Arc::new(strategies);
+        self.current.store(Arc::new(strategies));
         // Release: a core that sees the new generation sees the new lineup.
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -39,30 +40,31 @@ impl Lineup {
     }
 
     pub fn current(&self) -> Arc<Vec<Arc<Strategy>>> {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.current.load_full()
     }
 }
 
 /// One core's tenant slots, following the lineup.
 pub struct CoreTenants {
+    core: usize,
     seen: u64,
     slots: Vec<TenantSlot>,
     /// Counters outlive versions: one set per tenant on this core.
     stats: HashMap<Arc<str>, Arc<TenantStats>>,
     breaker: BreakerConfig,
+    fairness: FairnessConfig,
 }
 
 impl CoreTenants {
-    pub fn new(breaker: BreakerConfig) -> Self {
+    pub fn new(core: usize, breaker: BreakerConfig, fairness: FairnessConfig) -> Self {
         // Generation 0 is "nothing published": the first sync always runs.
         Self {
+            core,
             seen: u64::MAX,
             slots: Vec::new(),
             stats: HashMap::new(),
             breaker,
+            fairness,
         }
     }
 
@@ -101,11 +103,20 @@ impl CoreTenants {
                         .entry(strategy.tenant.clone())
                         .or_insert_with(|| {
                             let stats = Arc::new(TenantStats::default());
-                            metrics.register_tenant(strategy.tenant.clone(), stats.clone());
+                            metrics.register_tenant(
+                                self.core,
+                                strategy.tenant.clone(),
+                                stats.clone(),
+                            );
                             stats
                         })
                         .clone();
-                    TenantSlot::new(strategy.clone(), self.breaker.clone(), stats)
+                    TenantSlot::new(
+                        strategy.clone(),
+                        self.breaker.clone(),
+                        &self.fairness,
+                        stats,
+                    )
                 }
             };
             self.slots.push(slot);

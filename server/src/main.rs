@@ -26,6 +26,9 @@ enum Command {
     Serve(ServeArgs),
     /// Manage strategies through the admin API.
     Strategy(StrategyArgs),
+    /// Internal: compile one module under limits, for `gavel serve`.
+    #[command(name = "compile-module", hide = true)]
+    CompileModule,
 }
 
 #[derive(Args)]
@@ -111,6 +114,11 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // The compiling child process: no logging, no argument parsing beyond
+    // its name, so that it starts in microseconds.
+    if std::env::args_os().nth(1).is_some_and(|a| a == gavel::compiler::CHILD_SUBCOMMAND) {
+        return gavel::compiler::child_main();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -121,6 +129,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Strategy(args) => strategy(args),
+        Command::CompileModule => return gavel::compiler::child_main(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

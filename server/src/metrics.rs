@@ -3,16 +3,23 @@
 //!
 //! Every counter has exactly one writer (its core), so increments are a
 //! relaxed load and store, not a locked read-modify-write. Latency goes into
-//! a per-core HdrHistogram that the core folds into the shared one every
-//! [`LATENCY_FOLD_INTERVAL`]; the bid path never takes a lock.
+//! a per-core HdrHistogram that the core hands over every
+//! [`LATENCY_FOLD_INTERVAL`] through a bounded lock-free channel; the admin
+//! side merges them when it renders. A core publishes the tenants it
+//! serves through its own `ArcSwap`. No core ever takes a lock here.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use crate::counter::bump;
 
 use crate::runtime::answer::BidRejection;
 use crate::runtime::{NoBidReason, TenantStats};
@@ -118,14 +125,6 @@ fn load(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
-/// Adds to a counter that only one thread (its core) writes: a relaxed
-/// load and store, no locked read-modify-write on the bid path.
-pub(crate) fn bump(counter: &AtomicU64, by: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(by),
-        Ordering::Relaxed,
-    );
-}
 
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_max(LATENCY_US_MAX, LATENCY_SIGFIG)
@@ -179,25 +178,32 @@ impl CoreLatency {
         self.local.borrow_mut().saturating_record(us);
     }
 
-    /// Moves what was recorded into the shared histogram.
+    /// Hands what was recorded to the admin side. When its inbox is full
+    /// (nobody scraped for a while) the core keeps adding to its own.
     pub fn fold_into(&self, metrics: &Metrics) {
         let mut local = self.local.borrow_mut();
-        if local.is_empty() {
+        if local.is_empty() || metrics.latency_inbox.is_full() {
             return;
         }
-        if let Ok(mut shared) = metrics.latency.lock() {
-            // Both have the same bounds: adding cannot fail.
-            let _ = shared.add(&*local);
-        }
-        local.reset();
+        let recorded = std::mem::replace(&mut *local, new_histogram());
+        let _ = metrics.latency_inbox.try_send(recorded);
     }
 }
+
+/// Latency histograms waiting to be merged, per core: one a second, so a
+/// minute without a scrape before cores start keeping their own.
+const LATENCY_INBOX_PER_CORE: usize = 64;
 
 /// Process-wide metrics: every core's counters and the shared histogram.
 pub struct Metrics {
     pub cores: Vec<Arc<CoreMetrics>>,
+    /// Merged latency; locked by the admin side only.
     latency: Mutex<Histogram<u64>>,
-    tenants: Mutex<Vec<(Arc<str>, Arc<TenantStats>)>>,
+    latency_inbox: Sender<Histogram<u64>>,
+    latency_outbox: Receiver<Histogram<u64>>,
+    /// Per core, the tenants it has served and their counters; each entry
+    /// is written only by its core.
+    tenants: Vec<ArcSwap<Vec<(Arc<str>, Arc<TenantStats>)>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -210,20 +216,29 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     pub fn new(cores: usize) -> Self {
+        let (latency_inbox, latency_outbox) =
+            crossbeam_channel::bounded(cores.max(1) * LATENCY_INBOX_PER_CORE);
         Self {
             cores: (0..cores)
                 .map(|_| Arc::new(CoreMetrics::default()))
                 .collect(),
             latency: Mutex::new(new_histogram()),
-            tenants: Mutex::new(Vec::new()),
+            latency_inbox,
+            latency_outbox,
+            tenants: (0..cores).map(|_| ArcSwap::default()).collect(),
         }
     }
 
-    /// Registers one core's counters for a tenant (once per tenant and core).
-    pub fn register_tenant(&self, tenant: Arc<str>, stats: Arc<TenantStats>) {
-        if let Ok(mut tenants) = self.tenants.lock() {
-            tenants.push((tenant, stats));
-        }
+    /// Registers core `core`'s counters for a tenant (once per tenant and
+    /// core). Only that core calls it for its own entry: copy and swap, no
+    /// lock.
+    pub fn register_tenant(&self, core: usize, tenant: Arc<str>, stats: Arc<TenantStats>) {
+        let Some(entry) = self.tenants.get(core) else {
+            return;
+        };
+        let mut tenants = Vec::clone(&entry.load());
+        tenants.push((tenant, stats));
+        entry.store(Arc::new(tenants));
     }
 
     /// Requests with this outcome and format, summed over cores.
@@ -275,7 +290,11 @@ impl Metrics {
             .sum();
         let _ = writeln!(out, "gavel_connections_timed_out_total {timed_out}");
 
-        if let Ok(latency) = self.latency.lock() {
+        if let Ok(mut latency) = self.latency.lock() {
+            for recorded in self.latency_outbox.try_iter() {
+                // Same bounds everywhere: adding cannot fail.
+                let _ = latency.add(&recorded);
+            }
             out.push_str("# HELP gavel_request_duration_seconds Server-side time per bid request, read to written.\n");
             out.push_str("# TYPE gavel_request_duration_seconds histogram\n");
             for bound in LATENCY_BUCKETS_US {
@@ -304,9 +323,9 @@ impl Metrics {
     }
 
     fn render_tenants(&self, out: &mut String) {
-        let Ok(tenants) = self.tenants.lock() else {
-            return;
-        };
+        let per_core: Vec<_> = self.tenants.iter().map(ArcSwap::load_full).collect();
+        let tenants: Vec<&(Arc<str>, Arc<TenantStats>)> =
+            per_core.iter().flat_map(|core| core.iter()).collect();
         let mut names: Vec<&Arc<str>> = tenants.iter().map(|(name, _)| name).collect();
         names.sort();
         names.dedup();
@@ -323,7 +342,7 @@ impl Metrics {
             &'static str,
             fn(&TenantStats) -> u64,
         );
-        let simple: [Field; 6] = [
+        let simple: [Field; 7] = [
             (
                 "gavel_tenant_calls_total",
                 "counter",
@@ -353,6 +372,12 @@ impl Metrics {
                 "counter",
                 "Log bytes over the rate limit.",
                 |s| load(&s.log_bytes_dropped),
+            ),
+            (
+                "gavel_tenant_failures_blamed_on_request_total",
+                "counter",
+                "Failures caused by an outsized request: not counted by the breaker.",
+                |s| load(&s.failures_blamed_on_request),
             ),
             (
                 "gavel_tenant_wall_nanoseconds_total",

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::admin::{self, AdminState};
 use crate::auth::{Auth, Principal};
+use crate::compiler::Compiler;
 use crate::config::Config;
 use crate::error::Error;
 use crate::lineup::Lineup;
@@ -43,7 +44,15 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         "reading tokens in {}",
         data_dir.display()
     )))?);
-    let tenants = Arc::new(Tenants::new(store, runtime.clone(), lineup.clone()));
+    let exe = std::env::current_exe().map_err(Error::io("finding the gavel executable"))?;
+    let compiler = Compiler::start(runtime.clone(), exe)
+        .map_err(Error::io("starting the compile workers"))?;
+    let tenants = Arc::new(Tenants::new(
+        store,
+        runtime.clone(),
+        compiler,
+        lineup.clone(),
+    ));
 
     // The admin port opens first so that /readyz can say "not yet".
     let admin_listener = std::net::TcpListener::bind(config.admin.listen).map_err(Error::io(
@@ -64,12 +73,6 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
     if tenants.store().tenants().map_err(Error::Store)?.is_empty() && auth.is_empty() {
         seed_demo(&tenants, &auth, data_dir)?;
     }
-    let loaded = tenants.load_all().map_err(|e| Error::Io {
-        context: "loading strategies".into(),
-        source: std::io::Error::other(e),
-    })?;
-    tracing::info!(tenants = loaded, data_dir = %config.data_dir.0.display(), "strategies loaded");
-
     if let Some((path, spec)) = recording {
         let source = format!("gavel serve {}", config.bid.listen);
         recorder
@@ -92,8 +95,24 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
             "a core failed to start; see the log",
         )));
     }
-    admin.ready.store(true, Ordering::Release);
     tracing::info!(bid = %config.bid.listen, admin = %config.admin.listen, cores, "gavel is serving");
+    // Stored strategies load in the background, each tenant bidding as
+    // soon as its own compile is done; /readyz turns ready once all have
+    // been tried, so a load balancer waits for the full lineup.
+    let (loader_tenants, loader_admin) = (tenants.clone(), admin.clone());
+    let data_dir_shown = config.data_dir.0.display().to_string();
+    std::thread::Builder::new()
+        .name("gavel-loader".into())
+        .spawn(move || {
+            match loader_tenants.load_all() {
+                Ok(loaded) => {
+                    tracing::info!(tenants = loaded, data_dir = %data_dir_shown, "strategies loaded")
+                }
+                Err(e) => tracing::error!(error = %e, "listing stored tenants failed"),
+            }
+            loader_admin.ready.store(true, Ordering::Release);
+        })
+        .map_err(Error::io("starting the loader thread"))?;
 
     let _ = shards.join_all();
     let recording = recorder.stop();
@@ -129,6 +148,9 @@ fn seed_demo(tenants: &Tenants, auth: &Auth, data_dir: &Path) -> Result<(), Erro
                     tenant: example.name.into(),
                     reason,
                 },
+                other => Error::io(format!("seeding demo tenant {}", example.name))(
+                    std::io::Error::other(other.to_string()),
+                ),
             })?;
         let token = auth
             .issue(Principal::Tenant(example.name.into()))
@@ -136,9 +158,9 @@ fn seed_demo(tenants: &Tenants, auth: &Auth, data_dir: &Path) -> Result<(), Erro
         lines.push_str(&format!("tenant {} {token}\n", example.name));
     }
     let path = data_dir.join("demo-tokens.txt");
-    std::fs::write(&path, lines).map_err(Error::io(format!("writing {}", path.display())))?;
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(Error::io(format!("restricting {}", path.display())))?;
+    // Owner-only from its first byte: the file is created with mode 0600.
+    crate::store::write_atomic_mode(&path, lines.as_bytes(), 0o600)
+        .map_err(Error::io(format!("writing {}", path.display())))?;
     tracing::info!(
         tenants = gavel_strategies::EXAMPLES.len(),
         tokens = %path.display(),

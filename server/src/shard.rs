@@ -23,9 +23,9 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
 
-use crate::bid::{BidCore, BidRequestIn};
+use crate::bid::{BidCore, BidRequestIn, Handled};
 use crate::config::Config;
-use crate::http::{self, Head, Response, Route};
+use crate::http::{self, Head, HeadLimits, Method, Response};
 use crate::lineup::Lineup;
 use crate::metrics::{
     CoreLatency, CoreMetrics, Format, LATENCY_FOLD_INTERVAL, Metrics, RequestOutcome,
@@ -107,7 +107,14 @@ struct Job {
     request: Bytes,
     arrival: Instant,
     out: Vec<u8>,
-    reply: Rc<LocalSender<Vec<u8>>>,
+    reply: Rc<LocalSender<Answered>>,
+}
+
+/// A bid task's answer to a connection: the response bytes appended to
+/// the connection's output buffer, and whether to close after them.
+struct Answered {
+    out: Vec<u8>,
+    close: bool,
 }
 
 /// Per-core state shared by its tasks.
@@ -134,6 +141,7 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
         core_index,
         Arc::new(config.bid.clone()),
         config.breaker.clone(),
+        config.fairness.clone(),
         shared.runtime.clone(),
         shared.lineup.clone(),
         shared.metrics.clone(),
@@ -161,8 +169,12 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
                 body,
                 arrival: job.arrival,
             };
-            bid.handle(request, &mut job.out);
-            let _ = job.reply.send(std::mem::take(&mut job.out)).await;
+            let Handled { close, .. } = bid.handle(request, &mut job.out);
+            let answered = Answered {
+                out: std::mem::take(&mut job.out),
+                close,
+            };
+            let _ = job.reply.send(answered).await;
             // After the answer is on its way: recording never delays a bid.
             let content_type = match job.head.format {
                 Ok(Format::Json) => Some(ContentType::Json),
@@ -250,129 +262,202 @@ impl Drop for Open {
     }
 }
 
+/// The route of a request on the bid port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Bid,
+    MethodNotAllowed,
+    NotFound,
+}
+
+fn route(head: &Head, buf: &[u8]) -> Route {
+    match (head.path_and_query(buf).0, head.method) {
+        ("/bid", Method::Post) => Route::Bid,
+        ("/bid", _) => Route::MethodNotAllowed,
+        _ => Route::NotFound,
+    }
+}
+
+/// One bid-port connection's buffers and clock.
+struct Connection {
+    core: Rc<Core>,
+    buf: BytesMut,
+    out: Vec<u8>,
+    reply: Rc<LocalSender<Answered>>,
+    replies: glommio::channels::local_channel::LocalReceiver<Answered>,
+    /// When the last bytes arrived: the start of a request's budget.
+    arrival: Instant,
+    /// When the first byte of the request being read arrived: all of it
+    /// must arrive within `read_timeout_ms` of this, however it trickles.
+    started: Option<Instant>,
+}
+
 async fn connection(mut stream: TcpStream, core: Rc<Core>) {
     let _open = Open::new(core.clone());
     let _ = stream.set_nodelay(true);
-    let config = &core.shared.config.bid;
-    let (idle, read_timeout) = (
-        Duration::from_millis(config.idle_timeout_ms),
-        Duration::from_millis(config.read_timeout_ms),
-    );
-    let (reply, replies) = local_channel::new_bounded::<Vec<u8>>(1);
-    let reply = Rc::new(reply);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
-    let mut arrival = Instant::now();
+    let (reply, replies) = local_channel::new_bounded::<Answered>(1);
+    let mut connection = Connection {
+        core,
+        buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        out: Vec::with_capacity(READ_CHUNK_BYTES),
+        reply: Rc::new(reply),
+        replies,
+        arrival: Instant::now(),
+        started: None,
+    };
     loop {
-        // Answer every complete request in the buffer, in order.
-        let mut close = false;
-        while !close {
-            let head = match http::parse_head(&buf, config.header_bytes_max, config.body_bytes_max)
-            {
+        let close = connection.answer_buffered().await;
+        if !connection.out.is_empty() {
+            if stream.write_all(&connection.out).await.is_err() {
+                return;
+            }
+            connection.out.clear();
+        }
+        if close || !connection.read_more(&mut stream).await {
+            return;
+        }
+    }
+}
+
+impl Connection {
+    /// Answers every complete request in the buffer, in order, into
+    /// `out`. Returns whether the connection must close afterwards.
+    async fn answer_buffered(&mut self) -> bool {
+        let config = &self.core.shared.config.bid;
+        let limits = HeadLimits {
+            header_bytes_max: config.header_bytes_max,
+            body_bytes_max: config.body_bytes_max,
+        };
+        loop {
+            let head = match http::parse_head(&self.buf, limits) {
                 Ok(Some(head)) => head,
-                Ok(None) => break,
+                Ok(None) => return false,
                 Err(fatal) => {
-                    core.metrics.request(fatal.outcome, Format::Other);
-                    Response::text(fatal.status, fatal.reason, false).write_to(&mut out);
-                    close = true;
-                    break;
+                    self.core.metrics.request(fatal.outcome, Format::Other);
+                    Response::text(fatal.status, fatal.reason, false).write_to(&mut self.out);
+                    return true;
                 }
             };
             let total = head.head_len + head.body_len;
-            if buf.len() < total {
-                break;
+            if self.buf.len() < total {
+                return false;
             }
-            let request = buf.split_to(total).freeze();
-            close = !head.keep_alive;
-            match head.route {
+            let request = self.buf.split_to(total).freeze();
+            // What is left is the start of the next request, if anything.
+            self.started = (!self.buf.is_empty()).then_some(self.arrival);
+            let close = match route(&head, &request) {
                 Route::NotFound => {
-                    core.metrics
+                    self.core
+                        .metrics
                         .request(RequestOutcome::NotFound, Format::Other);
                     Response::text(404, "not found: bids go to POST /bid", head.keep_alive)
-                        .write_to(&mut out);
+                        .write_to(&mut self.out);
+                    !head.keep_alive
                 }
                 Route::MethodNotAllowed => {
-                    core.metrics
+                    self.core
+                        .metrics
                         .request(RequestOutcome::MethodNotAllowed, Format::Other);
                     let mut response =
                         Response::text(405, "method not allowed: use POST", head.keep_alive);
                     response.allow = Some("POST");
-                    response.write_to(&mut out);
+                    response.write_to(&mut self.out);
+                    !head.keep_alive
                 }
-                Route::Bid => {
-                    let job = Job {
-                        head,
-                        request,
-                        arrival,
-                        out: std::mem::take(&mut out),
-                        reply: reply.clone(),
-                    };
-                    match core.jobs.try_send(job) {
-                        Ok(()) => match replies.recv().await {
-                            Some(answered) => out = answered,
-                            None => return,
-                        },
-                        Err(error) => {
-                            // Over the in-flight limit: a no-bid now beats a bid too late.
-                            if let glommio::GlommioError::WouldBlock(
-                                glommio::ResourceType::Channel(job),
-                            ) = error
-                            {
-                                out = job.out;
-                            }
-                            core.metrics.request(
-                                RequestOutcome::Shed,
-                                head.format.unwrap_or(Format::Other),
-                            );
-                            let response = Response {
-                                status: 204,
-                                content_type: None,
-                                body: &[],
-                                gzip: false,
-                                keep_alive: head.keep_alive,
-                                openrtb_version: None,
-                                allow: None,
-                            };
-                            response.write_to(&mut out);
-                        }
-                    }
-                }
+                Route::Bid => match self.bid(head, request).await {
+                    Some(close) => close,
+                    None => return true,
+                },
+            };
+            if close {
+                return true;
             }
         }
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
-        }
-        if close {
-            return;
-        }
+    }
 
-        // Wait for more bytes: an idle connection may wait long, a request
-        // that has started must arrive within the read timeout.
-        let timeout = if buf.is_empty() { idle } else { read_timeout };
+    /// Hands one bid request to the core's bid task and waits for its
+    /// answer, or sheds it at once when the core is over its in-flight
+    /// limit. `None`: the bid task is gone (shutdown).
+    async fn bid(&mut self, head: Head, request: Bytes) -> Option<bool> {
+        let job = Job {
+            head,
+            request,
+            arrival: self.arrival,
+            out: std::mem::take(&mut self.out),
+            reply: self.reply.clone(),
+        };
+        match self.core.jobs.try_send(job) {
+            Ok(()) => {
+                let answered = self.replies.recv().await?;
+                self.out = answered.out;
+                Some(answered.close)
+            }
+            Err(error) => {
+                // Over the in-flight limit: a no-bid now beats a bid too late.
+                if let glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(job)) =
+                    error
+                {
+                    self.out = job.out;
+                }
+                self.core
+                    .metrics
+                    .request(RequestOutcome::Shed, head.format.unwrap_or(Format::Other));
+                let response = Response {
+                    status: 204,
+                    content_type: None,
+                    body: &[],
+                    gzip: false,
+                    keep_alive: head.keep_alive,
+                    openrtb_version: None,
+                    allow: None,
+                };
+                response.write_to(&mut self.out);
+                Some(!head.keep_alive)
+            }
+        }
+    }
+
+    /// Waits for more bytes: an idle connection may wait `idle_timeout_ms`;
+    /// a request that has started must be whole within `read_timeout_ms`
+    /// of its first byte. Returns false when the connection should end.
+    async fn read_more(&mut self, stream: &mut TcpStream) -> bool {
+        let config = &self.core.shared.config.bid;
+        let timeout = match self.started {
+            None => Duration::from_millis(config.idle_timeout_ms),
+            Some(started) => {
+                let deadline = started + Duration::from_millis(config.read_timeout_ms);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    self.core.metrics.connection_timed_out();
+                    return false;
+                }
+                left
+            }
+        };
         let _ = stream.set_read_timeout(Some(timeout));
-        let len = buf.len();
-        buf.resize(len + READ_CHUNK_BYTES, 0);
-        let read =
-            futures_lite::future::or(async { Some(stream.read(&mut buf[len..]).await) }, async {
-                // Shutdown wakes idle connections; busy ones never wait here.
-                let _ = core.closing.acquire(1).await;
-                None
-            })
-            .await;
+        let len = self.buf.len();
+        self.buf.resize(len + READ_CHUNK_BYTES, 0);
+        let closing = &self.core.closing;
+        let buf = &mut self.buf[len..];
+        let read = futures_lite::future::or(async { Some(stream.read(buf).await) }, async {
+            // Shutdown wakes idle connections; busy ones never wait here.
+            let _ = closing.acquire(1).await;
+            None
+        })
+        .await;
         match read {
-            Some(Ok(0)) | None => return,
+            Some(Ok(0)) | None => false,
             Some(Ok(n)) => {
-                buf.truncate(len + n);
-                arrival = Instant::now();
+                self.buf.truncate(len + n);
+                self.arrival = Instant::now();
+                self.started.get_or_insert(self.arrival);
+                true
             }
             Some(Err(e)) => {
                 if e.kind() == io::ErrorKind::TimedOut {
-                    core.metrics.connection_timed_out();
+                    self.core.metrics.connection_timed_out();
                 }
-                return;
+                false
             }
         }
     }

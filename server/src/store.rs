@@ -8,9 +8,14 @@
 //!
 //! Every file is written atomically (temporary file, fsync, rename, fsync
 //! of the directory), and a version's files are complete before any state
-//! names it. A crash at any point therefore leaves the old or the new
-//! version active, never a broken one; at worst an unused version file
-//! remains. Modules are checked against their SHA-256 on every load.
+//! names it. A tenant is created whole in a temporary folder and renamed
+//! into place, so a tenant folder always has its `state.json`. A crash at
+//! any point therefore leaves the old or the new version active, never a
+//! broken one; at worst an unused version file remains. Temporary files
+//! and folders left by a crash (names starting with `.`) are removed when
+//! the store opens. Modules are checked against their SHA-256 on every
+//! load; a tenant whose files are damaged anyway (edited by hand, a disk
+//! fault) is named as damaged without hiding the others.
 //!
 //! This is the single-node store. Across nodes the same interface belongs
 //! on an existing replicated store (an object store or a consensus-backed
@@ -58,6 +63,19 @@ pub enum StoreError {
         version: u64,
         reason: String,
     },
+}
+
+impl StoreError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            StoreError::BadTenantId(_) => ErrorKind::BadRequest,
+            StoreError::NoTenant(_) | StoreError::NoVersion { .. } => ErrorKind::NotFound,
+            StoreError::VersionActive { .. } | StoreError::NoHistory(_) => ErrorKind::Conflict,
+            StoreError::Damaged { .. } => ErrorKind::Damaged,
+            StoreError::Io { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
@@ -110,26 +128,70 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Writes `bytes` to `path` atomically and durably.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Prefix of every temporary file and folder: hidden, never a valid
+/// tenant id or version file name, removed on open.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// A temporary name beside `name`, unique within this process.
+fn temp_name(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{TEMP_PREFIX}{name}-{}-{n}", std::process::id())
+}
+
+/// Writes `bytes` to `path` atomically and durably. `mode` is the new
+/// file's permission bits (e.g. 0o600 for secrets), set before any byte
+/// is written.
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent directory"))?;
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::other("path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut file = File::create(&tmp)?;
+    let tmp = dir.join(temp_name(&name.to_string_lossy()));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
     fail_point("after-temp-write")?;
     fs::rename(&tmp, path)?;
     File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` atomically and durably (mode 0644).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// Removes what a crash left half-written in `dir`: files and folders
+/// whose names start with [`TEMP_PREFIX`]. Returns how many.
+pub fn remove_temporaries(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Fault injection for crash tests: when `GAVEL_FAIL_POINT` names this
@@ -147,11 +209,27 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store under `data_dir`.
+    /// Opens (creating if needed) the store under `data_dir`, removing the
+    /// temporary files a crash may have left there.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let root = data_dir.join("tenants");
         fs::create_dir_all(&root).map_err(io_err(format!("creating {}", root.display())))?;
-        Ok(Self { root })
+        let store = Self { root };
+        let mut dirs = vec![data_dir.to_path_buf(), store.root.clone()];
+        for tenant in store.tenants()? {
+            let dir = store.tenant_dir(&tenant)?;
+            dirs.push(dir.join("versions"));
+            dirs.push(dir);
+        }
+        let mut removed = 0;
+        for dir in &dirs {
+            removed += remove_temporaries(dir)
+                .map_err(io_err(format!("cleaning temporary files in {}", dir.display())))?;
+        }
+        if removed > 0 {
+            tracing::warn!(removed, "removed temporary files left by an interrupted write");
+        }
+        Ok(store)
     }
 
     fn tenant_dir(&self, tenant: &str) -> Result<PathBuf, StoreError> {
@@ -183,15 +261,34 @@ impl Store {
         Ok(self.tenant_dir(tenant)?.is_dir())
     }
 
-    /// Creates a tenant with no versions (idempotent).
+    /// Creates a tenant with no versions (idempotent). The folder is built
+    /// whole under a temporary name (its `versions/` and `state.json`
+    /// durable), then renamed into place: a crash leaves either no tenant
+    /// or a complete one.
     pub fn create_tenant(&self, tenant: &str) -> Result<(), StoreError> {
-        let dir = self.versions_dir(tenant)?;
-        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let state = self.tenant_dir(tenant)?.join("state.json");
-        if !state.exists() {
-            self.write_state(tenant, &TenantState::default())?;
+        let dir = self.tenant_dir(tenant)?;
+        if dir.is_dir() {
+            return Ok(());
         }
-        Ok(())
+        let tmp = self.root.join(temp_name(tenant));
+        let context = || format!("creating tenant folder {}", dir.display());
+        let build = || -> io::Result<()> {
+            fs::create_dir_all(tmp.join("versions"))?;
+            let text = serde_json::to_vec_pretty(&TenantState::default()).map_err(io::Error::other)?;
+            write_atomic(&tmp.join("state.json"), &text)?;
+            File::open(&tmp)?.sync_all()?;
+            fail_point("tenant-before-rename")?;
+            match fs::rename(&tmp, &dir) {
+                Ok(()) => File::open(&self.root)?.sync_all(),
+                // Created meanwhile by another call: theirs stands.
+                Err(_) if dir.is_dir() => fs::remove_dir_all(&tmp),
+                Err(e) => Err(e),
+            }
+        };
+        build().map_err(|e| {
+            let _ = fs::remove_dir_all(&tmp);
+            io_err(context())(e)
+        })
     }
 
     pub fn state(&self, tenant: &str) -> Result<TenantState, StoreError> {

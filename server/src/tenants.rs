@@ -1,6 +1,10 @@
 //! The tenant control plane: stored versions -> compiled strategies -> the
-//! lineup every core runs. Everything here runs on the admin or startup
-//! thread (compilation is slow); the bid path only sees published lineups.
+//! lineup every core runs. Everything here runs on admin or loader
+//! threads; compiles go to the [`Compiler`]'s bounded queue and child
+//! processes, and no lock is ever held across one: a change compiles
+//! first, then takes the lock only to check that the tenant did not change
+//! meanwhile (else 409), write the store and publish. The bid path only
+//! sees published lineups.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,11 +12,14 @@ use std::time::{Duration, Instant};
 
 use gavel_schemas::verify;
 
+use crate::compiler::{CompileError, Compiler};
+use crate::error::{ErrorKind, Fault};
 use crate::lineup::Lineup;
 use crate::runtime::breaker::BreakerConfig;
+use crate::runtime::share::FairnessConfig;
 use crate::runtime::{
-    CallContext, NoBidReason, Outcome, RejectReason, Runtime, Strategy, StrategySettings,
-    TenantSlot, TenantStats,
+    CallContext, CallTime, NoBidReason, Outcome, RejectReason, Runtime, Strategy,
+    StrategySettings, TenantSlot, TenantStats,
 };
 use crate::store::{Store, StoreError, TenantState, VersionMeta};
 
@@ -29,6 +36,37 @@ pub enum TenantError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Rejected(#[from] RejectReason),
+    #[error(transparent)]
+    Compile(CompileError),
+    /// Another admin call changed the tenant while this one compiled.
+    #[error("tenant {0} changed while this call was compiling; read it again and retry")]
+    Conflict(String),
+}
+
+impl From<CompileError> for TenantError {
+    fn from(e: CompileError) -> Self {
+        match e {
+            CompileError::Rejected(reason) => TenantError::Rejected(reason),
+            other => TenantError::Compile(other),
+        }
+    }
+}
+
+impl TenantError {
+    /// What kind of failure this is, for the admin API's status code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            TenantError::Rejected(_) => ErrorKind::Rejected,
+            TenantError::Compile(CompileError::Busy { .. }) => ErrorKind::Busy,
+            TenantError::Compile(_) => ErrorKind::Internal,
+            TenantError::Conflict(_) => ErrorKind::Conflict,
+            TenantError::Store(e) => e.kind(),
+        }
+    }
+
+    pub fn fault(&self) -> Fault {
+        self.kind().fault()
+    }
 }
 
 /// The state of one tenant as the admin API reports it.
@@ -39,11 +77,16 @@ pub struct TenantView {
     /// Whether the active version is compiled and bidding on every core.
     pub live: bool,
     pub versions: Vec<VersionMeta>,
+    /// Why the tenant's stored files cannot be read, when they cannot: the
+    /// operator must look; the tenant does not bid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 pub struct Tenants {
     store: Store,
     runtime: Arc<Runtime>,
+    compiler: Compiler,
     lineup: Arc<Lineup>,
     /// Live strategy per tenant (paused ones included, not published).
     /// The mutex also serializes every change.
@@ -59,10 +102,16 @@ pub struct Tenants {
 pub const COMPILED_VERSIONS_MAX: usize = 64;
 
 impl Tenants {
-    pub fn new(store: Store, runtime: Arc<Runtime>, lineup: Arc<Lineup>) -> Self {
+    pub fn new(
+        store: Store,
+        runtime: Arc<Runtime>,
+        compiler: Compiler,
+        lineup: Arc<Lineup>,
+    ) -> Self {
         Self {
             store,
             runtime,
+            compiler,
             lineup,
             live: Mutex::new(BTreeMap::new()),
             compiled: Mutex::new(Vec::new()),
@@ -88,42 +137,46 @@ impl Tenants {
         self.lineup.publish(active);
     }
 
-    /// A stored version, compiled: from the cache when it was compiled
-    /// recently, else from the store (checked against its hash).
-    fn compile(&self, tenant: &str, version: u64) -> Result<Arc<Strategy>, TenantError> {
-        let mut compiled = self
-            .compiled
+    fn compiled(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Strategy>>> {
+        self.compiled
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(hit) = compiled
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A stored version, compiled: from the cache when it was compiled
+    /// recently, else from the store (checked against its hash) through
+    /// the compiler. Takes no lock while compiling.
+    fn compile(&self, tenant: &str, version: u64) -> Result<Arc<Strategy>, TenantError> {
+        let hit = self
+            .compiled()
             .iter()
             .find(|s| &*s.tenant == tenant && s.version == version)
-        {
-            return Ok(hit.clone());
+            .cloned();
+        if let Some(hit) = hit {
+            return Ok(hit);
         }
         let (meta, wasm) = self.store.module(tenant, version)?;
         let strategy = self
-            .runtime
-            .compile(tenant, version, &wasm, meta.settings)?;
-        remember(&mut compiled, strategy.clone());
+            .compiler
+            .compile(tenant, version, wasm.into(), meta.settings)?;
+        remember(&mut self.compiled(), strategy.clone());
         Ok(strategy)
     }
 
     fn forget(&self, tenant: &str, version: u64) {
-        let mut compiled = self
-            .compiled
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        compiled.retain(|s| !(&*s.tenant == tenant && s.version == version));
+        self.compiled()
+            .retain(|s| !(&*s.tenant == tenant && s.version == version));
     }
 
-    /// Loads every tenant's active version and publishes the lineup. A
-    /// version that no longer loads (damaged file, stricter limits) is
-    /// reported and the most recent earlier version that loads takes its
-    /// place, so a tenant keeps bidding; nothing is deleted.
+    /// Loads every tenant's active version, publishing each tenant as soon
+    /// as it is compiled, so that one slow compile never keeps the others
+    /// from bidding. A version that no longer loads (damaged file, stricter
+    /// limits) is reported and the most recent earlier version that loads
+    /// takes its place, so a tenant keeps bidding; nothing is deleted.
+    /// Returns the number of tenants live.
     pub fn load_all(&self) -> Result<usize, TenantError> {
-        let mut live = self.lock();
-        live.clear();
+        self.lock().clear();
+        let mut loaded = 0;
         for tenant in self.store.tenants()? {
             let state = match self.store.state(&tenant) {
                 Ok(state) => state,
@@ -142,7 +195,10 @@ impl Tenants {
                         if Some(version) != state.active {
                             tracing::warn!(%tenant, version, "serving an earlier version: the active one does not load");
                         }
+                        let mut live = self.lock();
                         live.insert(tenant.clone(), (strategy, state.paused));
+                        self.publish(&live);
+                        loaded += 1;
                         break;
                     }
                     Err(e) => {
@@ -151,8 +207,7 @@ impl Tenants {
                 }
             }
         }
-        self.publish(&live);
-        Ok(live.len())
+        Ok(loaded)
     }
 
     /// Checks a module end to end without storing it: compile, validate,
@@ -163,8 +218,10 @@ impl Tenants {
         tenant: &str,
         wasm: &[u8],
         settings: &StrategySettings,
-    ) -> Result<Arc<Strategy>, RejectReason> {
-        let strategy = self.runtime.compile(tenant, 0, wasm, settings.clone())?;
+    ) -> Result<Arc<Strategy>, TenantError> {
+        let strategy = self
+            .compiler
+            .compile(tenant, 0, wasm.into(), settings.clone())?;
         let mut encoder = gavel_schemas::json::Encoder::new();
         let request = encoder
             .bid_request(SMOKE_REQUEST_JSON)
@@ -175,29 +232,43 @@ impl Tenants {
             failures_max: u32::MAX,
             ..BreakerConfig::default()
         };
-        let mut slot = TenantSlot::new(strategy.clone(), breaker, Arc::new(TenantStats::default()));
-        // Room for instantiation and init on top of the call's own budget.
-        let budget = Duration::from_micros(
-            settings.deadline_us + self.runtime.config().caps.init_deadline_us,
+        // The whole core for the test call: only the call's own budget
+        // (plus instantiation and init) bounds it.
+        let whole_core = FairnessConfig {
+            tenant_core_share: 1.0,
+            window_ms: 60_000,
+        };
+        let mut slot = TenantSlot::new(
+            strategy.clone(),
+            breaker,
+            &whole_core,
+            Arc::new(TenantStats::default()),
         );
+        let time = CallTime {
+            now: Instant::now(),
+            time: Duration::from_micros(
+                settings.deadline_us + self.runtime.config().caps.init_deadline_us,
+            ),
+        };
         let ctx = CallContext {
             request: view,
             bytes: &request,
             currency: "USD",
             arrival_unix_us: 0,
-            deadline: Instant::now() + budget,
         };
-        match slot.call(&self.runtime, &ctx) {
+        match slot.call(&self.runtime, &ctx, time) {
             Outcome::Bids(_) | Outcome::NoBid(NoBidReason::NoBid | NoBidReason::InvalidBids) => {
                 Ok(strategy)
             }
             Outcome::NoBid(NoBidReason::InitFailed) => Err(RejectReason::Init(
                 "instantiation or gavel_v1_init failed or ran over its budget".into(),
-            )),
+            )
+            .into()),
             Outcome::NoBid(reason) => Err(RejectReason::Smoke(format!(
                 "the test call ended with {}",
                 reason.as_str()
-            ))),
+            ))
+            .into()),
         }
     }
 
@@ -214,58 +285,69 @@ impl Tenants {
         let meta = self.store.add_version(tenant, wasm, settings)?;
         // The checked compilation is the one that goes live: no second compile.
         let strategy = checked.with_version(meta.version);
-        remember(
-            &mut self
-                .compiled
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            strategy.clone(),
-        );
+        remember(&mut self.compiled(), strategy.clone());
         let state = self.store.activate(tenant, meta.version)?;
         live.insert(tenant.into(), (strategy, state.paused));
         self.publish(&live);
         Ok(meta)
     }
 
+    /// Changes which version is active or whether it is paused. The
+    /// version that will be active is compiled first, with no lock held;
+    /// then, under the lock, the change applies only if the tenant is still
+    /// as it was read (else [`TenantError::Conflict`]), so a failed compile
+    /// changes nothing and two calls cannot interleave.
     fn switch(
         &self,
         tenant: &str,
+        target: impl FnOnce(&TenantState) -> Result<Option<u64>, StoreError>,
         change: impl FnOnce(&Store) -> Result<TenantState, StoreError>,
     ) -> Result<TenantState, TenantError> {
-        let mut live = self.lock();
         let before = self.store.state(tenant)?;
+        let strategy = match target(&before)? {
+            Some(version) => Some(self.compile(tenant, version)?),
+            None => None,
+        };
+        let mut live = self.lock();
+        if self.store.state(tenant)? != before {
+            return Err(TenantError::Conflict(tenant.into()));
+        }
         let after = change(&self.store)?;
-        if after.active != before.active {
-            let Some(version) = after.active else {
-                return Ok(after);
-            };
-            match self.compile(tenant, version) {
-                Ok(strategy) => {
-                    live.insert(tenant.into(), (strategy, after.paused));
-                }
-                Err(e) => {
-                    // Keep serving what was live; put the store back.
-                    let _ = before.active.map(|v| self.store.activate(tenant, v));
-                    return Err(e);
+        match (strategy, after.active) {
+            (Some(strategy), Some(active)) if strategy.version == active => {
+                live.insert(tenant.into(), (strategy, after.paused));
+            }
+            _ => {
+                if let Some(entry) = live.get_mut(tenant) {
+                    entry.1 = after.paused;
                 }
             }
-        } else if let Some(entry) = live.get_mut(tenant) {
-            entry.1 = after.paused;
         }
         self.publish(&live);
         Ok(after)
     }
 
     pub fn activate(&self, tenant: &str, version: u64) -> Result<TenantState, TenantError> {
-        self.switch(tenant, |store| store.activate(tenant, version))
+        self.switch(
+            tenant,
+            |_| Ok(Some(version)),
+            |store| store.activate(tenant, version),
+        )
     }
 
     pub fn rollback(&self, tenant: &str) -> Result<TenantState, TenantError> {
-        self.switch(tenant, |store| store.rollback(tenant))
+        self.switch(
+            tenant,
+            |state| match state.history.last() {
+                Some(&previous) => Ok(Some(previous)),
+                None => Err(StoreError::NoHistory(tenant.into())),
+            },
+            |store| store.rollback(tenant),
+        )
     }
 
     pub fn set_paused(&self, tenant: &str, paused: bool) -> Result<TenantState, TenantError> {
-        self.switch(tenant, |store| store.set_paused(tenant, paused))
+        self.switch(tenant, |_| Ok(None), |store| store.set_paused(tenant, paused))
     }
 
     pub fn delete_version(&self, tenant: &str, version: u64) -> Result<TenantState, TenantError> {
@@ -284,6 +366,26 @@ impl Tenants {
             live: live_version.is_some() && live_version == state.active,
             state,
             versions: self.store.versions(tenant)?,
+            damaged: None,
+        })
+    }
+
+    /// Like [`Self::view`], but a tenant whose files cannot be read is
+    /// shown as damaged (with the reason) instead of failing a listing.
+    pub fn view_or_damaged(&self, tenant: &str) -> TenantView {
+        self.view(tenant).unwrap_or_else(|e| {
+            tracing::error!(%tenant, error = %e, "tenant files damaged");
+            TenantView {
+                tenant: tenant.into(),
+                state: TenantState::default(),
+                live: false,
+                versions: Vec::new(),
+                damaged: Some(match e {
+                    TenantError::Store(StoreError::NoTenant(_)) => "state.json is missing".into(),
+                    e @ TenantError::Store(StoreError::Damaged { .. }) => e.to_string(),
+                    _ => "stored files unreadable; the server log has the details".into(),
+                }),
+            }
         })
     }
 }

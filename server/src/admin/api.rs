@@ -24,8 +24,9 @@ use serde::Serialize;
 
 use super::{AdminState, Reply, Request};
 use crate::auth::Principal;
+use crate::error::{ErrorKind, Fault};
 use crate::runtime::StrategySettings;
-use crate::store::{StoreError, check_tenant_id};
+use crate::store::check_tenant_id;
 use crate::tenants::TenantError;
 
 fn json<T: Serialize>(status: u16, value: &T) -> Reply {
@@ -48,19 +49,20 @@ fn error(status: u16, message: &str) -> Reply {
     }
 }
 
+/// Answers a failed tenant call: the status comes from the error's kind;
+/// a machine's or operator's fault is logged with its cause and answered
+/// without internal detail (file paths stay in the log).
 fn tenant_error(e: TenantError) -> Reply {
-    match e {
-        TenantError::Rejected(reason) => error(422, &reason.to_string()),
-        TenantError::Store(e @ (StoreError::NoTenant(_) | StoreError::NoVersion { .. })) => {
-            error(404, &e.to_string())
-        }
-        TenantError::Store(e @ (StoreError::VersionActive { .. } | StoreError::NoHistory(_))) => {
-            error(409, &e.to_string())
-        }
-        TenantError::Store(e @ StoreError::BadTenantId(_)) => error(400, &e.to_string()),
-        TenantError::Store(e) => {
-            tracing::error!(error = %e, "store failure");
-            error(500, &e.to_string())
+    let kind = e.kind();
+    match kind.fault() {
+        Fault::Request | Fault::Tenant => error(kind.status(), &e.to_string()),
+        Fault::Machine if kind == ErrorKind::Busy => error(kind.status(), &e.to_string()),
+        Fault::Operator | Fault::Machine => {
+            tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "admin call failed");
+            error(
+                kind.status(),
+                "internal error: the server log has the details",
+            )
         }
     }
 }
@@ -78,15 +80,12 @@ pub fn handle(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
                 Ok(names) => names,
                 Err(e) => return tenant_error(e.into()),
             };
-            let views: Result<Vec<_>, _> = names
+            let views: Vec<_> = names
                 .iter()
                 .filter(|t| principal.reaches(t))
-                .map(|t| tenants.view(t))
+                .map(|t| tenants.view_or_damaged(t))
                 .collect();
-            match views {
-                Ok(views) => json(200, &views),
-                Err(e) => tenant_error(e),
-            }
+            json(200, &views)
         }
         ("POST", ["v1", "tenants", tenant]) => {
             if principal != Principal::Operator {
@@ -106,7 +105,10 @@ pub fn handle(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
                     201,
                     &serde_json::json!({ "tenant": tenant, "token": token }),
                 ),
-                Err(e) => error(500, &format!("issuing a token: {e}")),
+                Err(e) => {
+                    tracing::error!(error = %e, "issuing a token");
+                    error(500, "internal error: the server log has the details")
+                }
             }
         }
         (method, ["v1", "recording", rest @ ..]) => {
@@ -221,10 +223,8 @@ fn recording(method: &str, rest: &[&str], query: &str, state: &AdminState) -> Re
                 return error(400, &e);
             }
             if let Err(e) = std::fs::create_dir_all(&state.recordings_dir) {
-                return error(
-                    500,
-                    &format!("creating {}: {e}", state.recordings_dir.display()),
-                );
+                tracing::error!(dir = %state.recordings_dir.display(), error = %e, "creating the recordings folder");
+                return error(500, "internal error: the server log has the details");
             }
             let path = state.recordings_dir.join(format!("{}.gcap", start.name));
             let source = format!("gavel serve {}", state.bid_listen);

@@ -9,11 +9,11 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::auth::Auth;
 use crate::config::AdminConfig;
-use crate::http::Response;
+use crate::http::{self, Head, HeadLimits, Method, Response};
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::tenants::Tenants;
@@ -21,8 +21,12 @@ use crate::tenants::Tenants;
 /// Largest admin request head, in bytes.
 const HEAD_BYTES_MAX: usize = 16 << 10;
 
-/// Most headers in one admin request.
-const HEADERS_MAX: usize = 32;
+/// Bytes read from an admin connection at a time.
+const READ_CHUNK_BYTES: usize = 16 << 10;
+
+/// How long the acceptor waits to write a 503 to a connection it turns
+/// away: a fresh socket's send buffer takes a short answer at once.
+const BUSY_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// What admin handlers can reach.
 pub struct AdminState {
@@ -64,59 +68,61 @@ impl Reply {
     }
 }
 
+/// Admin connections open now, and those among them in an API call.
+#[derive(Default)]
+struct Load {
+    open: AtomicUsize,
+    api: AtomicUsize,
+}
+
+/// Takes one unit of `counter` if it is below `max`.
+fn acquire(counter: &AtomicUsize, max: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+        .is_ok()
+}
+
 /// Starts the admin listener thread.
+///
+/// Every connection gets its own thread, up to `connections_max`; past it
+/// the acceptor answers 503 itself. A connection's head must arrive within
+/// `head_timeout_ms` and the whole request within `request_timeout_ms`,
+/// however slowly it trickles. Probes (`/healthz`, `/readyz`, `/metrics`)
+/// are answered as soon as their head is read; API calls also need one of
+/// `api_connections_max` slots (else 503), so slow uploads can never take
+/// the probes' room.
 pub fn start(listener: TcpListener, state: Arc<AdminState>) -> io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
+    let load = Arc::new(Load::default());
     std::thread::Builder::new()
         .name("gavel-admin".into())
         .spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                if active.load(Ordering::Acquire) >= state.config.connections_max {
-                    // Over the limit: close; the client retries.
-                    drop(stream);
+                if !acquire(&load.open, state.config.connections_max) {
+                    answer_busy(stream, "admin port full: too many open connections");
                     continue;
                 }
-                active.fetch_add(1, Ordering::AcqRel);
-                let (state, done) = (state.clone(), active.clone());
+                let (state, load) = (state.clone(), load.clone());
                 let spawned = std::thread::Builder::new()
                     .name("gavel-admin-conn".into())
                     .spawn(move || {
-                        let _ = serve(stream, &state);
-                        done.fetch_sub(1, Ordering::AcqRel);
+                        let _ = serve(stream, &state, &load);
+                        load.open.fetch_sub(1, Ordering::AcqRel);
                     });
                 if spawned.is_err() {
-                    active.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!("could not start an admin connection thread");
                 }
             }
         })?;
     Ok(())
 }
 
-/// One request per connection, answered with `Connection: close`.
-fn serve(mut stream: TcpStream, state: &AdminState) -> io::Result<()> {
-    let timeout = Some(Duration::from_millis(state.config.read_timeout_ms));
-    stream.set_read_timeout(timeout)?;
-    stream.set_write_timeout(timeout)?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    let reply = loop {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        match parse(&buf, state.config.body_bytes_max) {
-            Parsed::Incomplete => continue,
-            Parsed::Error(reply) => break reply,
-            Parsed::Complete { head_len, body_len } => {
-                if buf.len() < head_len + body_len {
-                    continue;
-                }
-                break dispatch(&buf[..head_len + body_len], head_len, state);
-            }
-        }
-    };
+fn answer_busy(mut stream: TcpStream, reason: &str) {
+    let _ = stream.set_write_timeout(Some(BUSY_WRITE_TIMEOUT));
+    let _ = write_reply(&mut stream, &Reply::text(503, format!("{reason}; retry shortly\n")));
+}
+
+fn write_reply(stream: &mut TcpStream, reply: &Reply) -> io::Result<()> {
     let response = Response {
         status: reply.status,
         content_type: Some(reply.content_type),
@@ -131,75 +137,105 @@ fn serve(mut stream: TcpStream, state: &AdminState) -> io::Result<()> {
     stream.write_all(&out)
 }
 
-enum Parsed {
-    Incomplete,
-    Complete { head_len: usize, body_len: usize },
-    Error(Reply),
-}
-
-fn parse(buf: &[u8], body_bytes_max: usize) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(buf) {
-        Ok(httparse::Status::Complete(head_len)) => {
-            let mut body_len = 0;
-            for h in request.headers.iter() {
-                if h.name.eq_ignore_ascii_case("content-length") {
-                    match std::str::from_utf8(h.value)
-                        .ok()
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                    {
-                        Some(len) if len > body_bytes_max => {
-                            return Parsed::Error(Reply::text(
-                                413,
-                                format!("body over {body_bytes_max} bytes"),
-                            ));
-                        }
-                        Some(len) => body_len = len,
-                        None => return Parsed::Error(Reply::text(400, "invalid Content-Length")),
-                    }
-                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                    return Parsed::Error(Reply::text(411, "send Content-Length"));
-                }
-            }
-            Parsed::Complete { head_len, body_len }
+/// Reads from `stream` into `buf` before `deadline`: false on end of
+/// stream, error or deadline.
+fn read_before(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+        return false;
+    }
+    let len = buf.len();
+    buf.resize(len + READ_CHUNK_BYTES, 0);
+    match stream.read(&mut buf[len..]) {
+        Ok(n) if n > 0 => {
+            buf.truncate(len + n);
+            true
         }
-        Ok(httparse::Status::Partial) if buf.len() > HEAD_BYTES_MAX => {
-            Parsed::Error(Reply::text(431, "request head too large"))
+        _ => {
+            buf.truncate(len);
+            false
         }
-        Ok(httparse::Status::Partial) => Parsed::Incomplete,
-        Err(_) => Parsed::Error(Reply::text(400, "malformed HTTP request")),
     }
 }
 
-fn dispatch(raw: &[u8], head_len: usize, state: &AdminState) -> Reply {
-    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let mut parsed = httparse::Request::new(&mut headers);
-    if parsed.parse(raw).is_err() {
-        return Reply::text(400, "malformed HTTP request");
-    }
-    let authorization = parsed
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
-        .and_then(|h| std::str::from_utf8(h.value).ok());
-    let target = parsed.path.unwrap_or("/");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let request = Request {
-        method: parsed.method.unwrap_or(""),
-        path,
-        authorization,
-        body: &raw[head_len..],
+/// One request per connection, answered with `Connection: close`.
+fn serve(mut stream: TcpStream, state: &AdminState, load: &Load) -> io::Result<()> {
+    let config = &state.config;
+    let accepted = Instant::now();
+    stream.set_write_timeout(Some(Duration::from_millis(config.request_timeout_ms)))?;
+    let limits = HeadLimits {
+        header_bytes_max: HEAD_BYTES_MAX,
+        body_bytes_max: config.body_bytes_max,
     };
-    route(&request, query, state)
+    let head_deadline = accepted + Duration::from_millis(config.head_timeout_ms);
+    let mut buf = Vec::with_capacity(4096);
+    let head = loop {
+        match http::parse_head(&buf, limits) {
+            Ok(Some(head)) => break head,
+            Ok(None) if read_before(&mut stream, &mut buf, head_deadline) => {}
+            Ok(None) => return Ok(()),
+            Err(fatal) => return write_reply(&mut stream, &Reply::text(fatal.status, fatal.reason)),
+        }
+    };
+    let path = head.path_and_query(&buf).0;
+    if is_probe(path) {
+        let reply = probe(head.method, path, state);
+        return write_reply(&mut stream, &reply);
+    }
+    if !acquire(&load.api, config.api_connections_max) {
+        let reply = Reply::text(503, "admin API busy: too many calls in progress; retry shortly\n");
+        return write_reply(&mut stream, &reply);
+    }
+    let reply = api_call(&mut stream, &mut buf, &head, accepted, state);
+    load.api.fetch_sub(1, Ordering::AcqRel);
+    match reply {
+        Some(reply) => write_reply(&mut stream, &reply),
+        None => Ok(()),
+    }
+}
+
+/// Reads the body (within the request deadline) and answers the call;
+/// `None` when the client went away or ran out of time.
+fn api_call(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head: &Head,
+    accepted: Instant,
+    state: &AdminState,
+) -> Option<Reply> {
+    let deadline = accepted + Duration::from_millis(state.config.request_timeout_ms);
+    let total = head.head_len + head.body_len;
+    buf.reserve(total.saturating_sub(buf.len()));
+    while buf.len() < total {
+        if !read_before(stream, buf, deadline) {
+            return None;
+        }
+    }
+    let (path, query) = head.path_and_query(buf);
+    let request = Request {
+        method: head.method.as_str(),
+        path,
+        authorization: head.authorization.map(|span| span.get_str(buf)),
+        body: &buf[head.head_len..total],
+    };
+    Some(route(&request, query, state))
+}
+
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/metrics" | "/healthz" | "/readyz")
 }
 
 fn route(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
     if request.path.starts_with("/v1/") {
         return api::handle(request, query, state);
     }
-    match (request.method, request.path) {
-        ("GET", "/metrics") => {
+    Reply::text(404, "not found")
+}
+
+/// Health, readiness and metrics: no token, no body, answered at once.
+fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
+    match (method, path) {
+        (Method::Get, "/metrics") => {
             let mut text = state.metrics.render();
             render_recorder(&state.recorder, &mut text);
             Reply {
@@ -208,11 +244,12 @@ fn route(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
                 body: text.into_bytes(),
             }
         }
-        ("GET", "/healthz") => Reply::text(200, "ok\n"),
-        ("GET", "/readyz") if state.ready.load(Ordering::Acquire) => Reply::text(200, "ready\n"),
-        ("GET", "/readyz") => Reply::text(503, "loading strategies\n"),
-        (_, "/metrics" | "/healthz" | "/readyz") => Reply::text(405, "method not allowed: use GET"),
-        _ => Reply::text(404, "not found"),
+        (Method::Get, "/healthz") => Reply::text(200, "ok\n"),
+        (Method::Get, "/readyz") if state.ready.load(Ordering::Acquire) => {
+            Reply::text(200, "ready\n")
+        }
+        (Method::Get, "/readyz") => Reply::text(503, "loading strategies\n"),
+        _ => Reply::text(405, "method not allowed: use GET"),
     }
 }
 

@@ -96,6 +96,24 @@ impl LogBudget {
 /// Longest single log line, in bytes; longer ones are cut.
 const LOG_LINE_BYTES_MAX: usize = 1024;
 
+/// A tenant's log text with every control character escaped (`\n`,
+/// `\r`, `\u{0}` ...), so that one line stays one line and a tenant
+/// cannot forge the server's own log lines.
+pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
 /// The `gavel_v1` imports.
 pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
@@ -120,10 +138,25 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
                 state.log_bytes_dropped += len as u64;
                 return Ok(());
             }
-            let line = String::from_utf8_lossy(&bytes[..len.min(LOG_LINE_BYTES_MAX)]);
+            let text = String::from_utf8_lossy(&bytes[..len.min(LOG_LINE_BYTES_MAX)]);
+            let line = escape_controls(&text);
             tracing::debug!(target: "gavel::tenant_log", tenant = %state.tenant, "{line}");
             Ok(())
         },
     )?;
     Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn log_lines_cannot_break_lines() {
+        assert_eq!(escape_controls("plain text é"), "plain text é");
+        assert_eq!(
+            escape_controls("a\nINFO forged\r\0\x1b[31m"),
+            "a\\nINFO forged\\r\\u{0}\\u{1b}[31m"
+        );
+    }
 }

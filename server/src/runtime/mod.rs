@@ -20,6 +20,7 @@
 pub mod answer;
 pub mod breaker;
 mod host;
+pub mod share;
 mod slot;
 pub mod validate;
 
@@ -36,8 +37,8 @@ use wasmtime::{
 
 pub use answer::{Answer, ValidBid};
 pub use host::HostState;
-pub use slot::{CallContext, NoBidReason, Outcome, TenantSlot, TenantStats};
-pub use validate::RejectReason;
+pub use slot::{CallContext, CallTime, NoBidReason, Outcome, TenantSlot, TenantStats};
+pub use validate::{ModuleLimits, RejectReason};
 
 /// The largest memory a 32-bit wasm module can address.
 const WASM32_MEMORY_BYTES_MAX: usize = 1 << 32;
@@ -168,6 +169,42 @@ impl StrategyCaps {
     }
 }
 
+/// How uploads and stored modules are compiled: in a child process with
+/// its own time and memory limits, a bounded number at a time, never on a
+/// serving core. The structural [`ModuleLimits`] refuse the known
+/// compile bombs in microseconds; the child's limits bound whatever shape
+/// is left, and its exit returns every byte the compiler took.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompileConfig {
+    /// Compiles running at once. Default 1: compiling is CPU-bound and
+    /// shares the machine with the serving cores.
+    pub workers: usize,
+    /// Compiles waiting for a worker; more get 503 at once. Default 8.
+    pub queue_max: usize,
+    /// CPU and wall-clock budget of one compile, in ms. Default 10000: the
+    /// largest module under the structural limits compiles in about a
+    /// second here (`benches/RESULTS.md`).
+    pub time_ms_max: u64,
+    /// Private writable memory (heap) of the compiling process, in bytes
+    /// (its data limit). Default 2 GiB.
+    pub memory_bytes_max: u64,
+    /// Structural limits checked before compiling.
+    pub limits: ModuleLimits,
+}
+
+impl Default for CompileConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            queue_max: 8,
+            time_ms_max: 10_000,
+            memory_bytes_max: 2 << 30,
+            limits: ModuleLimits::default(),
+        }
+    }
+}
+
 /// Engine-wide settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -185,6 +222,8 @@ pub struct RuntimeConfig {
     pub wasm_stack_bytes_max: usize,
     /// Caps on tenant settings.
     pub caps: StrategyCaps,
+    /// Bounded, isolated compilation.
+    pub compile: CompileConfig,
     /// Charge fuel. Always on in a server (not a setting an operator can
     /// change); benchmarks turn it off to measure its cost.
     #[serde(skip)]
@@ -201,6 +240,7 @@ impl Default for RuntimeConfig {
             instances_max: 1024,
             wasm_stack_bytes_max: 512 << 10,
             caps: StrategyCaps::default(),
+            compile: CompileConfig::default(),
             fuel: true,
             epoch_interruption: true,
         }
@@ -257,9 +297,13 @@ impl Strategy {
     }
 }
 
-impl Runtime {
-    /// Builds the engine and starts the epoch ticker thread.
-    pub fn new(config: RuntimeConfig) -> Result<Self, wasmtime::Error> {
+/// The engine's settings. `pooling` is off in the compiling child
+/// process, which never instantiates: the instance pool is a runtime
+/// setting that compiled code does not depend on, and reserving it would
+/// defeat the child's address-space limit.
+fn engine_config(config: &RuntimeConfig, pooling: bool) -> Config {
+    let mut wasm = Config::new();
+    if pooling {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_core_instances(config.instances_max)
             .total_memories(config.instances_max)
@@ -280,32 +324,51 @@ impl Runtime {
             // then starts without page faults on its hot pages.
             .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT_BYTES)
             .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    // Compilation is single-threaded (wasmtime's parallel-compilation
+    // feature is off): spreading it over every core would take time from
+    // the serving cores.
+    wasm.memory_init_cow(true)
+        .consume_fuel(config.fuel)
+        .epoch_interruption(config.epoch_interruption)
+        .max_wasm_stack(config.wasm_stack_bytes_max)
+        .cranelift_opt_level(OptLevel::Speed)
+        // ABI v1 is the core wasm of Rust's wasm32 target; everything
+        // else is off so that modules relying on it are rejected
+        // (threads, GC and exceptions are compiled out of the engine).
+        .wasm_memory64(false)
+        .wasm_multi_memory(false)
+        .wasm_gc(false)
+        .wasm_tail_call(false)
+        .wasm_relaxed_simd(false)
+        .wasm_wide_arithmetic(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_stack_switching(false)
+        .wasm_simd(true)
+        .wasm_bulk_memory(true)
+        .wasm_multi_value(true);
+    wasm
+}
 
-        // Compilation happens on the loader or admin thread, single-threaded
-        // (wasmtime's parallel-compilation feature is off): spreading it over
-        // every core would take time from the serving cores.
-        let mut wasm = Config::new();
-        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .memory_init_cow(true)
-            .consume_fuel(config.fuel)
-            .epoch_interruption(config.epoch_interruption)
-            .max_wasm_stack(config.wasm_stack_bytes_max)
-            .cranelift_opt_level(OptLevel::Speed)
-            // ABI v1 is the core wasm of Rust's wasm32 target; everything
-            // else is off so that modules relying on it are rejected
-            // (threads, GC and exceptions are compiled out of the engine).
-            .wasm_memory64(false)
-            .wasm_multi_memory(false)
-            .wasm_gc(false)
-            .wasm_tail_call(false)
-            .wasm_relaxed_simd(false)
-            .wasm_wide_arithmetic(false)
-            .wasm_custom_page_sizes(false)
-            .wasm_stack_switching(false)
-            .wasm_simd(true)
-            .wasm_bulk_memory(true)
-            .wasm_multi_value(true);
-        let engine = Engine::new(&wasm)?;
+/// Compiles `wasm` to a native artifact for an engine built from `config`,
+/// after the size and structural checks. This is the work the compiling
+/// child process does (`gavel compile-module`); it may take seconds and
+/// gigabytes for a hostile module, which is why it runs there.
+pub fn precompile(config: &RuntimeConfig, wasm: &[u8]) -> Result<Vec<u8>, RejectReason> {
+    validate::check_size(wasm, config.caps.module_bytes_max)?;
+    validate::check_structure(wasm, &config.compile.limits)?;
+    let engine = Engine::new(&engine_config(config, false))
+        .map_err(|e| RejectReason::Compile(one_line(&format!("engine: {e:#}"))))?;
+    engine
+        .precompile_module(wasm)
+        .map_err(|e| RejectReason::Compile(one_line(&format!("{e:#}"))))
+}
+
+impl Runtime {
+    /// Builds the engine and starts the epoch ticker thread.
+    pub fn new(config: RuntimeConfig) -> Result<Self, wasmtime::Error> {
+        let engine = Engine::new(&engine_config(&config, true))?;
         let linker = host::linker(&engine)?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -352,8 +415,40 @@ impl Runtime {
     ) -> Result<Arc<Strategy>, RejectReason> {
         self.config.caps.check(&settings)?;
         validate::check_size(wasm, self.config.caps.module_bytes_max)?;
+        validate::check_structure(wasm, &self.config.compile.limits)?;
         let module = Module::from_binary(&self.engine, wasm)
             .map_err(|e| RejectReason::Compile(one_line(&format!("{e:#}"))))?;
+        self.prepare(tenant, version, module, settings)
+    }
+
+    /// Loads an artifact made by [`precompile`] for this engine's settings
+    /// and runs the ABI checks on it.
+    pub fn load_precompiled(
+        &self,
+        tenant: &str,
+        version: u64,
+        artifact: &[u8],
+        settings: StrategySettings,
+    ) -> Result<Arc<Strategy>, RejectReason> {
+        self.config.caps.check(&settings)?;
+        // SAFETY: `artifact` is the output of `precompile` in a child
+        // process of this same binary, handed over a private pipe and never
+        // stored: it is exactly what `Module::from_binary` would have made
+        // in process, and trusting it is trusting our own compiler, as an
+        // in-process compile does. wasmtime still checks its header against
+        // this engine's version, target and settings.
+        let module = unsafe { Module::deserialize(&self.engine, artifact) }
+            .map_err(|e| RejectReason::Compile(one_line(&format!("loading the artifact: {e:#}"))))?;
+        self.prepare(tenant, version, module, settings)
+    }
+
+    fn prepare(
+        &self,
+        tenant: &str,
+        version: u64,
+        module: Module,
+        settings: StrategySettings,
+    ) -> Result<Arc<Strategy>, RejectReason> {
         let abi = validate::check_abi(&module, settings.memory_bytes_max)?;
         let pre = self
             .linker

@@ -10,10 +10,11 @@ use gavel_schemas::openrtb::BidRequest;
 use gavel_schemas::verify::STRATEGY_BIDS_BYTES_MAX;
 use wasmtime::{Memory, Store, Trap, TypedFunc};
 
-use crate::metrics::bump;
+use crate::counter::bump;
 
 use super::answer::{Answer, BidRejection, Rules};
 use super::breaker::{Breaker, BreakerConfig};
+use super::share::{CoreShare, FairnessConfig};
 use super::host::HostState;
 use super::validate::{EXPORT_BID, EXPORT_INIT, EXPORT_INPUT, EXPORT_MEMORY};
 use super::{Isolation, Runtime, Strategy};
@@ -28,8 +29,15 @@ pub struct CallContext<'r> {
     pub currency: &'r str,
     /// When the request arrived, as Unix microseconds (`request_time_us`).
     pub arrival_unix_us: i64,
-    /// When the whole request must be answered by; no call runs past it.
-    pub deadline: Instant,
+}
+
+/// The time one call may take, decided by the fan-out from the request's
+/// budget: `now` is when it was decided (the call's start), `time` the
+/// tenant's fair part of what is left.
+#[derive(Clone, Copy, Debug)]
+pub struct CallTime {
+    pub now: Instant,
+    pub time: Duration,
 }
 
 /// Why a tenant did not bid on a request.
@@ -57,10 +65,12 @@ pub enum NoBidReason {
     CircuitOpen,
     /// Skipped: too little time left before the request's deadline.
     NoTime,
+    /// Skipped: the tenant used up its share of this core's time.
+    OverShare,
 }
 
 impl NoBidReason {
-    pub const ALL: [NoBidReason; 11] = [
+    pub const ALL: [NoBidReason; 12] = [
         NoBidReason::NoBid,
         NoBidReason::OutOfFuel,
         NoBidReason::Deadline,
@@ -72,6 +82,7 @@ impl NoBidReason {
         NoBidReason::InvalidBids,
         NoBidReason::CircuitOpen,
         NoBidReason::NoTime,
+        NoBidReason::OverShare,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,10 +98,11 @@ impl NoBidReason {
             NoBidReason::InvalidBids => "invalid_bids",
             NoBidReason::CircuitOpen => "circuit_open",
             NoBidReason::NoTime => "no_time",
+            NoBidReason::OverShare => "over_share",
         }
     }
 
-    /// Whether this counts against the tenant's circuit breaker.
+    /// Whether the call failed (and its instance is dropped).
     fn is_failure(self) -> bool {
         !matches!(
             self,
@@ -98,6 +110,19 @@ impl NoBidReason {
                 | NoBidReason::CircuitOpen
                 | NoBidReason::NoTime
                 | NoBidReason::InvalidBids
+                | NoBidReason::OverShare
+        )
+    }
+
+    /// Failures a large enough request can cause in a correct strategy:
+    /// it ran out of a budget. A trap or a broken answer never is.
+    fn is_resource_failure(self) -> bool {
+        matches!(
+            self,
+            NoBidReason::OutOfFuel
+                | NoBidReason::Memory
+                | NoBidReason::Deadline
+                | NoBidReason::GuestError
         )
     }
 }
@@ -122,6 +147,9 @@ pub struct TenantStats {
     pub wall_ns: AtomicU64,
     pub instantiations: AtomicU64,
     pub log_bytes_dropped: AtomicU64,
+    /// Failures blamed on the request, not the tenant (not counted by the
+    /// breaker).
+    pub failures_blamed_on_request: AtomicU64,
 }
 
 /// A live instance and its entry points.
@@ -136,6 +164,10 @@ pub struct TenantSlot {
     strategy: Arc<Strategy>,
     live: Option<Live>,
     breaker: Breaker,
+    share: CoreShare,
+    /// The largest request (flatbuffer bytes) this version answered
+    /// without failing on this core: the blame rule's yardstick.
+    largest_answered_bytes: usize,
     answer: Answer,
     stats: Arc<TenantStats>,
 }
@@ -155,11 +187,18 @@ fn ticks(budget: Duration, tick_us: u64) -> u64 {
 }
 
 impl TenantSlot {
-    pub fn new(strategy: Arc<Strategy>, breaker: BreakerConfig, stats: Arc<TenantStats>) -> Self {
+    pub fn new(
+        strategy: Arc<Strategy>,
+        breaker: BreakerConfig,
+        fairness: &FairnessConfig,
+        stats: Arc<TenantStats>,
+    ) -> Self {
         Self {
             strategy,
             live: None,
             breaker: Breaker::new(breaker),
+            share: CoreShare::new(fairness, Instant::now()),
+            largest_answered_bytes: 0,
             answer: Answer::default(),
             stats,
         }
@@ -174,7 +213,8 @@ impl TenantSlot {
     pub fn replace(&mut self, strategy: Arc<Strategy>) {
         self.live = None;
         self.strategy = strategy;
-        self.breaker.success();
+        self.breaker.reset();
+        self.largest_answered_bytes = 0;
     }
 
     /// The checked answer of the last call that returned [`Outcome::Bids`].
@@ -191,32 +231,52 @@ impl TenantSlot {
         self.breaker.is_open(now)
     }
 
-    /// Asks the strategy for bids on one request, within its budget and the
-    /// request's deadline.
-    pub fn call(&mut self, runtime: &Runtime, ctx: &CallContext<'_>) -> Outcome {
-        let started = Instant::now();
+    /// Asks the strategy for bids on one request, within its own budget,
+    /// the time the fan-out gives it and its share of the core.
+    ///
+    /// Blame rule: a failure counts against the tenant's breaker unless the
+    /// request caused it, which is when the call ran out of a budget (fuel,
+    /// memory, deadline, or the guest said so) on a request larger than
+    /// both `breaker.request_bytes_trusted` and any request this version
+    /// has answered on this core. Such a failure is counted
+    /// (`failures_blamed_on_request`) and the instance rebuilt, but the
+    /// tenant stays in.
+    pub fn call(
+        &mut self,
+        runtime: &Runtime,
+        ctx: &CallContext<'_>,
+        time: CallTime,
+    ) -> Outcome {
         bump(&self.stats.calls, 1);
-        let outcome = self.call_inner(runtime, ctx, started);
+        let outcome = self.call_inner(runtime, ctx, time);
         let now = Instant::now();
-        bump(
-            &self.stats.wall_ns,
-            now.duration_since(started).as_nanos() as u64,
-        );
+        let used = now.duration_since(time.now);
+        bump(&self.stats.wall_ns, used.as_nanos() as u64);
+        self.share.spend(used);
         match outcome {
             Outcome::Bids(n) => {
                 bump(&self.stats.bids, n as u64);
-                self.breaker.success();
+                self.answered(ctx.bytes.len());
             }
-            Outcome::NoBid(reason) => {
-                bump(&self.stats.no_bids[reason as usize], 1);
-                if reason.is_failure() {
-                    // Whatever state the instance was left in, start fresh.
-                    self.live = None;
+            Outcome::NoBid(NoBidReason::NoBid) => self.answered(ctx.bytes.len()),
+            Outcome::NoBid(reason) if reason.is_failure() => {
+                // Whatever state the instance was left in, start fresh.
+                self.live = None;
+                let outsized = ctx.bytes.len()
+                    > self
+                        .breaker
+                        .request_bytes_trusted()
+                        .max(self.largest_answered_bytes);
+                if reason.is_resource_failure() && outsized {
+                    bump(&self.stats.failures_blamed_on_request, 1);
+                } else {
                     self.breaker.failure(now);
-                } else if reason == NoBidReason::NoBid {
-                    self.breaker.success();
                 }
             }
+            Outcome::NoBid(_) => {}
+        }
+        if let Outcome::NoBid(reason) = outcome {
+            bump(&self.stats.no_bids[reason as usize], 1);
         }
         if self.strategy.settings.isolation == Isolation::PerRequest {
             self.live = None;
@@ -224,31 +284,42 @@ impl TenantSlot {
         outcome
     }
 
-    fn call_inner(&mut self, runtime: &Runtime, ctx: &CallContext<'_>, now: Instant) -> Outcome {
+    fn answered(&mut self, request_bytes: usize) {
+        self.breaker.success();
+        self.largest_answered_bytes = self.largest_answered_bytes.max(request_bytes);
+    }
+
+    fn call_inner(&mut self, runtime: &Runtime, ctx: &CallContext<'_>, time: CallTime) -> Outcome {
         self.answer.clear();
+        let mut now = time.now;
         if !self.breaker.allow(now) {
             return Outcome::NoBid(NoBidReason::CircuitOpen);
         }
         let tick = Duration::from_micros(runtime.config.epoch_tick_us);
-        let call_deadline = ctx
-            .deadline
-            .min(now + Duration::from_micros(self.strategy.settings.deadline_us));
-        if call_deadline <= now + tick {
-            return Outcome::NoBid(NoBidReason::NoTime);
+        // A call starts only when the tenant's bucket holds all the time it
+        // may take, so no call can take it past its share of the core.
+        let own = Duration::from_micros(self.strategy.settings.deadline_us).min(time.time);
+        let share = self.share.available(now);
+        if share < own {
+            return Outcome::NoBid(NoBidReason::OverShare);
         }
-        let mut now = now;
+        let call_deadline = now + own;
         if self.live.is_none() {
-            match self.instantiate(runtime, ctx.deadline) {
+            // Instantiation and init have their own budget, within the
+            // fan-out's time and the tenant's share.
+            match self.instantiate(runtime, now + time.time.min(share)) {
                 Ok(live) => self.live = Some(live),
                 Err(reason) => return Outcome::NoBid(reason),
             }
             // Instantiation took time: measure what is left of the budget anew.
             now = Instant::now();
+            if call_deadline <= now + tick {
+                return Outcome::NoBid(NoBidReason::Deadline);
+            }
         }
         let Some(live) = self.live.as_mut() else {
             return Outcome::NoBid(NoBidReason::InitFailed);
         };
-
         let settings = &self.strategy.settings;
         let state = live.store.data_mut();
         state.request_time_us = ctx.arrival_unix_us;
@@ -294,7 +365,7 @@ impl TenantSlot {
     }
 
     /// Instantiates the strategy and runs its init, under the init budget
-    /// but never past the request's deadline.
+    /// but never past the call's deadline.
     fn instantiate(&mut self, runtime: &Runtime, deadline: Instant) -> Result<Live, NoBidReason> {
         bump(&self.stats.instantiations, 1);
         let strategy = &self.strategy;

@@ -1,16 +1,24 @@
 //! Upload-time checks of a strategy module against ABI v1
 //! (`strategies/sdk/ABI.md`): default deny.
 
+use serde::{Deserialize, Serialize};
+use wasmparser::{Operator, Parser, Payload};
 use wasmtime::{ExternType, FuncType, Module, ValType};
 
 /// Why a module (or its settings) was refused. Each message names the
 /// reason so that a tenant can fix it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum RejectReason {
     #[error("module is {bytes} bytes, over the {bytes_max}-byte limit")]
     TooLarge { bytes: usize, bytes_max: usize },
     #[error("module does not compile: {0}")]
     Compile(String),
+    /// A structural limit checked before compilation (see [`ModuleLimits`]).
+    #[error("module over a structural limit: {0}")]
+    Structure(String),
+    /// The isolated compiler ran out of its time or memory budget.
+    #[error("compilation over its budget: {0}")]
+    CompileBudget(String),
     #[error("import not allowed: {0}")]
     Imports(String),
     #[error("exports: {0}")]
@@ -41,6 +49,118 @@ pub fn check_size(wasm: &[u8], bytes_max: usize) -> Result<(), RejectReason> {
             bytes: wasm.len(),
             bytes_max,
         });
+    }
+    Ok(())
+}
+
+/// Structural limits checked with `wasmparser` before a module reaches the
+/// compiler. Compile time and memory grow with these shapes faster than
+/// with module size (a few hundred KB of nested `loop`s take the compiler
+/// seconds and gigabytes), so each is bounded well above what a real
+/// strategy needs: measured in `benches/RESULTS.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModuleLimits {
+    /// Functions defined in the module. Default 20,000: Rust strategies
+    /// define 100-2,000.
+    pub functions_max: u32,
+    /// Bytes of one function body. Default 512 KiB: the largest body in the
+    /// example strategies is a few KB.
+    pub function_body_bytes_max: u32,
+    /// Nesting of `block`, `loop`, `if` and `try_table` in one function.
+    /// Default 512: compiled Rust rarely goes past 50; the compile bomb is
+    /// thousands of levels.
+    pub nesting_depth_max: u32,
+    /// Locals of one function, parameters included. Default 10,000.
+    pub locals_per_function_max: u32,
+    /// Targets of one `br_table`. Default 10,000.
+    pub br_table_targets_max: u32,
+}
+
+impl Default for ModuleLimits {
+    fn default() -> Self {
+        Self {
+            functions_max: 20_000,
+            function_body_bytes_max: 512 << 10,
+            nesting_depth_max: 512,
+            locals_per_function_max: 10_000,
+            br_table_targets_max: 10_000,
+        }
+    }
+}
+
+/// Checks `wasm` against `limits` in one linear pass, before compilation.
+/// Malformed bytes are left to the compiler's own validation, which names
+/// the problem better; only shapes over a limit are refused here.
+pub fn check_structure(wasm: &[u8], limits: &ModuleLimits) -> Result<(), RejectReason> {
+    let over = |what: String| Err(RejectReason::Structure(what));
+    let mut functions: u32 = 0;
+    for payload in Parser::new(0).parse_all(wasm) {
+        let Ok(payload) = payload else { return Ok(()) };
+        let Payload::CodeSectionEntry(body) = payload else {
+            continue;
+        };
+        let index = functions;
+        functions += 1;
+        if functions > limits.functions_max {
+            return over(format!(
+                "more than {} functions (functions_max)",
+                limits.functions_max
+            ));
+        }
+        let bytes = body.range().len();
+        if bytes > limits.function_body_bytes_max as usize {
+            return over(format!(
+                "function {index} body is {bytes} bytes, over function_body_bytes_max {}",
+                limits.function_body_bytes_max
+            ));
+        }
+        let Ok(locals) = body.get_locals_reader() else {
+            return Ok(());
+        };
+        let mut local_count: u64 = 0;
+        for local in locals {
+            let Ok((count, _)) = local else { return Ok(()) };
+            local_count += u64::from(count);
+            if local_count > u64::from(limits.locals_per_function_max) {
+                return over(format!(
+                    "function {index} declares more than {} locals (locals_per_function_max)",
+                    limits.locals_per_function_max
+                ));
+            }
+        }
+        let Ok(mut operators) = body.get_operators_reader() else {
+            return Ok(());
+        };
+        let mut depth: u32 = 0;
+        while !operators.eof() {
+            let Ok(operator) = operators.read() else {
+                return Ok(());
+            };
+            match operator {
+                Operator::Block { .. }
+                | Operator::Loop { .. }
+                | Operator::If { .. }
+                | Operator::TryTable { .. } => {
+                    depth += 1;
+                    if depth > limits.nesting_depth_max {
+                        return over(format!(
+                            "function {index} nests blocks more than {} deep (nesting_depth_max)",
+                            limits.nesting_depth_max
+                        ));
+                    }
+                }
+                Operator::End => depth = depth.saturating_sub(1),
+                Operator::BrTable { targets } if targets.len() > limits.br_table_targets_max => {
+                    return over(format!(
+                        "function {index} has a br_table of {} targets, over br_table_targets_max {}",
+                        targets.len(),
+                        limits.br_table_targets_max
+                    ));
+                }
+                _ => {}
+            }
+        }
     }
     Ok(())
 }

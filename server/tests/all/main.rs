@@ -2,6 +2,7 @@
 
 mod admin;
 mod bid;
+mod hostile;
 mod record;
 mod runtime;
 mod support;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gavel::runtime::breaker::BreakerConfig;
+use gavel::runtime::share::FairnessConfig;
 use gavel::runtime::{
-    CallContext, Isolation, NoBidReason, Outcome, RejectReason, StrategySettings, TenantSlot,
-    TenantStats,
+    CallContext, CallTime, Isolation, NoBidReason, Outcome, RejectReason, StrategySettings,
+    TenantSlot, TenantStats,
 };
 use gavel_schemas::verify;
 
@@ -17,9 +18,15 @@ fn slot(tenant: &str, wasm: &[u8], settings: StrategySettings) -> TenantSlot {
     let strategy = runtime()
         .compile(tenant, 1, wasm, settings)
         .unwrap_or_else(|e| panic!("{tenant}: {e}"));
+    // Containment is under test here, not fairness: the whole core.
+    let whole_core = FairnessConfig {
+        tenant_core_share: 1.0,
+        window_ms: 60_000,
+    };
     TenantSlot::new(
         strategy,
         BreakerConfig::default(),
+        &whole_core,
         Arc::new(TenantStats::default()),
     )
 }
@@ -48,9 +55,12 @@ fn call(slot: &mut TenantSlot, request: &[u8], budget: Duration) -> (Outcome, Du
         bytes: request,
         currency: "USD",
         arrival_unix_us: now_unix_us(),
-        deadline: started + budget,
     };
-    let outcome = slot.call(&runtime(), &ctx);
+    let time = CallTime {
+        now: started,
+        time: budget,
+    };
+    let outcome = slot.call(&runtime(), &ctx, time);
     (outcome, started.elapsed())
 }
 

@@ -90,9 +90,15 @@ impl Server {
         env: &[(&str, &str)],
     ) -> Server {
         let (bid, admin) = (free_port(), free_port());
-        // Dotted keys, so that `extra_config` may add keys or whole tables.
+        // Dotted keys, so that `extra_config` may add keys or whole tables;
+        // two cores unless it says otherwise.
+        let cores = if extra_config.contains("bid.cores") {
+            ""
+        } else {
+            "bid.cores = 2\n"
+        };
         let config = format!(
-            "bid.listen = \"{bid}\"\nbid.cores = 2\nbid.pin_cores = false\nadmin.listen = \"{admin}\"\n{extra_config}\n"
+            "bid.listen = \"{bid}\"\n{cores}bid.pin_cores = false\nadmin.listen = \"{admin}\"\n{extra_config}\n"
         );
         let config_path = data_dir.path().join("gavel.toml");
         std::fs::write(&config_path, config).expect("config written");
