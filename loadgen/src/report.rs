@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::limits::SEND_LAG_P999_US_MAX;
-use crate::plan::Plan;
 use crate::options::ReplayOptions;
+use crate::plan::Plan;
 use crate::stats::{Counts, Tally, new_histogram};
 use crate::wire::Format;
 

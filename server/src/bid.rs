@@ -242,17 +242,14 @@ fn inflate<'a>(
     }
     scratch.clear();
     let mut decoder = GzDecoder::new(body);
-    let read = (&mut decoder)
-        .take(limit as u64 + 1)
-        .read_to_end(scratch);
+    let read = (&mut decoder).take(limit as u64 + 1).read_to_end(scratch);
     match read {
-        Err(_) => Err(Reject::new(400, "body is not valid gzip", RequestOutcome::BadRequest).closing()),
-        Ok(n) if n > limit => Err(Reject::new(
-            413,
-            "inflated body too large",
-            RequestOutcome::TooLarge,
-        )
-        .closing()),
+        Err(_) => {
+            Err(Reject::new(400, "body is not valid gzip", RequestOutcome::BadRequest).closing())
+        }
+        Ok(n) if n > limit => {
+            Err(Reject::new(413, "inflated body too large", RequestOutcome::TooLarge).closing())
+        }
         Ok(_) if !decoder.into_inner().is_empty() => Err(Reject::new(
             400,
             "bytes after the end of the gzip body",
@@ -374,7 +371,10 @@ fn fan_out(
         } else {
             let now = Instant::now();
             match budget.for_call(now, count - index) {
-                Some(time) => slot.call(runtime, &ctx, CallTime { now, time }),
+                Some(time) => {
+                    let shared = count > 1;
+                    slot.call(runtime, &ctx, CallTime { now, time, shared })
+                }
                 None => Outcome::NoBid(NoBidReason::NoTime),
             }
         };
@@ -433,4 +433,40 @@ fn seat_allowed(request: &BidRequest<'_>, seat: &str) -> bool {
         .is_none_or(|w| w.is_empty() || w.iter().any(|s| s == seat));
     let blocked = request.bseat().is_some_and(|b| b.iter().any(|s| s == seat));
     allowed && !blocked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_splits_what_is_left_and_skips_below_the_minimum() {
+        let config = BidConfig {
+            tmax_max_ms: 1000,
+            deadline_margin_ms: 10,
+            tenant_time_min_us: 1000,
+            ..BidConfig::default()
+        };
+        let arrival = Instant::now();
+        let budget = Budget::new(arrival, Some(100), &config);
+        assert_eq!(budget.deadline, arrival + Duration::from_millis(90));
+        assert_eq!(budget.for_call(arrival, 3), Some(Duration::from_millis(30)));
+        assert_eq!(
+            budget.for_call(arrival + Duration::from_millis(88), 4),
+            Some(Duration::from_millis(1)),
+            "never less than the minimum while it is left"
+        );
+        assert_eq!(
+            budget.for_call(arrival + Duration::from_micros(89_500), 1),
+            None
+        );
+        let capped = Budget::new(arrival, Some(i32::MAX), &config);
+        assert_eq!(
+            capped.deadline,
+            arrival + Duration::from_millis(990),
+            "tmax capped"
+        );
+        let default = Budget::new(arrival, None, &config);
+        assert_eq!(default.deadline, arrival + Duration::from_millis(90));
+    }
 }

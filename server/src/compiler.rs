@@ -217,10 +217,12 @@ fn compile_in_child(
                 Ok(None) if Instant::now() >= deadline => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    break Err(CompileError::Rejected(RejectReason::CompileBudget(format!(
-                        "did not finish within time_ms_max = {} ms",
-                        config.time_ms_max
-                    ))));
+                    break Err(CompileError::Rejected(RejectReason::CompileBudget(
+                        format!(
+                            "did not finish within time_ms_max = {} ms",
+                            config.time_ms_max
+                        ),
+                    )));
                 }
                 Ok(None) => std::thread::sleep(CHILD_POLL),
                 Err(e) => break Err(CompileError::Machine(e)),

@@ -206,21 +206,61 @@ impl Config {
     fn validate_bid(&self) -> Result<(), ConfigError> {
         let bid = &self.bid;
         let json_max = gavel_schemas::json::JSON_BYTES_MAX as u64;
-        range("bid.header_bytes_max", bid.header_bytes_max as u64, 512, 1 << 20)?;
-        range("bid.inflated_bytes_max", bid.inflated_bytes_max as u64, 1, json_max)?;
+        range(
+            "bid.header_bytes_max",
+            bid.header_bytes_max as u64,
+            512,
+            1 << 20,
+        )?;
+        range(
+            "bid.inflated_bytes_max",
+            bid.inflated_bytes_max as u64,
+            1,
+            json_max,
+        )?;
         range(
             "bid.body_bytes_max",
             bid.body_bytes_max as u64,
             1,
             bid.inflated_bytes_max as u64,
         )?;
-        range("bid.connections_per_core_max", bid.connections_per_core_max as u64, 1, 1 << 20)?;
-        range("bid.in_flight_per_core_max", bid.in_flight_per_core_max as u64, 1, 1 << 16)?;
-        range("bid.idle_timeout_ms", bid.idle_timeout_ms, 1, TIMEOUT_MS_LIMIT)?;
-        range("bid.read_timeout_ms", bid.read_timeout_ms, 1, TIMEOUT_MS_LIMIT)?;
+        range(
+            "bid.connections_per_core_max",
+            bid.connections_per_core_max as u64,
+            1,
+            1 << 20,
+        )?;
+        range(
+            "bid.in_flight_per_core_max",
+            bid.in_flight_per_core_max as u64,
+            1,
+            1 << 16,
+        )?;
+        range(
+            "bid.idle_timeout_ms",
+            bid.idle_timeout_ms,
+            1,
+            TIMEOUT_MS_LIMIT,
+        )?;
+        range(
+            "bid.read_timeout_ms",
+            bid.read_timeout_ms,
+            1,
+            TIMEOUT_MS_LIMIT,
+        )?;
         range("bid.tmax_max_ms", bid.tmax_max_ms, 1, TMAX_MS_LIMIT)?;
-        range("bid.tmax_default_ms", bid.tmax_default_ms, 1, bid.tmax_max_ms)?;
-        range("bid.deadline_margin_ms", bid.deadline_margin_ms, 0, bid.tmax_max_ms)?;
+        range(
+            "bid.tmax_default_ms",
+            bid.tmax_default_ms,
+            1,
+            bid.tmax_max_ms,
+        )?;
+        range(
+            "bid.deadline_margin_ms",
+            bid.deadline_margin_ms,
+            0,
+            bid.tmax_max_ms,
+        )?;
         // A tenant needs at least two epoch ticks to be interruptible at all.
         range(
             "bid.tenant_time_min_us",
@@ -239,7 +279,12 @@ impl Config {
 
     fn validate_admin(&self) -> Result<(), ConfigError> {
         let admin = &self.admin;
-        range("admin.connections_max", admin.connections_max as u64, 2, 4096)?;
+        range(
+            "admin.connections_max",
+            admin.connections_max as u64,
+            2,
+            4096,
+        )?;
         range(
             "admin.api_connections_max",
             admin.api_connections_max as u64,
@@ -252,7 +297,12 @@ impl Config {
             self.runtime.caps.module_bytes_max as u64,
             1 << 30,
         )?;
-        range("admin.head_timeout_ms", admin.head_timeout_ms, 1, TIMEOUT_MS_LIMIT)?;
+        range(
+            "admin.head_timeout_ms",
+            admin.head_timeout_ms,
+            1,
+            TIMEOUT_MS_LIMIT,
+        )?;
         range(
             "admin.request_timeout_ms",
             admin.request_timeout_ms,
@@ -267,7 +317,12 @@ impl Config {
         // Under 100 us the ticker thread is a busy loop; over 100 ms a
         // deadline means little.
         range("runtime.epoch_tick_us", runtime.epoch_tick_us, 100, 100_000)?;
-        range("runtime.instances_max", u64::from(runtime.instances_max), 1, 1 << 20)?;
+        range(
+            "runtime.instances_max",
+            u64::from(runtime.instances_max),
+            1,
+            1 << 20,
+        )?;
         range(
             "runtime.wasm_stack_bytes_max",
             runtime.wasm_stack_bytes_max as u64,
@@ -275,10 +330,30 @@ impl Config {
             64 << 20,
         )?;
         let caps = &runtime.caps;
-        range("runtime.caps.module_bytes_max", caps.module_bytes_max as u64, 1024, 256 << 20)?;
-        range("runtime.caps.fuel_per_call_max", caps.fuel_per_call_max, 1, 1 << 40)?;
-        range("runtime.caps.deadline_us_max", caps.deadline_us_max, 1, self.bid.tmax_max_ms * 1000)?;
-        range("runtime.caps.memory_bytes_max", caps.memory_bytes_max, 64 << 10, 4 << 30)?;
+        range(
+            "runtime.caps.module_bytes_max",
+            caps.module_bytes_max as u64,
+            1024,
+            256 << 20,
+        )?;
+        range(
+            "runtime.caps.fuel_per_call_max",
+            caps.fuel_per_call_max,
+            1,
+            1 << 40,
+        )?;
+        range(
+            "runtime.caps.deadline_us_max",
+            caps.deadline_us_max,
+            1,
+            self.bid.tmax_max_ms * 1000,
+        )?;
+        range(
+            "runtime.caps.memory_bytes_max",
+            caps.memory_bytes_max,
+            64 << 10,
+            4 << 30,
+        )?;
         range(
             "runtime.caps.log_bytes_per_second_max",
             u64::from(caps.log_bytes_per_second_max),
@@ -286,7 +361,12 @@ impl Config {
             16 << 20,
         )?;
         range("runtime.caps.init_fuel", caps.init_fuel, 1, 1 << 40)?;
-        range("runtime.caps.init_deadline_us", caps.init_deadline_us, 1, 10_000_000)?;
+        range(
+            "runtime.caps.init_deadline_us",
+            caps.init_deadline_us,
+            1,
+            10_000_000,
+        )?;
         if !(caps.price_max.is_finite() && caps.price_max > 0.0) {
             return invalid(format!(
                 "runtime.caps.price_max must be a positive number, got {}",
@@ -301,8 +381,18 @@ impl Config {
         })?;
         let compile = &runtime.compile;
         range("runtime.compile.workers", compile.workers as u64, 1, 64)?;
-        range("runtime.compile.queue_max", compile.queue_max as u64, 1, 4096)?;
-        range("runtime.compile.time_ms_max", compile.time_ms_max, 100, 600_000)?;
+        range(
+            "runtime.compile.queue_max",
+            compile.queue_max as u64,
+            1,
+            4096,
+        )?;
+        range(
+            "runtime.compile.time_ms_max",
+            compile.time_ms_max,
+            100,
+            600_000,
+        )?;
         range(
             "runtime.compile.memory_bytes_max",
             compile.memory_bytes_max,
@@ -310,7 +400,12 @@ impl Config {
             64 << 30,
         )?;
         let limits = &compile.limits;
-        range("runtime.compile.limits.functions_max", u64::from(limits.functions_max), 1, 1_000_000)?;
+        range(
+            "runtime.compile.limits.functions_max",
+            u64::from(limits.functions_max),
+            1,
+            1_000_000,
+        )?;
         range(
             "runtime.compile.limits.function_body_bytes_max",
             u64::from(limits.function_body_bytes_max),
@@ -330,6 +425,18 @@ impl Config {
             50_000,
         )?;
         range(
+            "runtime.compile.limits.loops_per_function_max",
+            u64::from(limits.loops_per_function_max),
+            1,
+            1_000_000,
+        )?;
+        range(
+            "runtime.compile.limits.loops_max",
+            u64::from(limits.loops_max),
+            u64::from(limits.loops_per_function_max),
+            10_000_000,
+        )?;
+        range(
             "runtime.compile.limits.br_table_targets_max",
             u64::from(limits.br_table_targets_max),
             1,
@@ -340,15 +447,30 @@ impl Config {
 
     fn validate_breaker_and_fairness(&self) -> Result<(), ConfigError> {
         let breaker = &self.breaker;
-        range("breaker.window_calls", u64::from(breaker.window_calls), 1, u64::from(WINDOW_CALLS_MAX))?;
+        range(
+            "breaker.window_calls",
+            u64::from(breaker.window_calls),
+            1,
+            u64::from(WINDOW_CALLS_MAX),
+        )?;
         range(
             "breaker.failures_max",
             u64::from(breaker.failures_max),
             1,
             u64::from(breaker.window_calls),
         )?;
-        range("breaker.cooldown_ms", breaker.cooldown_ms, 1, TIMEOUT_MS_LIMIT)?;
-        range("breaker.cooldown_ms_max", breaker.cooldown_ms_max, breaker.cooldown_ms, TIMEOUT_MS_LIMIT)?;
+        range(
+            "breaker.cooldown_ms",
+            breaker.cooldown_ms,
+            1,
+            TIMEOUT_MS_LIMIT,
+        )?;
+        range(
+            "breaker.cooldown_ms_max",
+            breaker.cooldown_ms_max,
+            breaker.cooldown_ms,
+            TIMEOUT_MS_LIMIT,
+        )?;
         range(
             "breaker.request_bytes_trusted",
             breaker.request_bytes_trusted as u64,
@@ -385,6 +507,8 @@ fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        invalid(format!("{key} must be between {min} and {max}, got {value}"))
+        invalid(format!(
+            "{key} must be between {min} and {max}, got {value}"
+        ))
     }
 }

@@ -74,7 +74,8 @@ impl Span {
     /// The bytes in `buf`, which must be the buffer the head came from.
     pub fn get<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         let start = self.start as usize;
-        buf.get(start..start + self.len as usize).unwrap_or_default()
+        buf.get(start..start + self.len as usize)
+            .unwrap_or_default()
     }
 
     pub fn get_str<'b>(&self, buf: &'b [u8]) -> &'b str {
@@ -468,10 +469,22 @@ mod tests {
             status("POST /bid HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             411
         );
-        assert_eq!(status("POST /bid HTTP/1.1\r\nContent-Length: x\r\n\r\n"), 400);
-        assert_eq!(status("POST /bid HTTP/1.1\r\nContent-Length: +5\r\n\r\n"), 400);
-        assert_eq!(status("POST /bid HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400);
-        assert_eq!(status("POST /bid HTTP/1.1\r\nContent-Length: \r\n\r\n"), 400);
+        assert_eq!(
+            status("POST /bid HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST /bid HTTP/1.1\r\nContent-Length: +5\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST /bid HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST /bid HTTP/1.1\r\nContent-Length: \r\n\r\n"),
+            400
+        );
         let twice = "POST /bid HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
         assert_eq!(status(twice), 400);
         let same_twice = "POST /bid HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n";
@@ -481,7 +494,11 @@ mod tests {
             413
         );
         assert_eq!(status("\x00\x01 garbage\r\n\r\n"), 400);
-        assert_eq!(status("POST /bid HTTP/1.1\nContent-Length: 0\n\n"), 400, "bare LF");
+        assert_eq!(
+            status("POST /bid HTTP/1.1\nContent-Length: 0\n\n"),
+            400,
+            "bare LF"
+        );
         assert_eq!(
             status("POST /bid HTTP/1.1\r\nContent-Length: 0\n\r\n"),
             400,

@@ -116,7 +116,10 @@ struct ServeArgs {
 fn main() -> ExitCode {
     // The compiling child process: no logging, no argument parsing beyond
     // its name, so that it starts in microseconds.
-    if std::env::args_os().nth(1).is_some_and(|a| a == gavel::compiler::CHILD_SUBCOMMAND) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == gavel::compiler::CHILD_SUBCOMMAND)
+    {
         return gavel::compiler::child_main();
     }
     tracing_subscriber::fmt()

@@ -125,7 +125,6 @@ fn load(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
-
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_max(LATENCY_US_MAX, LATENCY_SIGFIG)
         .expect("constant histogram bounds are valid")

@@ -45,8 +45,8 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         data_dir.display()
     )))?);
     let exe = std::env::current_exe().map_err(Error::io("finding the gavel executable"))?;
-    let compiler = Compiler::start(runtime.clone(), exe)
-        .map_err(Error::io("starting the compile workers"))?;
+    let compiler =
+        Compiler::start(runtime.clone(), exe).map_err(Error::io("starting the compile workers"))?;
     let tenants = Arc::new(Tenants::new(
         store,
         runtime.clone(),

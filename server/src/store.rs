@@ -223,11 +223,16 @@ impl Store {
         }
         let mut removed = 0;
         for dir in &dirs {
-            removed += remove_temporaries(dir)
-                .map_err(io_err(format!("cleaning temporary files in {}", dir.display())))?;
+            removed += remove_temporaries(dir).map_err(io_err(format!(
+                "cleaning temporary files in {}",
+                dir.display()
+            )))?;
         }
         if removed > 0 {
-            tracing::warn!(removed, "removed temporary files left by an interrupted write");
+            tracing::warn!(
+                removed,
+                "removed temporary files left by an interrupted write"
+            );
         }
         Ok(store)
     }
@@ -274,7 +279,8 @@ impl Store {
         let context = || format!("creating tenant folder {}", dir.display());
         let build = || -> io::Result<()> {
             fs::create_dir_all(tmp.join("versions"))?;
-            let text = serde_json::to_vec_pretty(&TenantState::default()).map_err(io::Error::other)?;
+            let text =
+                serde_json::to_vec_pretty(&TenantState::default()).map_err(io::Error::other)?;
             write_atomic(&tmp.join("state.json"), &text)?;
             File::open(&tmp)?.sync_all()?;
             fail_point("tenant-before-rename")?;

@@ -18,8 +18,8 @@ use crate::lineup::Lineup;
 use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;
 use crate::runtime::{
-    CallContext, CallTime, NoBidReason, Outcome, RejectReason, Runtime, Strategy,
-    StrategySettings, TenantSlot, TenantStats,
+    CallContext, CallTime, NoBidReason, Outcome, RejectReason, Runtime, Strategy, StrategySettings,
+    TenantSlot, TenantStats,
 };
 use crate::store::{Store, StoreError, TenantState, VersionMeta};
 
@@ -232,16 +232,12 @@ impl Tenants {
             failures_max: u32::MAX,
             ..BreakerConfig::default()
         };
-        // The whole core for the test call: only the call's own budget
-        // (plus instantiation and init) bounds it.
-        let whole_core = FairnessConfig {
-            tenant_core_share: 1.0,
-            window_ms: 60_000,
-        };
+        // Alone on its core (`shared: false` below): only the call's own
+        // budget, plus instantiation and init, bounds the test call.
         let mut slot = TenantSlot::new(
             strategy.clone(),
             breaker,
-            &whole_core,
+            &FairnessConfig::default(),
             Arc::new(TenantStats::default()),
         );
         let time = CallTime {
@@ -249,6 +245,7 @@ impl Tenants {
             time: Duration::from_micros(
                 settings.deadline_us + self.runtime.config().caps.init_deadline_us,
             ),
+            shared: false,
         };
         let ctx = CallContext {
             request: view,
@@ -347,7 +344,11 @@ impl Tenants {
     }
 
     pub fn set_paused(&self, tenant: &str, paused: bool) -> Result<TenantState, TenantError> {
-        self.switch(tenant, |_| Ok(None), |store| store.set_paused(tenant, paused))
+        self.switch(
+            tenant,
+            |_| Ok(None),
+            |store| store.set_paused(tenant, paused),
+        )
     }
 
     pub fn delete_version(&self, tenant: &str, version: u64) -> Result<TenantState, TenantError> {

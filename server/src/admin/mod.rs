@@ -78,7 +78,9 @@ struct Load {
 /// Takes one unit of `counter` if it is below `max`.
 fn acquire(counter: &AtomicUsize, max: usize) -> bool {
     counter
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
         .is_ok()
 }
 
@@ -119,7 +121,10 @@ pub fn start(listener: TcpListener, state: Arc<AdminState>) -> io::Result<()> {
 
 fn answer_busy(mut stream: TcpStream, reason: &str) {
     let _ = stream.set_write_timeout(Some(BUSY_WRITE_TIMEOUT));
-    let _ = write_reply(&mut stream, &Reply::text(503, format!("{reason}; retry shortly\n")));
+    let _ = write_reply(
+        &mut stream,
+        &Reply::text(503, format!("{reason}; retry shortly\n")),
+    );
 }
 
 fn write_reply(stream: &mut TcpStream, reply: &Reply) -> io::Result<()> {
@@ -174,7 +179,9 @@ fn serve(mut stream: TcpStream, state: &AdminState, load: &Load) -> io::Result<(
             Ok(Some(head)) => break head,
             Ok(None) if read_before(&mut stream, &mut buf, head_deadline) => {}
             Ok(None) => return Ok(()),
-            Err(fatal) => return write_reply(&mut stream, &Reply::text(fatal.status, fatal.reason)),
+            Err(fatal) => {
+                return write_reply(&mut stream, &Reply::text(fatal.status, fatal.reason));
+            }
         }
     };
     let path = head.path_and_query(&buf).0;
@@ -183,7 +190,10 @@ fn serve(mut stream: TcpStream, state: &AdminState, load: &Load) -> io::Result<(
         return write_reply(&mut stream, &reply);
     }
     if !acquire(&load.api, config.api_connections_max) {
-        let reply = Reply::text(503, "admin API busy: too many calls in progress; retry shortly\n");
+        let reply = Reply::text(
+            503,
+            "admin API busy: too many calls in progress; retry shortly\n",
+        );
         return write_reply(&mut stream, &reply);
     }
     let reply = api_call(&mut stream, &mut buf, &head, accepted, state);

@@ -163,7 +163,10 @@ mod tests {
         assert!(breaker.allow(trial));
         breaker.failure(trial);
         breaker.failure(trial);
-        assert!(breaker.allow(trial), "the trial's success cleared the window");
+        assert!(
+            breaker.allow(trial),
+            "the trial's success cleared the window"
+        );
     }
 
     #[test]
@@ -190,6 +193,9 @@ mod tests {
         }
         breaker.failure(now);
         breaker.failure(now);
-        assert!(breaker.allow(now), "the first two fell out of the 8-call window");
+        assert!(
+            breaker.allow(now),
+            "the first two fell out of the 8-call window"
+        );
     }
 }

@@ -437,8 +437,9 @@ impl Runtime {
         // in process, and trusting it is trusting our own compiler, as an
         // in-process compile does. wasmtime still checks its header against
         // this engine's version, target and settings.
-        let module = unsafe { Module::deserialize(&self.engine, artifact) }
-            .map_err(|e| RejectReason::Compile(one_line(&format!("loading the artifact: {e:#}"))))?;
+        let module = unsafe { Module::deserialize(&self.engine, artifact) }.map_err(|e| {
+            RejectReason::Compile(one_line(&format!("loading the artifact: {e:#}")))
+        })?;
         self.prepare(tenant, version, module, settings)
     }
 

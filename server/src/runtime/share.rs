@@ -6,6 +6,8 @@
 //! and every call spends its wall time from it. A call starts only when the
 //! bucket holds all the time the call may take (its deadline); otherwise
 //! the tenant is skipped (no-bid `over_share`, counted) until it refills.
+//! The share applies on a core that serves more than one tenant: a tenant
+//! alone delays no one but itself and may use the whole core.
 //! Over any stretch of time a tenant thus takes at most its share of the
 //! core plus one bucket, whatever its own per-call budgets allow; the
 //! bucket must hold at least the largest per-call deadline
@@ -74,8 +76,9 @@ impl CoreShare {
     /// The core time the tenant may use now.
     pub fn available(&mut self, now: Instant) -> Duration {
         let elapsed = now.saturating_duration_since(self.refilled).as_nanos();
-        let earned = u64::try_from(elapsed.saturating_mul(u128::from(self.share_ppm)) / u128::from(PPM))
-            .unwrap_or(u64::MAX);
+        let earned =
+            u64::try_from(elapsed.saturating_mul(u128::from(self.share_ppm)) / u128::from(PPM))
+                .unwrap_or(u64::MAX);
         self.tokens_ns = self.tokens_ns.saturating_add(earned).min(self.capacity_ns);
         self.refilled = now;
         Duration::from_nanos(self.tokens_ns)
@@ -100,11 +103,19 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut share = CoreShare::new(&config, t0);
-        assert_eq!(share.available(t0), Duration::from_millis(25), "a full bucket");
+        assert_eq!(
+            share.available(t0),
+            Duration::from_millis(25),
+            "a full bucket"
+        );
         share.spend(Duration::from_millis(25));
         assert_eq!(share.available(t0), Duration::ZERO);
         let later = t0 + Duration::from_millis(40);
-        assert_eq!(share.available(later), Duration::from_millis(10), "a quarter of 40 ms");
+        assert_eq!(
+            share.available(later),
+            Duration::from_millis(10),
+            "a quarter of 40 ms"
+        );
         let much_later = later + Duration::from_secs(10);
         assert_eq!(
             share.available(much_later),
@@ -112,6 +123,10 @@ mod tests {
             "never more than the bucket"
         );
         share.spend(Duration::from_secs(1));
-        assert_eq!(share.available(much_later), Duration::ZERO, "overruns do not wrap");
+        assert_eq!(
+            share.available(much_later),
+            Duration::ZERO,
+            "overruns do not wrap"
+        );
     }
 }

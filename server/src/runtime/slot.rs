@@ -14,8 +14,8 @@ use crate::counter::bump;
 
 use super::answer::{Answer, BidRejection, Rules};
 use super::breaker::{Breaker, BreakerConfig};
-use super::share::{CoreShare, FairnessConfig};
 use super::host::HostState;
+use super::share::{CoreShare, FairnessConfig};
 use super::validate::{EXPORT_BID, EXPORT_INIT, EXPORT_INPUT, EXPORT_MEMORY};
 use super::{Isolation, Runtime, Strategy};
 
@@ -38,6 +38,9 @@ pub struct CallContext<'r> {
 pub struct CallTime {
     pub now: Instant,
     pub time: Duration,
+    /// Other tenants bid on this core: the tenant's share of the core is
+    /// enforced. A tenant alone on a core delays no one but itself.
+    pub shared: bool,
 }
 
 /// Why a tenant did not bid on a request.
@@ -241,12 +244,7 @@ impl TenantSlot {
     /// has answered on this core. Such a failure is counted
     /// (`failures_blamed_on_request`) and the instance rebuilt, but the
     /// tenant stays in.
-    pub fn call(
-        &mut self,
-        runtime: &Runtime,
-        ctx: &CallContext<'_>,
-        time: CallTime,
-    ) -> Outcome {
+    pub fn call(&mut self, runtime: &Runtime, ctx: &CallContext<'_>, time: CallTime) -> Outcome {
         bump(&self.stats.calls, 1);
         let outcome = self.call_inner(runtime, ctx, time);
         let now = Instant::now();
@@ -300,14 +298,19 @@ impl TenantSlot {
         // may take, so no call can take it past its share of the core.
         let own = Duration::from_micros(self.strategy.settings.deadline_us).min(time.time);
         let share = self.share.available(now);
-        if share < own {
+        if time.shared && share < own {
             return Outcome::NoBid(NoBidReason::OverShare);
         }
         let call_deadline = now + own;
         if self.live.is_none() {
             // Instantiation and init have their own budget, within the
             // fan-out's time and the tenant's share.
-            match self.instantiate(runtime, now + time.time.min(share)) {
+            let init_time = if time.shared {
+                time.time.min(share)
+            } else {
+                time.time
+            };
+            match self.instantiate(runtime, now + init_time) {
                 Ok(live) => self.live = Some(live),
                 Err(reason) => return Outcome::NoBid(reason),
             }

@@ -392,7 +392,7 @@ fn sigterm_drains_requests_in_flight_and_exits_zero() {
     ]);
     let server = Server::start(
         dir,
-        "bid.tmax_max_ms = 1000\n[runtime.caps]\ndeadline_us_max = 500000",
+        "bid.tmax_max_ms = 1000\nfairness.window_ms = 2000\n[runtime.caps]\ndeadline_us_max = 500000",
     );
     let mut stream = connect(server.bid).unwrap();
     let json = br#"{"id":"inflight","tmax":900,"imp":[{"id":"1","banner":{"w":300,"h":250}}]}"#;
