@@ -13,11 +13,10 @@ use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gavel::bid::{BidCore, BidRequestIn};
-use gavel::config::BidConfig;
+use gavel::config::Config;
 use gavel::http;
 use gavel::lineup::Lineup;
 use gavel::metrics::{CoreLatency, Metrics, RequestOutcome};
-use gavel::runtime::breaker::BreakerConfig;
 use gavel::runtime::{Runtime, RuntimeConfig, StrategySettings};
 
 fn simple_banner() -> Vec<u8> {
@@ -58,8 +57,7 @@ fn core(runtime: &Arc<Runtime>, tenants: usize) -> BidCore {
     let metrics = Arc::new(Metrics::new(1));
     BidCore::new(
         0,
-        Arc::new(BidConfig::default()),
-        BreakerConfig::default(),
+        &Config::default(),
         runtime.clone(),
         lineup,
         metrics,
@@ -86,7 +84,11 @@ fn bench_bid_path(c: &mut Criterion) {
         ("flatbuffers", "application/x-flatbuffers", &fb),
     ] {
         let raw = raw_request(content_type, body);
-        let head = http::parse_head(&raw, 8192, 1 << 20)
+        let limits = http::HeadLimits {
+            header_bytes_max: 8192,
+            body_bytes_max: 1 << 20,
+        };
+        let head = http::parse_head(&raw, limits)
             .expect("valid")
             .expect("complete");
         let body = &raw[head.head_len..];
@@ -109,7 +111,7 @@ fn bench_bid_path(c: &mut Criterion) {
                     &mut out,
                 )
             };
-            assert_eq!(handle(), expected);
+            assert_eq!(handle().outcome, expected);
             let name = if tenants == 0 {
                 "baseline_no_tenants".to_string()
             } else {

@@ -18,12 +18,10 @@ use gavel_schemas::openrtb::BidRequest;
 use gavel_schemas::verify::{self, VerifiedBidRequest};
 
 use crate::auction::{self, ResponseBuilder, Winner};
-use crate::config::{BidConfig, NoBidStyle};
+use crate::config::{BidConfig, Config, NoBidStyle};
 use crate::http::{Head, Response};
 use crate::lineup::{CoreTenants, Lineup};
 use crate::metrics::{CoreLatency, CoreMetrics, Format, Metrics, RequestOutcome};
-use crate::runtime::breaker::BreakerConfig;
-use crate::runtime::share::FairnessConfig;
 use crate::runtime::{CallContext, CallTime, NoBidReason, Outcome, Runtime};
 
 /// OpenRTB no-bid reason "insufficient auction time".
@@ -67,11 +65,11 @@ struct OutputBuffers {
 const DEFAULT_OPENRTB_VERSION: &[u8] = b"2.6";
 
 impl BidCore {
+    /// The bid path of core `core`, with the `bid`, `breaker` and
+    /// `fairness` sections of `config`.
     pub fn new(
         core: usize,
-        config: Arc<BidConfig>,
-        breaker: BreakerConfig,
-        fairness: FairnessConfig,
+        config: &Config,
         runtime: Arc<Runtime>,
         lineup: Arc<Lineup>,
         metrics: Arc<Metrics>,
@@ -79,13 +77,13 @@ impl BidCore {
     ) -> Self {
         let core_metrics = metrics.cores[core].clone();
         Self {
-            config,
+            config: Arc::new(config.bid.clone()),
             runtime,
             lineup,
             metrics,
             core_metrics,
             latency,
-            tenants: CoreTenants::new(core, breaker, fairness),
+            tenants: CoreTenants::new(core, config.breaker.clone(), config.fairness.clone()),
             encoder: Encoder::new(),
             inflated: Vec::new(),
             response: ResponseBuilder::new(core),

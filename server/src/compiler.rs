@@ -194,7 +194,7 @@ fn compile_in_child(
         )));
     };
     let deadline = Instant::now() + Duration::from_millis(config.time_ms_max);
-    let result = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         // The pipes are drained on their own threads so that neither side
         // can block the other; the worker only watches the clock.
         let writer = scope.spawn(move || -> io::Result<()> {
@@ -256,8 +256,7 @@ fn compile_in_child(
                 reason.lines().next().unwrap_or_default()
             )),
         }))
-    });
-    result
+    })
 }
 
 /// The child's side: `gavel compile-module`. Reads the runtime settings and

@@ -36,6 +36,7 @@ pub mod compiler;
 pub mod config;
 pub mod counter;
 pub mod error;
+pub mod fault;
 pub mod http;
 pub mod lineup;
 pub mod metrics;

@@ -202,8 +202,11 @@ pub struct Metrics {
     latency_outbox: Receiver<Histogram<u64>>,
     /// Per core, the tenants it has served and their counters; each entry
     /// is written only by its core.
-    tenants: Vec<ArcSwap<Vec<(Arc<str>, Arc<TenantStats>)>>>,
+    tenants: Vec<ArcSwap<CoreTenantStats>>,
 }
+
+/// One core's tenants and their counters.
+type CoreTenantStats = Vec<(Arc<str>, Arc<TenantStats>)>;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

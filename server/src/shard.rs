@@ -139,9 +139,7 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
     let latency = Rc::new(CoreLatency::default());
     let bid = BidCore::new(
         core_index,
-        Arc::new(config.bid.clone()),
-        config.breaker.clone(),
-        config.fairness.clone(),
+        config,
         shared.runtime.clone(),
         shared.lineup.clone(),
         shared.metrics.clone(),

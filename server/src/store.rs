@@ -66,8 +66,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub fn kind(&self) -> crate::error::ErrorKind {
-        use crate::error::ErrorKind;
+    pub fn kind(&self) -> crate::fault::ErrorKind {
+        use crate::fault::ErrorKind;
         match self {
             StoreError::BadTenantId(_) => ErrorKind::BadRequest,
             StoreError::NoTenant(_) | StoreError::NoVersion { .. } => ErrorKind::NotFound,

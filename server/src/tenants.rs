@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gavel_schemas::verify;
 
 use crate::compiler::{CompileError, Compiler};
-use crate::error::{ErrorKind, Fault};
+use crate::fault::{ErrorKind, Fault};
 use crate::lineup::Lineup;
 use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;

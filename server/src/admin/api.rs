@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::{AdminState, Reply, Request};
 use crate::auth::Principal;
-use crate::error::{ErrorKind, Fault};
+use crate::fault::{ErrorKind, Fault};
 use crate::runtime::StrategySettings;
 use crate::store::check_tenant_id;
 use crate::tenants::TenantError;
