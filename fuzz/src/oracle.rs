@@ -13,7 +13,7 @@ use gavel_schemas::capture::{
     SOURCE_BYTES_MAX,
 };
 use gavel_schemas::json::{self, Encoder, JsonError};
-use gavel_schemas::verify::{self, STRATEGY_BIDS_BYTES_MAX, STRATEGY_BIDS_TABLES_MAX};
+use gavel_schemas::verify::{self, STRATEGY_BIDS_BYTES_MAX, STRATEGY_BIDS_TABLES_MAX, VerifyError};
 
 use crate::{meter, walk};
 
@@ -33,21 +33,25 @@ thread_local! {
     static ENCODER: RefCell<Encoder> = RefCell::new(Encoder::new());
 }
 
-/// The JSON -> flatbuffer step under test. When
-/// `Encoder::bid_request_checked` lands, this body becomes
-/// `encoder.bid_request_checked(json).map(|request| request.bytes())`
-/// (whichever accessor it has for the bytes); nothing else changes.
+/// The JSON -> flatbuffer step under test: the checked path the server
+/// takes (it was `encoder.bid_request(json)` before that path existed).
 fn encode<'e>(encoder: &'e mut Encoder, json: &[u8]) -> Result<&'e [u8], JsonError> {
-    encoder.bid_request(json)
+    encoder
+        .bid_request_checked(json)
+        .map(|request| request.bytes())
 }
 
 /// `json_request`: OpenRTB JSON through the bridge.
 ///
 /// - The reused encoder and a fresh one agree: both refuse, or both build
 ///   the same bytes.
-/// - What the encoder builds passes `verify::bid_request` (the server reads
-///   it unverified through `Encoder::bid_request_view`, so this is what
-///   keeps that sound) and converts back to JSON.
+/// - What `Encoder::bid_request_checked` accepts passes
+///   `verify::bid_request_checked`: the encoder skips the verifier on bytes
+///   it built itself (an `unsafe` promise), so this is what keeps that
+///   sound, and both wire formats apply the same rules. It converts back
+///   to JSON.
+/// - What it refuses for a request rule (duplicate imp ids, negative
+///   tmax), the flatbuffer path refuses for the same rule.
 /// - Round trip: that JSON encodes again, and converts to the same JSON
 ///   (numbers compared as numbers: see [`same_json`]).
 pub fn json_request(json: &[u8]) -> Verdict {
@@ -56,7 +60,10 @@ pub fn json_request(json: &[u8]) -> Verdict {
         let reused = encode(reused, json);
         let fresh = encode(&mut fresh, json);
         match (reused, fresh) {
-            (Err(_), Err(_)) => None,
+            (Err(error), Err(_)) => {
+                same_rule_for_flatbuffers(&error, json);
+                None
+            }
             (Ok(reused), Ok(fresh)) => {
                 assert!(
                     reused == fresh,
@@ -91,25 +98,60 @@ pub fn json_request(json: &[u8]) -> Verdict {
 }
 
 fn request_to_json(bytes: &[u8], what: &str) -> Vec<u8> {
-    let request = verify::bid_request(bytes)
+    let request = verify::bid_request_checked(bytes)
         .unwrap_or_else(|error| panic!("{what} does not verify: {error}"));
     let mut out = Vec::new();
-    json::bid_request_to_json(request, &mut out)
+    json::bid_request_to_json(request.view(), &mut out)
         .unwrap_or_else(|error| panic!("{what} does not convert to JSON: {error}"));
     out
 }
 
+/// A JSON request refused for a request rule, as a flatbuffer, is refused
+/// by `verify::bid_request_checked` for the same rule.
+fn same_rule_for_flatbuffers(error: &JsonError, json: &[u8]) {
+    if !matches!(
+        error,
+        JsonError::DuplicateImpId(_) | JsonError::NegativeTmax(_)
+    ) {
+        return;
+    }
+    let mut encoder = Encoder::new();
+    let bytes = encoder.bid_request(json).unwrap_or_else(|unchecked| {
+        panic!("refused for a rule ({error}), but the unchecked encoder says: {unchecked}")
+    });
+    match (error, verify::bid_request_checked(bytes)) {
+        (JsonError::DuplicateImpId(a), Err(VerifyError::DuplicateImpId(b))) if *a == b => {}
+        (JsonError::NegativeTmax(a), Err(VerifyError::NegativeTmax(b))) if *a == b => {}
+        (_, flatbuffer) => panic!(
+            "the JSON path refuses ({error}) but the flatbuffer path says {:?}",
+            flatbuffer.map(|request| request.bytes().len())
+        ),
+    }
+}
+
 /// `flatbuffers_request`: an exchange's flatbuffer request.
 ///
-/// - `verify::bid_request` accepts or refuses, never panics.
+/// - `verify::bid_request` accepts or refuses, never panics;
+///   `verify::bid_request_checked` accepts exactly the same buffers except
+///   those that break a request rule (duplicate imp ids, negative tmax).
 /// - On a verified request, reading every field of every table (the JSON
 ///   writer's walk) never panics and fails only on an `ext` that is not
 ///   JSON text, which the sender is to blame for.
 /// - The JSON it writes is well formed.
 pub fn flatbuffers_request(bytes: &[u8]) -> Verdict {
+    let checked = verify::bid_request_checked(bytes);
     let Ok(request) = verify::bid_request(bytes) else {
+        assert!(
+            checked.is_err(),
+            "bid_request_checked accepts a buffer bid_request refuses"
+        );
         return Verdict::Rejected;
     };
+    match checked {
+        Ok(checked) => assert!(checked.bytes() == bytes, "checked view of other bytes"),
+        Err(VerifyError::DuplicateImpId(_) | VerifyError::NegativeTmax(_)) => {}
+        Err(error) => panic!("verifies, but bid_request_checked refuses: {error}"),
+    }
     let mut out = Vec::new();
     match json::bid_request_to_json(request, &mut out) {
         Ok(()) => {}

@@ -5,27 +5,45 @@
 //!
 //! 1. **Accept** ([`shard`]): one glommio executor per core, each with its own
 //!    SO_REUSEPORT listener; cores share nothing on the request path.
-//! 2. **Read** ([`http`]): HTTP/1.1 keep-alive and pipelining, heads parsed
-//!    with `httparse` from the connection's buffer; hard limits on head and
-//!    body size, idle and read time, connections and in-flight requests.
+//! 2. **Read** ([`http`], [`shard`]): HTTP/1.1 keep-alive and pipelining,
+//!    heads parsed by the one parser both ports use; hard limits on head and
+//!    body size, on the time a whole request may take to arrive, on idle
+//!    time, connections and in-flight requests.
 //! 3. **Decode** ([`bid`]): flatbuffers are verified and read in place; JSON
-//!    is rebuilt as the same flatbuffer by a per-core reused encoder
-//!    (`gavel_schemas`).
-//! 4. **Budget**: deadline = arrival + min(`tmax`, cap) - margin; too little
-//!    time left means an immediate no-bid (`nbr` 15).
+//!    is rebuilt as the same flatbuffer by a per-core reused encoder that
+//!    enforces the verifier's limits. Either way the bid path holds a
+//!    `VerifiedBidRequest`, a type only verification can make.
+//! 4. **Budget** ([`bid::Budget`]): one deadline per request, arrival +
+//!    min(`tmax`, cap) - margin; each tenant call gets its part of what is
+//!    left, and nothing else checks `tmax`.
 //! 5. **Fan out** ([`runtime`]): each tenant's persistent instance on this
-//!    core is called under fuel, an epoch deadline and a memory cap.
+//!    core is called under fuel, an epoch deadline, a memory cap and its
+//!    share of the core ([`runtime::share`]); a tenant that keeps failing is
+//!    skipped by its breaker, unless the request was to blame.
 //! 6. **Check** ([`runtime::answer`]): the answer is verified and every bid
 //!    is checked against the request.
 //! 7. **Auction** ([`auction`]): highest valid price per impression, ties to
 //!    the tenant first in id order.
 //! 8. **Answer**: a BidResponse in the request's format, 204 when nobody
 //!    bids, 400 with a reason for a bad request.
-//! 9. **Account** ([`metrics`]): lock-free per-core counters and histograms,
-//!    exported on the admin port ([`admin`]).
+//! 9. **Account** ([`metrics`]): per-core counters ([`counter`]) and
+//!    histograms, handed to the admin port ([`admin`]) without locks.
 //!
-//! New strategy versions reach the cores through the [`lineup`]: one atomic
-//! load per request notices a change, and the swap happens between requests.
+//! # The control plane
+//!
+//! Admin calls ([`admin`]) go to [`tenants`], which owns the durable
+//! [`store`] and the [`lineup`] the cores follow (one atomic load per
+//! request notices a change; the swap happens between requests). Modules
+//! are compiled by the [`compiler`]: a bounded queue, a fixed number of
+//! workers, and a child process per compile whose time and memory the
+//! kernel limits, so no module can stall or exhaust the server. No lock is
+//! held across a compile. Failures carry a [`fault`] kind that decides the
+//! HTTP status and whose fault it was; [`error`] is the start-up error.
+//!
+//! Plain types several parts share ([`config`], [`fault`], [`counter`])
+//! import nothing that imports them back: arrows point down the bid's
+//! story (`shard -> bid -> runtime`) and the control plane's (`admin ->
+//! tenants -> compiler -> runtime`).
 
 pub mod admin;
 pub mod auction;

@@ -104,7 +104,7 @@ impl Answer {
 
     /// Copies `output` in, verifies it and checks every bid. Returns the
     /// number of valid bids; `rejected` is called for every dropped one.
-    pub(super) fn check(
+    pub fn check(
         &mut self,
         output: &[u8],
         rules: &Rules<'_>,

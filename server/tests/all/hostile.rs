@@ -202,18 +202,9 @@ mod compile {
 mod fairness {
     use super::*;
 
-    /// A tenant that spins about `iterations` loop turns, then declines:
-    /// slow on every call, and never failing.
-    fn hog(iterations: u32) -> Vec<u8> {
-        strategy_wat(
-            &format!(
-                "(local $n i32) (local.set $n (i32.const {iterations}))
-                 (loop $spin
-                   (local.set $n (i32.sub (local.get $n) (i32.const 1)))
-                   (br_if $spin (i32.ne (local.get $n) (i32.const 0))))"
-            ),
-            "",
-        )
+    /// A tenant that spins for milliseconds on every call, then declines.
+    fn hog() -> &'static [u8] {
+        gavel_strategies::hostile("hog").expect("hostile strategy hog")
     }
 
     fn hog_settings() -> StrategySettings {
@@ -227,7 +218,7 @@ mod fairness {
     #[test]
     fn a_hog_gets_its_share_of_the_core_and_the_others_keep_bidding() {
         let dir = data_dir_with(&[
-            ("hog", &hog(5_000_000), hog_settings()),
+            ("hog", hog(), hog_settings()),
             (
                 "fixed-cpm",
                 example_strategy("fixed-cpm"),
