@@ -19,7 +19,7 @@ caller_dir=$PWD
 cd "$(dirname "$0")"
 fuzz_dir=$PWD
 
-targets=(json_request flatbuffers_request strategy_bids capture_reader)
+targets=(json_request flatbuffers_request strategy_bids capture_reader http_head strategy_answer module_structure)
 
 # Largest input per target. Real requests are 1-10 KB and answers smaller;
 # 64 KiB leaves room for every structure the decoders have while keeping
@@ -29,6 +29,9 @@ targets=(json_request flatbuffers_request strategy_bids capture_reader)
 max_len_bytes() {
     case $1 in
         json_request | flatbuffers_request | strategy_bids | capture_reader) echo 65536 ;;
+        # A head is at most 16 KiB on either port; a little more tests the limit.
+        http_head) echo 20000 ;;
+        strategy_answer | module_structure) echo 65536 ;;
         *) echo "unknown target '$1'; targets: ${targets[*]}" >&2; exit 2 ;;
     esac
 }

@@ -87,6 +87,7 @@ fn bench_bid_path(c: &mut Criterion) {
         let limits = http::HeadLimits {
             header_bytes_max: 8192,
             body_bytes_max: 1 << 20,
+            length_required: true,
         };
         let head = http::parse_head(&raw, limits)
             .expect("valid")

@@ -10,6 +10,8 @@
 # from due) and the hog's own counters.
 #
 # usage: benches/e2e/fairness.sh [seconds] [rate] [rounds]
+# FAIRNESS='tenant_core_share = 0.05\nwindow_ms = 1000' sets the [fairness]
+# section (default: the server's defaults).
 # needs: target/release/{gavel,gavel-loadgen} (cargo build --release -p gavel
 # -p gavel-loadgen) and the hostile strategies (built by any workspace build).
 set -euo pipefail
@@ -28,7 +30,7 @@ run() { # label -> "p50 p99"
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); l=r['latency_ms']; print(l['p50'], l['p99'])" "$w/$1.json"
 }
 
-printf '[bid]\npin_cores = false\n' > "$w/g.toml"
+printf '[bid]\npin_cores = false\n[fairness]\n%b\n' "${FAIRNESS:-}" > "$w/g.toml"
 "$bin/gavel" serve --config "$w/g.toml" --data-dir "$w/data" --cores 1 \
     --bid-listen 127.0.0.1:18181 --admin-listen 127.0.0.1:18182 > "$w/server.log" 2>&1 & g=$!
 for _ in $(seq 300); do curl -sf 127.0.0.1:18182/readyz >/dev/null && break; sleep 0.1; done

@@ -32,6 +32,7 @@
 pub mod meter;
 pub mod oracle;
 pub mod seed;
+pub mod server;
 pub mod walk;
 
 #[global_allocator]

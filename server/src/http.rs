@@ -123,6 +123,10 @@ impl Head {
 pub struct HeadLimits {
     pub header_bytes_max: usize,
     pub body_bytes_max: usize,
+    /// A `POST` or `PUT` without `Content-Length` is refused (411) rather
+    /// than read as an empty body: on the bid port an empty bid request is
+    /// always a client's mistake.
+    pub length_required: bool,
 }
 
 /// A request the connection cannot continue after: answered, then closed.
@@ -187,7 +191,7 @@ pub fn parse_head(buf: &[u8], limits: HeadLimits) -> Result<Option<Head>, Fatal>
         openrtb_version_len: 0,
     };
     let content_length = read_headers(&mut head, request.headers, buf)?;
-    head.body_len = body_length(head.method, content_length, limits.body_bytes_max)?;
+    head.body_len = body_length(head.method, content_length, limits)?;
     Ok(Some(head))
 }
 
@@ -319,16 +323,16 @@ fn parse_content_length(value: &[u8]) -> Option<usize> {
 fn body_length(
     method: Method,
     content_length: Option<usize>,
-    body_bytes_max: usize,
+    limits: HeadLimits,
 ) -> Result<usize, Fatal> {
     match content_length {
-        Some(len) if len > body_bytes_max => Err(fatal(
+        Some(len) if len > limits.body_bytes_max => Err(fatal(
             413,
             "request body too large",
             RequestOutcome::TooLarge,
         )),
         Some(len) => Ok(len),
-        None if matches!(method, Method::Post | Method::Put) => Err(fatal(
+        None if limits.length_required && matches!(method, Method::Post | Method::Put) => Err(fatal(
             411,
             "Content-Length required",
             RequestOutcome::LengthRequired,
@@ -424,6 +428,7 @@ mod tests {
             HeadLimits {
                 header_bytes_max: 8192,
                 body_bytes_max: 1 << 20,
+                length_required: true,
             },
         )
     }

@@ -325,6 +325,7 @@ impl Connection {
         let limits = HeadLimits {
             header_bytes_max: config.header_bytes_max,
             body_bytes_max: config.body_bytes_max,
+            length_required: true,
         };
         loop {
             let head = match http::parse_head(&self.buf, limits) {

@@ -171,6 +171,8 @@ fn serve(mut stream: TcpStream, state: &AdminState, load: &Load) -> io::Result<(
     let limits = HeadLimits {
         header_bytes_max: HEAD_BYTES_MAX,
         body_bytes_max: config.body_bytes_max,
+        // No Content-Length: no body (RFC 9112 section 6.3).
+        length_required: false,
     };
     let head_deadline = accepted + Duration::from_millis(config.head_timeout_ms);
     let mut buf = Vec::with_capacity(4096);

@@ -1,0 +1,182 @@
+//! Oracles for the server's own decoders: the HTTP/1.1 head parser both
+//! ports use, the host's checks of a strategy's answer, and the structural
+//! checks a module passes before it is compiled.
+//!
+//! These link the `gavel` crate (and so wasmtime); the schema oracles in
+//! [`crate::oracle`] do not.
+
+use std::sync::OnceLock;
+
+use gavel::http::{self, HeadLimits};
+use gavel::runtime::answer::{Answer, Rules};
+use gavel::runtime::validate::{self, ModuleLimits};
+use gavel_schemas::json::Encoder;
+use gavel_schemas::verify;
+
+use crate::oracle::Verdict;
+
+/// The two ports' limits: the bid port's defaults, and the admin port's
+/// (larger head and body, no `Content-Length` needed).
+const PORT_LIMITS: [HeadLimits; 2] = [
+    HeadLimits {
+        header_bytes_max: 8 << 10,
+        body_bytes_max: 256 << 10,
+        length_required: true,
+    },
+    HeadLimits {
+        header_bytes_max: 16 << 10,
+        body_bytes_max: 8 << 20,
+        length_required: false,
+    },
+];
+
+/// `http_head`: a request head, as either port reads it.
+///
+/// - A complete head lies inside the input and under the head limit, with a
+///   body length under the body limit, and every line ends with CRLF.
+/// - Its target and `Authorization` value are slices of the head.
+/// - Framing is stable: parsing the head alone gives the same head length
+///   and body length (nothing after the head changes where it ends).
+/// - An incomplete head is one still under the head limit.
+pub fn http_head(bytes: &[u8]) -> Verdict {
+    let mut verdict = Verdict::Rejected;
+    for limits in PORT_LIMITS {
+        match http::parse_head(bytes, limits) {
+            Ok(Some(head)) => {
+                verdict = Verdict::Accepted;
+                assert!(head.head_len <= bytes.len(), "head past the input");
+                assert!(head.head_len <= limits.header_bytes_max, "head over the limit");
+                assert!(head.body_len <= limits.body_bytes_max, "body over the limit");
+                let raw = &bytes[..head.head_len];
+                for (i, &b) in raw.iter().enumerate() {
+                    assert!(
+                        b != b'\n' || (i > 0 && raw[i - 1] == b'\r'),
+                        "a bare LF at {i} was accepted"
+                    );
+                }
+                let (path, query) = head.path_and_query(raw);
+                assert!(path.len() + query.len() <= raw.len());
+                if let Some(auth) = head.authorization {
+                    assert!(auth.get(raw).len() <= raw.len());
+                }
+                let again = http::parse_head(raw, limits)
+                    .expect("the head alone parses")
+                    .expect("the head alone is complete");
+                assert_eq!(
+                    (again.head_len, again.body_len),
+                    (head.head_len, head.body_len),
+                    "framing depends on the bytes after the head"
+                );
+            }
+            Ok(None) => assert!(
+                bytes.len() <= limits.header_bytes_max,
+                "an incomplete head over the limit is still waited for"
+            ),
+            Err(fatal) => assert!(
+                (400..500).contains(&fatal.status),
+                "a bad head is a 4xx, got {}",
+                fatal.status
+            ),
+        }
+    }
+    verdict
+}
+
+/// The request every answer is checked against: two impressions, one with
+/// a floor in another currency, one in a private auction with a deal, and
+/// blocked advertisers and categories.
+const ANSWER_REQUEST_JSON: &[u8] = br#"{"id":"fuzz","tmax":100,"cur":["USD"],
+"imp":[{"id":"1","bidfloor":0.5,"banner":{"w":300,"h":250}},
+{"id":"2","bidfloor":1.0,"bidfloorcur":"EUR","banner":{"w":728,"h":90}},
+{"id":"3","pmp":{"private_auction":1,"deals":[{"id":"d1","bidfloor":2.0,"wseat":["seat"]}]},"banner":{"w":1,"h":1}}],
+"badv":["blocked.com"],"bcat":["IAB25"]}"#;
+
+/// Highest price the checks accept in this oracle.
+const PRICE_MAX: f64 = 1000.0;
+
+fn answer_request() -> &'static [u8] {
+    static REQUEST: OnceLock<Vec<u8>> = OnceLock::new();
+    REQUEST.get_or_init(|| {
+        Encoder::new()
+            .bid_request(ANSWER_REQUEST_JSON)
+            .expect("the oracle's request is valid")
+            .to_vec()
+    })
+}
+
+/// `strategy_answer`: a strategy's answer through the host's checks.
+///
+/// - A verified answer yields valid bids plus counted rejections, never
+///   more valid bids than impressions, at most one per impression.
+/// - Every valid bid names an impression of the request, has a finite
+///   price above 0, at most the cap and at least the impression's floor in
+///   the bidder's currency; a bid in the private auction carries its deal.
+pub fn strategy_answer(bytes: &[u8]) -> Verdict {
+    let request = verify::bid_request(answer_request()).expect("the oracle's request verifies");
+    let rules = Rules {
+        request,
+        currency: "USD",
+        seat: "seat",
+        price_max: PRICE_MAX,
+    };
+    let mut answer = Answer::default();
+    let mut rejected = 0usize;
+    let Ok(valid) = answer.check(bytes, &rules, |_| rejected += 1) else {
+        return Verdict::Rejected;
+    };
+    let imps = request.imp();
+    assert_eq!(valid, answer.bids().len());
+    assert!(valid <= imps.len(), "more valid bids than impressions");
+    let mut seen = Vec::new();
+    for checked in answer.bids() {
+        assert!(!seen.contains(&checked.imp_index), "two bids for one impression");
+        seen.push(checked.imp_index);
+        let imp = imps.get(checked.imp_index);
+        let bid = answer.bid(checked);
+        assert_eq!(bid.impid(), imp.id(), "the bid names another impression");
+        let price = checked.price;
+        assert!(price.is_finite() && price > 0.0 && price <= PRICE_MAX, "price {price}");
+        match imp.id() {
+            "1" => assert!(price >= 0.5, "under the floor: {price}"),
+            "2" => panic!("a floor in EUR cannot be met in USD"),
+            "3" => {
+                assert_eq!(bid.dealid(), Some("d1"), "private auction without its deal");
+                assert!(price >= 2.0, "under the deal floor: {price}");
+            }
+            other => panic!("unknown impression {other}"),
+        }
+    }
+    Verdict::Accepted
+}
+
+/// Limits so small that almost every module is over one of them.
+const TIGHT_LIMITS: ModuleLimits = ModuleLimits {
+    functions_max: 2,
+    function_body_bytes_max: 64,
+    nesting_depth_max: 2,
+    locals_per_function_max: 4,
+    br_table_targets_max: 2,
+    loops_per_function_max: 1,
+    loops_max: 2,
+};
+
+/// `module_structure`: the structural checks before compilation.
+///
+/// - They never panic and take one linear pass, whatever the bytes.
+/// - Refusal is monotonic: a module within tight limits is within the
+///   default (looser) ones, and a refusal names a limit.
+pub fn module_structure(bytes: &[u8]) -> Verdict {
+    let defaults = ModuleLimits::default();
+    let loose = validate::check_structure(bytes, &defaults);
+    let tight = validate::check_structure(bytes, &TIGHT_LIMITS);
+    if tight.is_ok() {
+        assert!(loose.is_ok(), "within tight limits but not the default ones: {loose:?}");
+    }
+    match loose {
+        Ok(()) => Verdict::Accepted,
+        Err(reason) => {
+            assert!(reason.to_string().contains("_max"), "a refusal names its limit: {reason}");
+            Verdict::Rejected
+        }
+    }
+}
