@@ -103,6 +103,9 @@ merge() {
     local target=$1
     max_len_bytes "$target" >/dev/null
     mkdir -p "target/corpus/$target" "corpus/$target"
+    # A control file left by an earlier merge would make libFuzzer resume
+    # that merge, with its list of files that may be gone.
+    rm -f "target/merge-$target.txt"
     # Only inputs that reach new code (edges, not hit counts: that keeps
     # the committed corpus about 3x smaller) beyond what corpus/TARGET
     # already reaches are copied in, smallest first.
