@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use gavel_fuzz::oracle::{self, Verdict};
 use gavel_fuzz::seed::{self, Seed};
 
+/// A target's oracle: what every seed of its corpus must pass.
+type Oracle = fn(&[u8]) -> Verdict;
+
 fn main() {
     let examples_dir = std::env::args_os()
         .nth(1)
@@ -39,7 +42,7 @@ fn main() {
     let smallest_flatbuffer = flatbuffers.iter().min_by_key(|(_, fb)| fb.len()).unwrap();
     let captures = seed::captures(&smallest_json.1, &smallest_flatbuffer.1);
 
-    let corpora: [(&str, &[Seed], fn(&[u8]) -> Verdict); 4] = [
+    let corpora: [(&str, &[Seed], Oracle); 4] = [
         ("json_request", &json_examples, oracle::json_request),
         (
             "flatbuffers_request",

@@ -300,7 +300,6 @@ fn read_and_rewrite(file: impl Read, file_bytes: usize) -> CaptureOutcome {
             }
         }
     };
-    drop(writer);
     CaptureOutcome {
         rewritten,
         records,
