@@ -45,8 +45,14 @@ pub fn http_head(bytes: &[u8]) -> Verdict {
             Ok(Some(head)) => {
                 verdict = Verdict::Accepted;
                 assert!(head.head_len <= bytes.len(), "head past the input");
-                assert!(head.head_len <= limits.header_bytes_max, "head over the limit");
-                assert!(head.body_len <= limits.body_bytes_max, "body over the limit");
+                assert!(
+                    head.head_len <= limits.header_bytes_max,
+                    "head over the limit"
+                );
+                assert!(
+                    head.body_len <= limits.body_bytes_max,
+                    "body over the limit"
+                );
                 let raw = &bytes[..head.head_len];
                 for (i, &b) in raw.iter().enumerate() {
                     assert!(
@@ -129,13 +135,19 @@ pub fn strategy_answer(bytes: &[u8]) -> Verdict {
     assert!(valid <= imps.len(), "more valid bids than impressions");
     let mut seen = Vec::new();
     for checked in answer.bids() {
-        assert!(!seen.contains(&checked.imp_index), "two bids for one impression");
+        assert!(
+            !seen.contains(&checked.imp_index),
+            "two bids for one impression"
+        );
         seen.push(checked.imp_index);
         let imp = imps.get(checked.imp_index);
         let bid = answer.bid(checked);
         assert_eq!(bid.impid(), imp.id(), "the bid names another impression");
         let price = checked.price;
-        assert!(price.is_finite() && price > 0.0 && price <= PRICE_MAX, "price {price}");
+        assert!(
+            price.is_finite() && price > 0.0 && price <= PRICE_MAX,
+            "price {price}"
+        );
         match imp.id() {
             "1" => assert!(price >= 0.5, "under the floor: {price}"),
             "2" => panic!("a floor in EUR cannot be met in USD"),
@@ -170,12 +182,18 @@ pub fn module_structure(bytes: &[u8]) -> Verdict {
     let loose = validate::check_structure(bytes, &defaults);
     let tight = validate::check_structure(bytes, &TIGHT_LIMITS);
     if tight.is_ok() {
-        assert!(loose.is_ok(), "within tight limits but not the default ones: {loose:?}");
+        assert!(
+            loose.is_ok(),
+            "within tight limits but not the default ones: {loose:?}"
+        );
     }
     match loose {
         Ok(()) => Verdict::Accepted,
         Err(reason) => {
-            assert!(reason.to_string().contains("_max"), "a refusal names its limit: {reason}");
+            assert!(
+                reason.to_string().contains("_max"),
+                "a refusal names its limit: {reason}"
+            );
             Verdict::Rejected
         }
     }

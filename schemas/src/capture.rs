@@ -531,6 +531,9 @@ impl<R: Read> CaptureReader<R> {
             }
         };
         if self.body.len() < body_len {
+            // Exactly what is needed: `resize` alone may double the
+            // capacity, past the documented bound of one largest body.
+            self.body.reserve_exact(body_len - self.body.len());
             self.body.resize(body_len, 0);
         }
         let body = &mut self.body[..body_len];

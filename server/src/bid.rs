@@ -185,18 +185,8 @@ impl BidCore {
         };
         let nbr = match (outcome, nbr, config.no_bid) {
             (RequestOutcome::NoBid, None, NoBidStyle::Status204) => {
-                let response = Response {
-                    status: 204,
-                    content_type: None,
-                    body: &[],
-                    gzip: false,
-                    keep_alive: head.keep_alive,
-                    openrtb_version: Some(
-                        head.openrtb_version().unwrap_or(DEFAULT_OPENRTB_VERSION),
-                    ),
-                    allow: None,
-                };
-                response.write_to(out);
+                let version = head.openrtb_version().unwrap_or(DEFAULT_OPENRTB_VERSION);
+                Response::no_content(head.keep_alive, Some(version)).write_to(out);
                 return Ok(outcome);
             }
             (RequestOutcome::Bid, _, _) => None,

@@ -387,6 +387,19 @@ impl<'a> Response<'a> {
         }
     }
 
+    /// `204 No Content`: nobody bids (or the request was shed).
+    pub fn no_content(keep_alive: bool, openrtb_version: Option<&'a [u8]>) -> Self {
+        Response {
+            status: 204,
+            content_type: None,
+            body: &[],
+            gzip: false,
+            keep_alive,
+            openrtb_version,
+            allow: None,
+        }
+    }
+
     /// Appends the response to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail.

@@ -401,16 +401,7 @@ impl Connection {
                 self.core
                     .metrics
                     .request(RequestOutcome::Shed, head.format.unwrap_or(Format::Other));
-                let response = Response {
-                    status: 204,
-                    content_type: None,
-                    body: &[],
-                    gzip: false,
-                    keep_alive: head.keep_alive,
-                    openrtb_version: None,
-                    allow: None,
-                };
-                response.write_to(&mut self.out);
+                Response::no_content(head.keep_alive, None).write_to(&mut self.out);
                 Some(!head.keep_alive)
             }
         }
