@@ -332,11 +332,13 @@ fn body_length(
             RequestOutcome::TooLarge,
         )),
         Some(len) => Ok(len),
-        None if limits.length_required && matches!(method, Method::Post | Method::Put) => Err(fatal(
-            411,
-            "Content-Length required",
-            RequestOutcome::LengthRequired,
-        )),
+        None if limits.length_required && matches!(method, Method::Post | Method::Put) => {
+            Err(fatal(
+                411,
+                "Content-Length required",
+                RequestOutcome::LengthRequired,
+            ))
+        }
         None => Ok(0),
     }
 }

@@ -175,7 +175,6 @@ impl Tenants {
     /// takes its place, so a tenant keeps bidding; nothing is deleted.
     /// Returns the number of tenants live.
     pub fn load_all(&self) -> Result<usize, TenantError> {
-        self.lock().clear();
         let mut loaded = 0;
         for tenant in self.store.tenants()? {
             let state = match self.store.state(&tenant) {
@@ -195,10 +194,16 @@ impl Tenants {
                         if Some(version) != state.active {
                             tracing::warn!(%tenant, version, "serving an earlier version: the active one does not load");
                         }
+                        // The admin port is open while this runs: a call that
+                        // changed the tenant meanwhile published its own
+                        // version, which stands.
                         let mut live = self.lock();
-                        live.insert(tenant.clone(), (strategy, state.paused));
-                        self.publish(&live);
-                        loaded += 1;
+                        let unchanged = self.store.state(&tenant).is_ok_and(|now| now == state);
+                        if unchanged && !live.contains_key(&tenant) {
+                            live.insert(tenant.clone(), (strategy, state.paused));
+                            self.publish(&live);
+                            loaded += 1;
+                        }
                         break;
                     }
                     Err(e) => {
