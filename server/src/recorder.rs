@@ -276,49 +276,48 @@ impl Recorder {
         for receiver in &self.receivers {
             select.recv(receiver);
         }
-        let reason = loop {
-            if stop.load(Ordering::Acquire) {
-                break "stopped".to_string();
+        // Records from every core, written oldest first; at most the cores'
+        // bounded queues.
+        let mut batch: Vec<Captured> = Vec::new();
+        let reason = 'recording: loop {
+            let stopping = stop.load(Ordering::Acquire);
+            if !stopping {
+                if Instant::now() >= deadline {
+                    break format!("reached max_seconds ({})", spec.max_seconds);
+                }
+                if writer.position() >= spec.max_bytes {
+                    break format!("reached max_bytes ({})", spec.max_bytes);
+                }
+                if select.ready_timeout(WRITER_POLL).is_err() {
+                    continue;
+                }
             }
-            if Instant::now() >= deadline {
-                break format!("reached max_seconds ({})", spec.max_seconds);
+            // A stop still writes what the cores had queued: a request
+            // answered before the stop is in the file.
+            for receiver in &self.receivers {
+                batch.extend(receiver.try_iter());
             }
-            if writer.position() >= spec.max_bytes {
-                break format!("reached max_bytes ({})", spec.max_bytes);
-            }
-            let Ok(ready) = select.ready_timeout(WRITER_POLL) else {
-                continue;
-            };
-            let Ok(captured) = self.receivers[ready].try_recv() else {
-                continue;
-            };
-            let body: &[u8] = if captured.gzip {
-                inflated.clear();
-                let limit = gavel_schemas::json::JSON_BYTES_MAX as u64;
-                match flate2::read::GzDecoder::new(&captured.body[..])
-                    .take(limit)
-                    .read_to_end(&mut inflated)
-                {
-                    Ok(_) => &inflated,
-                    Err(_) => {
-                        // Not gzip after all: the bid path answered 400; keep what came.
-                        &captured.body
+            batch.sort_by_key(|captured| captured.arrival);
+            for captured in batch.drain(..) {
+                if writer.position() >= spec.max_bytes {
+                    break;
+                }
+                let body = inflate_recorded(&captured, &mut inflated);
+                let since = captured
+                    .arrival
+                    .saturating_duration_since(started)
+                    .as_nanos() as u64;
+                let offset = since.max(writer.last_offset_ns());
+                match writer.write(offset, captured.content_type, body) {
+                    Ok(()) => {
+                        self.recorded.fetch_add(1, Ordering::Relaxed);
+                        self.bytes.store(writer.position(), Ordering::Relaxed);
                     }
+                    Err(e) => break 'recording format!("write failed: {e}"),
                 }
-            } else {
-                &captured.body
-            };
-            let since = captured
-                .arrival
-                .saturating_duration_since(started)
-                .as_nanos() as u64;
-            let offset = since.max(writer.last_offset_ns());
-            match writer.write(offset, captured.content_type, body) {
-                Ok(()) => {
-                    self.recorded.fetch_add(1, Ordering::Relaxed);
-                    self.bytes.store(writer.position(), Ordering::Relaxed);
-                }
-                Err(e) => break format!("write failed: {e}"),
+            }
+            if stopping {
+                break "stopped".to_string();
             }
         };
         self.active.store(false, Ordering::Release);
@@ -339,6 +338,24 @@ impl Recorder {
             "recording ended"
         );
         *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+}
+
+/// The body as it is recorded: inflated when it came gzip (the capture
+/// holds what the bid path decoded), as it came otherwise or when it was
+/// not gzip after all (the bid path answered 400).
+fn inflate_recorded<'a>(captured: &'a Captured, inflated: &'a mut Vec<u8>) -> &'a [u8] {
+    if !captured.gzip {
+        return &captured.body;
+    }
+    inflated.clear();
+    let limit = gavel_schemas::json::JSON_BYTES_MAX as u64;
+    match flate2::read::GzDecoder::new(&captured.body[..])
+        .take(limit)
+        .read_to_end(inflated)
+    {
+        Ok(_) => inflated,
+        Err(_) => &captured.body,
     }
 }
 
