@@ -6,13 +6,12 @@
 //! result depends only on the bids. Winners are grouped into one `seatbid`
 //! per tenant, `seat` = tenant id.
 
-use std::fmt::Write as _;
-
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 use gavel_schemas::openrtb::{
     Bid, BidArgs, BidRequest, BidResponse, BidResponseArgs, SeatBid, SeatBidArgs,
 };
 
+use crate::money::BidNotice;
 use crate::runtime::{Outcome, TenantSlot, ValidBid};
 
 /// One impression's winner.
@@ -61,21 +60,25 @@ pub struct ResponseBuilder {
     bids: Vec<WIPOffset<Bid<'static>>>,
     strings: Vec<WIPOffset<&'static str>>,
     ints: Vec<i32>,
-    ids: BidIds,
+}
+
+impl Default for ResponseBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl ResponseBuilder {
     /// Initial capacity: a response with markup for a few impressions.
     const CAPACITY_BYTES: usize = 16 << 10;
 
-    pub fn new(core: usize) -> Self {
+    pub fn new() -> Self {
         Self {
             fbb: FlatBufferBuilder::with_capacity(Self::CAPACITY_BYTES),
             seatbids: Vec::new(),
             bids: Vec::new(),
             strings: Vec::new(),
             ints: Vec::new(),
-            ids: BidIds::new(core),
         }
     }
 
@@ -84,12 +87,15 @@ impl ResponseBuilder {
         self.fbb.finished_data()
     }
 
-    /// The BidResponse for `winners` (from [`run`]).
+    /// The BidResponse for `winners` (from [`run`]); `notices[i]` holds
+    /// the i-th winner's bid id and Gavel's notice URLs, which replace the
+    /// strategy's own.
     pub fn bids(
         &mut self,
         request: &BidRequest<'_>,
         slots: &[TenantSlot],
         winners: &[Winner],
+        notices: &[BidNotice],
         currency: &str,
     ) {
         let Self {
@@ -98,19 +104,21 @@ impl ResponseBuilder {
             bids,
             strings,
             ints,
-            ids,
         } = self;
         fbb.reset();
         seatbids.clear();
         let imps = request.imp();
         let mut rest = winners;
+        let mut notices = notices;
         while let Some(first) = rest.first() {
             let count = rest.iter().take_while(|w| w.slot == first.slot).count();
             let (seat_winners, tail) = rest.split_at(count);
+            let (seat_notices, notices_tail) = notices.split_at(count);
             rest = tail;
+            notices = notices_tail;
             let slot = &slots[first.slot];
             bids.clear();
-            for winner in seat_winners {
+            for (winner, notice) in seat_winners.iter().zip(seat_notices) {
                 let offered = slot.answer().bid(&winner.bid);
                 let mut string_vector =
                     |list: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&str>>>| {
@@ -129,7 +137,7 @@ impl ResponseBuilder {
                 });
                 let mut string = |s: Option<&str>| s.map(|s| fbb.create_string(s));
                 let args = BidArgs {
-                    id: string(Some(ids.next())),
+                    id: string(Some(&notice.id)),
                     impid: string(Some(imps.get(winner.bid.imp_index).id())),
                     price: winner.bid.price,
                     adid: string(offered.adid()),
@@ -137,9 +145,9 @@ impl ResponseBuilder {
                     crid: string(offered.crid()),
                     dealid: string(offered.dealid()),
                     adm: string(offered.adm()),
-                    nurl: string(offered.nurl()),
-                    burl: string(offered.burl()),
-                    lurl: string(offered.lurl()),
+                    nurl: string(Some(&notice.nurl)),
+                    burl: string(Some(&notice.burl)),
+                    lurl: string(Some(&notice.lurl)),
                     adomain,
                     cat,
                     attr,
@@ -190,29 +198,5 @@ impl ResponseBuilder {
             },
         );
         fbb.finish_minimal(root);
-    }
-}
-
-/// Bid ids unique for the life of the process: `<core>-<sequence>`.
-struct BidIds {
-    core: usize,
-    sequence: u64,
-    text: String,
-}
-
-impl BidIds {
-    pub fn new(core: usize) -> Self {
-        Self {
-            core,
-            sequence: 0,
-            text: String::with_capacity(24),
-        }
-    }
-
-    fn next(&mut self) -> &str {
-        self.sequence += 1;
-        self.text.clear();
-        let _ = write!(self.text, "{}-{}", self.core, self.sequence);
-        &self.text
     }
 }

@@ -60,6 +60,11 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Fills `buf` from the kernel's random source (tokens and keys).
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
 fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -113,7 +118,7 @@ impl Auth {
     /// only time the token itself exists outside its holder.
     pub fn issue(&self, principal: Principal) -> io::Result<String> {
         let mut random = [0u8; TOKEN_RANDOM_BYTES];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
+        random_bytes(&mut random)?;
         let token = format!("gvl_{}", hex::encode(random));
         let mut entries = self
             .entries

@@ -8,7 +8,7 @@
 use std::io::{Read as _, Write as _};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use flate2::Compression;
 use flate2::bufread::GzDecoder;
@@ -22,6 +22,8 @@ use crate::config::{BidConfig, Config, NoBidStyle};
 use crate::http::{Head, Response};
 use crate::lineup::{CoreTenants, Lineup};
 use crate::metrics::{CoreLatency, CoreMetrics, Format, Metrics, RequestOutcome};
+use crate::money::account::Refusal;
+use crate::money::{CoreMoney, Money};
 use crate::runtime::{CallContext, CallTime, NoBidReason, Outcome, Runtime};
 
 /// OpenRTB no-bid reason "insufficient auction time".
@@ -44,6 +46,7 @@ pub struct BidCore {
     buffers: OutputBuffers,
     outcomes: Vec<Outcome>,
     winners: Vec<Winner>,
+    money: CoreMoney,
 }
 
 /// One request as the bid path sees it.
@@ -52,6 +55,9 @@ pub struct BidRequestIn<'a> {
     pub body: &'a [u8],
     /// When the request was read (the start of its budget).
     pub arrival: Instant,
+    /// The exchange it came from (index into the configured exchanges;
+    /// 0 is plain `/bid`).
+    pub exchange: usize,
 }
 
 /// Reused output buffers: JSON text and its gzip form.
@@ -74,6 +80,7 @@ impl BidCore {
         lineup: Arc<Lineup>,
         metrics: Arc<Metrics>,
         latency: Rc<CoreLatency>,
+        money: Arc<Money>,
     ) -> Self {
         let core_metrics = metrics.cores[core].clone();
         Self {
@@ -83,13 +90,19 @@ impl BidCore {
             metrics,
             core_metrics,
             latency,
-            tenants: CoreTenants::new(core, config.breaker.clone(), config.fairness.clone()),
+            tenants: CoreTenants::new(
+                core,
+                config.breaker.clone(),
+                config.fairness.clone(),
+                money.accounts.clone(),
+            ),
             encoder: Encoder::new(),
             inflated: Vec::new(),
-            response: ResponseBuilder::new(core),
+            response: ResponseBuilder::new(),
             buffers: OutputBuffers::default(),
             outcomes: Vec::new(),
             winners: Vec::new(),
+            money: CoreMoney::new(money, core),
         }
     }
 
@@ -155,20 +168,37 @@ impl BidCore {
         let (outcome, nbr) = if !currency_allowed(&verified.view(), &config.currency) {
             (RequestOutcome::NoBid, Some(NBR_INVALID_REQUEST))
         } else {
+            // One wall-clock read per request: the strategies' clock, the
+            // budgets' day and the tokens' time.
+            let now_us = crate::money::unix_us();
+            let now_ms = now_us / 1000;
             fan_out(
                 &mut self.tenants,
                 &self.runtime,
+                &self.money,
                 &config.currency,
                 &mut self.outcomes,
                 verified,
                 &budget,
+                now_us,
             );
             auction::run(self.tenants.slots(), &self.outcomes, &mut self.winners);
+            if !self.winners.is_empty() {
+                self.money.issue(
+                    &verified.view(),
+                    self.tenants.slots(),
+                    self.tenants.accounts(),
+                    &mut self.winners,
+                    request.exchange,
+                    now_ms,
+                );
+            }
             if !self.winners.is_empty() {
                 self.response.bids(
                     &verified.view(),
                     self.tenants.slots(),
                     &self.winners,
+                    self.money.notices(),
                     &config.currency,
                 );
                 (RequestOutcome::Bid, None)
@@ -334,28 +364,40 @@ fn write_response(
 }
 
 /// Calls every eligible tenant in lineup order, each within its part of
-/// the budget; `outcomes[i]` is `slots[i]`'s.
+/// the budget; `outcomes[i]` is `slots[i]`'s. A tenant with no budget
+/// left (or ahead of its pacing) is not called.
+#[allow(clippy::too_many_arguments)]
 fn fan_out(
     tenants: &mut CoreTenants,
     runtime: &Runtime,
+    money: &CoreMoney,
     currency: &str,
     outcomes: &mut Vec<Outcome>,
     request: VerifiedBidRequest<'_>,
     budget: &Budget,
+    now_us: u64,
 ) {
     outcomes.clear();
+    let now_ms = now_us / 1000;
     let view = request.view();
     let ctx = CallContext {
         request: view,
         bytes: request.bytes(),
         currency,
-        arrival_unix_us: unix_us(),
+        arrival_unix_us: now_us as i64,
     };
-    let slots = tenants.slots_mut();
+    let (slots, accounts) = tenants.slots_and_accounts();
     let count = slots.len();
-    for (index, slot) in slots.iter_mut().enumerate() {
+    for (index, (slot, account)) in slots.iter_mut().zip(accounts).enumerate() {
         let outcome = if !seat_allowed(&view, &slot.strategy().tenant) {
             Outcome::NoBid(NoBidReason::NoBid)
+        } else if let Err(refusal) = money.may_call(account, now_ms) {
+            let reason = match refusal {
+                Refusal::Budget => NoBidReason::Budget,
+                Refusal::Pacing => NoBidReason::Pacing,
+            };
+            slot.skipped(reason);
+            Outcome::NoBid(reason)
         } else {
             let now = Instant::now();
             match budget.for_call(now, count - index) {
@@ -399,12 +441,6 @@ impl Reject {
             ..self
         }
     }
-}
-
-fn unix_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// `cur` lists the currencies bids may use; absent means any (USD).

@@ -1,4 +1,5 @@
-//! `gavel strategy ...`: a small client for the admin API.
+//! `gavel strategy ...` and `gavel tenant ...`: a small client for the
+//! admin API.
 //!
 //! The token comes from `GAVEL_TOKEN` or `--token-file` (a file holding
 //! the token, or a `demo-tokens.txt` line). Every failure says what went

@@ -2,6 +2,7 @@
 //! default stated next to it. `gavel serve --print-config` shows the
 //! effective values.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -21,6 +22,94 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub breaker: BreakerConfig,
     pub fairness: FairnessConfig,
+    pub events: EventsConfig,
+    pub budget: BudgetConfig,
+    /// Exchanges with their own bid route, `POST /bid/{name}`, and price
+    /// keys. Plain `/bid` is the exchange `default` (clear prices).
+    pub exchanges: BTreeMap<String, ExchangeConfig>,
+}
+
+/// The money loop's notices, ledger and event log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Base of the notice URLs put in every bid (`nurl`, `burl`, `lurl`),
+    /// as the exchange reaches this node: `http://host:port`. Default: the
+    /// bid listen address.
+    pub public_url: Option<String>,
+    /// A bid's reservation is released when no win, bill or loss notice
+    /// came within this, in ms. Default 60000.
+    pub reservation_ttl_ms: u64,
+    /// A notice token is refused (410) this long after its bid, in ms;
+    /// bids are remembered as long, so a duplicate is always seen. Default
+    /// 3600000 (an hour).
+    pub notice_ttl_ms: u64,
+    /// Bids and notices queued for the ledger; past it a winning bid is
+    /// dropped (its reservation released) and a notice answered 503.
+    /// Default 65536.
+    pub queue_max: usize,
+    /// The event log rotates to a new file past this size, in bytes.
+    /// Default 64 MiB.
+    pub log_file_bytes_max: u64,
+    /// Event log files kept; the oldest is deleted past it. Default 16
+    /// (1 GiB at the default file size).
+    pub log_files_max: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            reservation_ttl_ms: 60_000,
+            notice_ttl_ms: 3_600_000,
+            queue_max: 65_536,
+            log_file_bytes_max: 64 << 20,
+            log_files_max: 16,
+        }
+    }
+}
+
+/// Budget days and pacing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Length of a budget day in seconds; days start at multiples of it
+    /// since the Unix epoch (UTC midnight for the default 86400). Shorter
+    /// days are for tests and demos.
+    pub day_length_s: u64,
+    /// How far even pacing may run ahead of the linear schedule, in
+    /// thousandths of the day's budget. Default 10 (1 %).
+    pub pacing_lead_per_mille: u64,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            day_length_s: 86_400,
+            pacing_lead_per_mille: 10,
+        }
+    }
+}
+
+/// One exchange: its clearing prices arrive encrypted when both keys are
+/// set (web-safe base64, as the exchange hands them out), else in clear.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExchangeConfig {
+    pub encryption_key: Option<String>,
+    pub integrity_key: Option<String>,
+}
+
+/// Longest exchange name.
+pub const EXCHANGE_NAME_BYTES_MAX: usize = 32;
+
+impl EventsConfig {
+    /// The notice URLs' base: `public_url`, or the bid listen address.
+    pub fn public_url(&self, bid_listen: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bid_listen}"))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -200,7 +289,83 @@ impl Config {
         self.validate_bid()?;
         self.validate_admin()?;
         self.validate_runtime()?;
-        self.validate_breaker_and_fairness()
+        self.validate_breaker_and_fairness()?;
+        self.validate_money()
+    }
+
+    fn validate_money(&self) -> Result<(), ConfigError> {
+        let events = &self.events;
+        if let Some(url) = &events.public_url {
+            let rest = url.strip_prefix("http://").unwrap_or("");
+            let ok = !rest.is_empty()
+                && url.len() <= 256
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:_[]/".contains(&b))
+                && !url.ends_with('/');
+            if !ok {
+                return invalid(format!(
+                    "events.public_url must be an http:// URL without query or trailing slash,                      like http://bidder.example:8080, got {url:?}"
+                ));
+            }
+        }
+        range(
+            "events.notice_ttl_ms",
+            events.notice_ttl_ms,
+            1_000,
+            30 * TIMEOUT_MS_LIMIT,
+        )?;
+        range(
+            "events.reservation_ttl_ms",
+            events.reservation_ttl_ms,
+            100,
+            events.notice_ttl_ms,
+        )?;
+        range("events.queue_max", events.queue_max as u64, 16, 1 << 24)?;
+        range(
+            "events.log_file_bytes_max",
+            events.log_file_bytes_max,
+            64 << 10,
+            1 << 40,
+        )?;
+        range(
+            "events.log_files_max",
+            events.log_files_max as u64,
+            2,
+            100_000,
+        )?;
+        range("budget.day_length_s", self.budget.day_length_s, 1, 86_400)?;
+        range(
+            "budget.pacing_lead_per_mille",
+            self.budget.pacing_lead_per_mille,
+            0,
+            1000,
+        )?;
+        for (name, exchange) in &self.exchanges {
+            let ok = !name.is_empty()
+                && name.len() <= EXCHANGE_NAME_BYTES_MAX
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok || name == crate::money::DEFAULT_EXCHANGE {
+                return invalid(format!(
+                    "exchanges.{name}: names are 1-{EXCHANGE_NAME_BYTES_MAX} of A-Z, a-z, 0-9,                      '-', '_', and not \"default\" (plain /bid)"
+                ));
+            }
+            match (&exchange.encryption_key, &exchange.integrity_key) {
+                (None, None) => {}
+                (Some(e), Some(i)) => {
+                    crate::money::price::PriceKeys::from_base64(e, i)
+                        .map_err(|e| ConfigError::Invalid(format!("exchanges.{name}: {e}")))?;
+                }
+                _ => {
+                    return invalid(format!(
+                        "exchanges.{name}: set both encryption_key and integrity_key, or neither"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_bid(&self) -> Result<(), ConfigError> {

@@ -58,6 +58,7 @@ pub mod fault;
 pub mod http;
 pub mod lineup;
 pub mod metrics;
+pub mod money;
 pub mod recorder;
 pub mod runtime;
 pub mod serve;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::metrics::Metrics;
+use crate::money::account::{Account, Accounts};
 use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;
 use crate::runtime::{Strategy, TenantSlot, TenantStats};
@@ -49,6 +50,9 @@ pub struct CoreTenants {
     core: usize,
     seen: u64,
     slots: Vec<TenantSlot>,
+    /// `accounts[i]` is `slots[i]`'s tenant's account.
+    accounts: Vec<Arc<Account>>,
+    all_accounts: Arc<Accounts>,
     /// Counters outlive versions: one set per tenant on this core.
     stats: HashMap<Arc<str>, Arc<TenantStats>>,
     breaker: BreakerConfig,
@@ -56,12 +60,19 @@ pub struct CoreTenants {
 }
 
 impl CoreTenants {
-    pub fn new(core: usize, breaker: BreakerConfig, fairness: FairnessConfig) -> Self {
+    pub fn new(
+        core: usize,
+        breaker: BreakerConfig,
+        fairness: FairnessConfig,
+        accounts: Arc<Accounts>,
+    ) -> Self {
         // Generation 0 is "nothing published": the first sync always runs.
         Self {
             core,
             seen: u64::MAX,
             slots: Vec::new(),
+            accounts: Vec::new(),
+            all_accounts: accounts,
             stats: HashMap::new(),
             breaker,
             fairness,
@@ -72,8 +83,13 @@ impl CoreTenants {
         &self.slots
     }
 
-    pub fn slots_mut(&mut self) -> &mut [TenantSlot] {
-        &mut self.slots
+    /// The slots, and their tenants' accounts in the same order.
+    pub fn slots_and_accounts(&mut self) -> (&mut [TenantSlot], &[Arc<Account>]) {
+        (&mut self.slots, &self.accounts)
+    }
+
+    pub fn accounts(&self) -> &[Arc<Account>] {
+        &self.accounts
     }
 
     /// Catches up with the lineup if it changed; one atomic load otherwise.
@@ -121,5 +137,10 @@ impl CoreTenants {
             };
             self.slots.push(slot);
         }
+        self.accounts = self
+            .slots
+            .iter()
+            .map(|slot| self.all_accounts.get(&slot.strategy().tenant))
+            .collect();
     }
 }

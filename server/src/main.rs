@@ -26,6 +26,8 @@ enum Command {
     Serve(ServeArgs),
     /// Manage strategies through the admin API.
     Strategy(StrategyArgs),
+    /// A tenant's budget, spend and events, through the admin API.
+    Tenant(TenantArgs),
     /// Internal: compile one module under limits, for `gavel serve`.
     #[command(name = "compile-module", hide = true)]
     CompileModule,
@@ -77,6 +79,67 @@ enum StrategyAction {
     Delete { tenant: String, version: u64 },
     /// Create a tenant (operator only); prints its token once.
     CreateTenant { tenant: String },
+}
+
+#[derive(Args)]
+struct TenantArgs {
+    /// Admin port address.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    admin: SocketAddr,
+    /// File holding the bearer token (default: the GAVEL_TOKEN variable).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    action: TenantAction,
+}
+
+#[derive(Subcommand)]
+enum TenantAction {
+    /// Set a tenant's budget (currency units); options left out stay as they are.
+    Budget {
+        tenant: String,
+        /// Total budget.
+        #[arg(long, conflicts_with = "no_total")]
+        total: Option<f64>,
+        /// Daily budget (UTC days).
+        #[arg(long, conflicts_with = "no_daily")]
+        daily: Option<f64>,
+        /// `asap` or `even` (spread the daily budget over the day).
+        #[arg(long, value_parser = ["asap", "even"])]
+        pacing: Option<String>,
+        /// Remove the total budget.
+        #[arg(long)]
+        no_total: bool,
+        /// Remove the daily budget.
+        #[arg(long)]
+        no_daily: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a tenant has spent, reserved and has left.
+    Spend {
+        tenant: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A tenant's bid, win, bill, loss and expiry events.
+    Events {
+        tenant: String,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// At most this many per call (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Keep polling for new events until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -132,6 +195,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Strategy(args) => strategy(args),
+        Command::Tenant(args) => tenant(args),
         Command::CompileModule => return gavel::compiler::child_main(),
     };
     match result {
@@ -241,4 +305,154 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
+}
+
+fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let client = Client {
+        admin: args.admin,
+        token: client::token(args.token_file.as_deref())?,
+    };
+    match args.action {
+        TenantAction::Budget {
+            tenant,
+            total,
+            daily,
+            pacing,
+            no_total,
+            no_daily,
+            json,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(total) = total {
+                body.insert("total".into(), total.into());
+            }
+            if no_total {
+                body.insert("total".into(), serde_json::Value::Null);
+            }
+            if let Some(daily) = daily {
+                body.insert("daily".into(), daily.into());
+            }
+            if no_daily {
+                body.insert("daily".into(), serde_json::Value::Null);
+            }
+            if let Some(pacing) = pacing {
+                body.insert("pacing".into(), pacing.into());
+            }
+            let body = serde_json::to_vec(&body)?;
+            client.call("PUT", &format!("/v1/tenants/{tenant}/budget"), &body)?;
+            let spend = client.call("GET", &format!("/v1/tenants/{tenant}/spend"), &[])?;
+            print_spend(&spend, json)?;
+        }
+        TenantAction::Spend { tenant, json } => {
+            let spend = client.call("GET", &format!("/v1/tenants/{tenant}/spend"), &[])?;
+            print_spend(&spend, json)?;
+        }
+        TenantAction::Events {
+            tenant,
+            mut since,
+            limit,
+            follow,
+            json,
+        } => {
+            if !json {
+                println!(
+                    "{:>8}  {:<13}  {:<7}  {:<16}  {:>10}  {:>10}  request/imp",
+                    "seq", "time", "kind", "bid", "price", "amount"
+                );
+            }
+            loop {
+                let page = client.call(
+                    "GET",
+                    &format!("/v1/tenants/{tenant}/events?since={since}&limit={limit}"),
+                    &[],
+                )?;
+                let events = page["events"].as_array().cloned().unwrap_or_default();
+                for event in &events {
+                    if json {
+                        println!("{event}");
+                    } else {
+                        print_event(event);
+                    }
+                }
+                since = page["next"].as_u64().unwrap_or(since);
+                if !follow {
+                    break;
+                }
+                if events.len() < limit {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A money amount in micros, shown in currency units with six decimals.
+fn units(micros: &serde_json::Value) -> String {
+    match micros.as_i64() {
+        Some(m) => format!(
+            "{}{}.{:06}",
+            if m < 0 { "-" } else { "" },
+            m.abs() / 1_000_000,
+            m.abs() % 1_000_000
+        ),
+        None => "-".into(),
+    }
+}
+
+fn print_spend(spend: &serde_json::Value, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(spend)?);
+        return Ok(());
+    }
+    let limit = |key: &str| match spend[key].as_f64() {
+        Some(v) => format!("{v:.6}"),
+        None => "none".into(),
+    };
+    let rows = [
+        ("tenant", spend["tenant"].as_str().unwrap_or("").to_string()),
+        (
+            "currency",
+            spend["currency"].as_str().unwrap_or("").to_string(),
+        ),
+        ("spent", units(&spend["spent_micros"])),
+        ("reserved", units(&spend["reserved_micros"])),
+        ("remaining", units(&spend["remaining_micros"])),
+        ("spent today", limit("spent_today")),
+        ("total budget", limit("total")),
+        ("daily budget", limit("daily")),
+        ("pacing", spend["pacing"].as_str().unwrap_or("").to_string()),
+        ("bids", spend["bids"].to_string()),
+        ("wins", spend["wins"].to_string()),
+        ("bills", spend["bills"].to_string()),
+        ("losses", spend["losses"].to_string()),
+        ("duplicates", spend["duplicates"].to_string()),
+        ("expired", spend["expired"].to_string()),
+        ("late wins", spend["late_wins"].to_string()),
+        ("refused", spend["refused"].to_string()),
+    ];
+    for (name, value) in rows {
+        println!("{name:<13} {value:>18}");
+    }
+    Ok(())
+}
+
+fn print_event(event: &serde_json::Value) {
+    let cpm = |key: &str| units(&event[key]);
+    println!(
+        "{:>8}  {:<13}  {:<7}  {:<16}  {:>10}  {:>10}  {}/{}{}",
+        event["seq"],
+        event["time_ms"],
+        event["kind"].as_str().unwrap_or(""),
+        event["bid"].as_str().unwrap_or(""),
+        cpm("price_cpm_micros"),
+        units(&event["amount_micros"]),
+        event["request"].as_str().unwrap_or(""),
+        event["imp"].as_str().unwrap_or(""),
+        if event["duplicate"] == true {
+            "  (duplicate)"
+        } else {
+            ""
+        },
+    );
 }

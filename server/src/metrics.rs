@@ -65,10 +65,14 @@ pub enum RequestOutcome {
     UnsupportedMediaType,
     /// 431: request head over the limit.
     HeaderTooLarge,
+    /// A win, billing or loss notice recorded (204).
+    Notice,
+    /// A notice refused (4xx) or not recorded (503).
+    NoticeRefused,
 }
 
 impl RequestOutcome {
-    pub const ALL: [RequestOutcome; 11] = [
+    pub const ALL: [RequestOutcome; 13] = [
         RequestOutcome::Bid,
         RequestOutcome::NoBid,
         RequestOutcome::NoTime,
@@ -80,6 +84,8 @@ impl RequestOutcome {
         RequestOutcome::TooLarge,
         RequestOutcome::UnsupportedMediaType,
         RequestOutcome::HeaderTooLarge,
+        RequestOutcome::Notice,
+        RequestOutcome::NoticeRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +101,8 @@ impl RequestOutcome {
             RequestOutcome::TooLarge => "too_large",
             RequestOutcome::UnsupportedMediaType => "unsupported_media_type",
             RequestOutcome::HeaderTooLarge => "header_too_large",
+            RequestOutcome::Notice => "notice",
+            RequestOutcome::NoticeRefused => "notice_refused",
         }
     }
 }

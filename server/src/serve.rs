@@ -44,6 +44,13 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         "reading tokens in {}",
         data_dir.display()
     )))?);
+    let mut budgets = Vec::new();
+    for tenant in store.tenants().map_err(Error::Store)? {
+        if let Some(budget) = store.budget(&tenant).map_err(Error::Store)? {
+            budgets.push((tenant, budget));
+        }
+    }
+    let (mut ledger, money) = crate::money::start(&config, budgets)?;
     let exe = std::env::current_exe().map_err(Error::io("finding the gavel executable"))?;
     let compiler =
         Compiler::start(runtime.clone(), exe).map_err(Error::io("starting the compile workers"))?;
@@ -64,6 +71,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         tenants: tenants.clone(),
         auth: auth.clone(),
         recorder: recorder.clone(),
+        money: money.clone(),
         recordings_dir: data_dir.join("recordings"),
         bid_listen: config.bid.listen,
         ready: AtomicBool::new(false),
@@ -86,11 +94,13 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         lineup,
         metrics,
         recorder: recorder.clone(),
+        money,
         shutdown: shutdown.clone(),
     });
     let shards = shard::start(shared).map_err(Error::io("starting the bid port"))?;
     if shutdown.load(Ordering::Relaxed) {
         let _ = shards.join_all();
+        ledger.stop();
         return Err(Error::io("starting the bid port")(std::io::Error::other(
             "a core failed to start; see the log",
         )));
@@ -115,6 +125,8 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         .map_err(Error::io("starting the loader thread"))?;
 
     let _ = shards.join_all();
+    // The cores are gone: everything they queued is applied and committed.
+    ledger.stop();
     let recording = recorder.stop();
     if recording.recorded > 0 {
         tracing::info!(

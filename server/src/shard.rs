@@ -30,6 +30,8 @@ use crate::lineup::Lineup;
 use crate::metrics::{
     CoreLatency, CoreMetrics, Format, LATENCY_FOLD_INTERVAL, Metrics, RequestOutcome,
 };
+use crate::money::Money;
+use crate::money::ledger::NoticeKind;
 use crate::recorder::{CoreSampler, Recorder};
 use crate::runtime::Runtime;
 
@@ -55,6 +57,7 @@ pub struct Shared {
     pub lineup: Arc<Lineup>,
     pub metrics: Arc<Metrics>,
     pub recorder: Arc<Recorder>,
+    pub money: Arc<Money>,
     pub shutdown: Arc<AtomicBool>,
 }
 
@@ -106,6 +109,7 @@ struct Job {
     head: Head,
     request: Bytes,
     arrival: Instant,
+    exchange: usize,
     out: Vec<u8>,
     reply: Rc<LocalSender<Answered>>,
 }
@@ -144,6 +148,7 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
         shared.lineup.clone(),
         shared.metrics.clone(),
         latency.clone(),
+        shared.money.clone(),
     );
     let (jobs, queue) = local_channel::new_bounded::<Job>(config.bid.in_flight_per_core_max);
     let core = Rc::new(Core {
@@ -166,6 +171,7 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
                 head: &job.head,
                 body,
                 arrival: job.arrival,
+                exchange: job.exchange,
             };
             let Handled { close, .. } = bid.handle(request, &mut job.out);
             let answered = Answered {
@@ -263,16 +269,42 @@ impl Drop for Open {
 /// The route of a request on the bid port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
-    Bid,
-    MethodNotAllowed,
+    /// A bid request from exchange `n` (0: plain `/bid`).
+    Bid(usize),
+    /// A win, billing or loss notice (`GET` or `POST`).
+    Notice(NoticeKind),
+    /// The path exists; the method does not (the `Allow` header's value).
+    MethodNotAllowed(&'static str),
     NotFound,
 }
 
-fn route(head: &Head, buf: &[u8]) -> Route {
-    match (head.path_and_query(buf).0, head.method) {
-        ("/bid", Method::Post) => Route::Bid,
-        ("/bid", _) => Route::MethodNotAllowed,
-        _ => Route::NotFound,
+fn route(head: &Head, buf: &[u8], money: &Money) -> Route {
+    let path = head.path_and_query(buf).0;
+    if let Some(kind) = path.strip_prefix("/v1/events/") {
+        let kind = match kind {
+            "win" => NoticeKind::Win,
+            "bill" => NoticeKind::Bill,
+            "loss" => NoticeKind::Loss,
+            _ => return Route::NotFound,
+        };
+        return match head.method {
+            Method::Get | Method::Post => Route::Notice(kind),
+            _ => Route::MethodNotAllowed("GET, POST"),
+        };
+    }
+    let exchange = match path {
+        "/bid" => 0,
+        _ => match path
+            .strip_prefix("/bid/")
+            .and_then(|name| money.exchange(name))
+        {
+            Some(exchange) if exchange > 0 => exchange,
+            _ => return Route::NotFound,
+        },
+    };
+    match head.method {
+        Method::Post => Route::Bid(exchange),
+        _ => Route::MethodNotAllowed("POST"),
     }
 }
 
@@ -344,26 +376,34 @@ impl Connection {
             let request = self.buf.split_to(total).freeze();
             // What is left is the start of the next request, if anything.
             self.started = (!self.buf.is_empty()).then_some(self.arrival);
-            let close = match route(&head, &request) {
+            let close = match route(&head, &request, &self.core.shared.money) {
                 Route::NotFound => {
                     self.core
                         .metrics
                         .request(RequestOutcome::NotFound, Format::Other);
-                    Response::text(404, "not found: bids go to POST /bid", head.keep_alive)
-                        .write_to(&mut self.out);
+                    Response::text(
+                        404,
+                        "not found: bids go to POST /bid, notices to /v1/events/{win,bill,loss}",
+                        head.keep_alive,
+                    )
+                    .write_to(&mut self.out);
                     !head.keep_alive
                 }
-                Route::MethodNotAllowed => {
+                Route::MethodNotAllowed(allow) => {
                     self.core
                         .metrics
                         .request(RequestOutcome::MethodNotAllowed, Format::Other);
-                    let mut response =
-                        Response::text(405, "method not allowed: use POST", head.keep_alive);
-                    response.allow = Some("POST");
+                    let mut response = Response::text(405, "method not allowed", head.keep_alive);
+                    response.allow = Some(allow);
                     response.write_to(&mut self.out);
                     !head.keep_alive
                 }
-                Route::Bid => match self.bid(head, request).await {
+                Route::Notice(kind) => {
+                    let query = head.path_and_query(&request).1;
+                    self.notice(kind, query, head.keep_alive).await;
+                    !head.keep_alive
+                }
+                Route::Bid(exchange) => match self.bid(head, request, exchange).await {
                     Some(close) => close,
                     None => return true,
                 },
@@ -377,11 +417,41 @@ impl Connection {
     /// Hands one bid request to the core's bid task and waits for its
     /// answer, or sheds it at once when the core is over its in-flight
     /// limit. `None`: the bid task is gone (shutdown).
-    async fn bid(&mut self, head: Head, request: Bytes) -> Option<bool> {
+    /// Answers a win, billing or loss notice: 204 once the ledger has made
+    /// it durable (a duplicate too: it changes nothing), 4xx with a reason
+    /// for a token or price that does not check out, 503 when the ledger
+    /// is behind or failed (the exchange may send it again).
+    async fn notice(&mut self, kind: NoticeKind, query: &str, keep_alive: bool) {
+        let money = &self.core.shared.money;
+        let answer = match money.notice(kind, query, crate::money::unix_ms()) {
+            Ok(pending) => match pending.await {
+                Ok(Ok(applied)) => {
+                    money.counters.applied(kind, applied);
+                    Ok(())
+                }
+                Ok(Err(_)) | Err(_) => Err((503, "the ledger could not record the notice")),
+            },
+            Err(refused) => Err(refused.status_and_reason()),
+        };
+        let outcome = match answer {
+            Ok(()) => {
+                Response::no_content(keep_alive, None).write_to(&mut self.out);
+                RequestOutcome::Notice
+            }
+            Err((status, reason)) => {
+                Response::text(status, reason, keep_alive).write_to(&mut self.out);
+                RequestOutcome::NoticeRefused
+            }
+        };
+        self.core.metrics.request(outcome, Format::Other);
+    }
+
+    async fn bid(&mut self, head: Head, request: Bytes, exchange: usize) -> Option<bool> {
         let job = Job {
             head,
             request,
             arrival: self.arrival,
+            exchange,
             out: std::mem::take(&mut self.out),
             reply: self.reply.clone(),
         };

@@ -4,6 +4,7 @@
 //! <data_dir>/tenants/<tenant>/versions/<n>.wasm   the module, as uploaded
 //! <data_dir>/tenants/<tenant>/versions/<n>.json   its metadata (hash, size, settings)
 //! <data_dir>/tenants/<tenant>/state.json          active version, rollback history, paused
+//! <data_dir>/tenants/<tenant>/budget.json         total and daily budget, pacing (if set)
 //! ```
 //!
 //! Every file is written atomically (temporary file, fsync, rename, fsync
@@ -29,6 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::money::account::Budget;
 use crate::runtime::StrategySettings;
 
 /// Versions kept in the rollback history per tenant.
@@ -316,6 +318,32 @@ impl Store {
         let path = self.tenant_dir(tenant)?.join("state.json");
         let text = serde_json::to_vec_pretty(state)
             .map_err(|e| io_err("encoding state")(io::Error::other(e)))?;
+        write_atomic(&path, &text).map_err(io_err(format!("writing {}", path.display())))
+    }
+
+    /// The tenant's budget; `None` when none was ever set.
+    pub fn budget(&self, tenant: &str) -> Result<Option<Budget>, StoreError> {
+        let path = self.tenant_dir(tenant)?.join("budget.json");
+        match fs::read(&path) {
+            Ok(text) => serde_json::from_slice(&text)
+                .map(Some)
+                .map_err(|e| StoreError::Io {
+                    context: format!("parsing {}", path.display()),
+                    source: io::Error::new(io::ErrorKind::InvalidData, e),
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    /// Stores the tenant's budget durably (atomic replace).
+    pub fn set_budget(&self, tenant: &str, budget: &Budget) -> Result<(), StoreError> {
+        if !self.exists(tenant)? {
+            return Err(StoreError::NoTenant(tenant.into()));
+        }
+        let path = self.tenant_dir(tenant)?.join("budget.json");
+        let text = serde_json::to_vec_pretty(budget)
+            .map_err(|e| io_err("encoding budget")(io::Error::other(e)))?;
         write_atomic(&path, &text).map_err(io_err(format!("writing {}", path.display())))
     }
 

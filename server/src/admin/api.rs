@@ -10,6 +10,11 @@
 //! | `POST /v1/tenants/{t}/rollback` | operator, t | back to the previous active version |
 //! | `POST /v1/tenants/{t}/pause`, `/resume` | operator, t | stop or restart bidding |
 //! | `DELETE /v1/tenants/{t}/versions/{n}` | operator, t | delete a version that is not active |
+//! | `PUT /v1/tenants/{t}/budget` | operator, t | set `total`, `daily` (currency units; `null` removes), `pacing` (`asap`, `even`); absent fields stay |
+//! | `GET /v1/tenants/{t}/budget` | operator, t | the budget |
+//! | `GET /v1/tenants/{t}/spend` | operator, t | spent, reserved, remaining, bids, wins, losses, duplicates ... |
+//! | `GET /v1/tenants/{t}/events?since=&limit=` | operator, t | the tenant's events after sequence `since` (at most `limit`, 1000) |
+//! | `POST /v1/notice-keys/rotate` | operator | a new notice signing key; tokens already out stay valid |
 //! | `POST /v1/recording/start?name=&sample_rate=&max_bytes=&max_seconds=` | operator | record bid requests to `<data_dir>/recordings/<name>.gcap` |
 //! | `POST /v1/recording/stop`, `GET /v1/recording` | operator | stop; status |
 //!
@@ -25,6 +30,8 @@ use serde::Serialize;
 use super::{AdminState, Reply, Request};
 use crate::auth::Principal;
 use crate::fault::{ErrorKind, Fault};
+use crate::money::account::{Budget, Pacing};
+use crate::money::amount::{micros_to_units, units_to_micros};
 use crate::runtime::StrategySettings;
 use crate::store::check_tenant_id;
 use crate::tenants::TenantError;
@@ -111,6 +118,18 @@ pub fn handle(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
                 }
             }
         }
+        ("POST", ["v1", "notice-keys", "rotate"]) => {
+            if principal != Principal::Operator {
+                return error(403, "only the operator rotates notice keys");
+            }
+            match state.money.rotate_keys() {
+                Ok(id) => json(200, &serde_json::json!({ "signing_key": id })),
+                Err(e) => {
+                    tracing::error!(error = %e, "rotating the notice keys");
+                    error(500, "internal error: the server log has the details")
+                }
+            }
+        }
         (method, ["v1", "recording", rest @ ..]) => {
             if principal != Principal::Operator {
                 return error(403, "only the operator records traffic");
@@ -164,10 +183,137 @@ fn tenant_call(
             Ok(version) => state_reply(tenants.delete_version(tenant, version)),
             Err(_) => error(400, "version must be a number"),
         },
+        ("PUT", ["budget"]) => put_budget(tenant, body, state),
+        ("GET", ["budget"]) => json(
+            200,
+            &BudgetView::of(&state.money.accounts.get(tenant).budget()),
+        ),
+        ("GET", ["spend"]) => {
+            let money = &state.money;
+            let view = money.accounts.get(tenant).view(
+                &money.settings.currency,
+                crate::money::unix_ms(),
+                &money.settings.clock,
+            );
+            json(200, &view)
+        }
+        ("GET", ["events"]) => events(tenant, query, state),
         ("POST", ["rollback"]) => state_reply(tenants.rollback(tenant)),
         ("POST", ["pause"]) => state_reply(tenants.set_paused(tenant, true)),
         ("POST", ["resume"]) => state_reply(tenants.set_paused(tenant, false)),
         _ => error(404, "no such endpoint; see the admin API in the README"),
+    }
+}
+
+/// A budget in currency units, as the API shows it.
+#[derive(Serialize)]
+struct BudgetView {
+    total: Option<f64>,
+    daily: Option<f64>,
+    pacing: Pacing,
+}
+
+impl BudgetView {
+    fn of(budget: &Budget) -> Self {
+        Self {
+            total: budget.total_micros.map(micros_to_units),
+            daily: budget.daily_micros.map(micros_to_units),
+            pacing: budget.pacing,
+        }
+    }
+}
+
+/// Applies a `PUT .../budget` body to `current`: fields left out stay,
+/// `null` removes a limit.
+fn budget_update(current: Budget, body: &[u8]) -> Result<Budget, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("budget: {e}"))?;
+    let object = value
+        .as_object()
+        .ok_or("budget: expected a JSON object like {\"total\": 100.0, \"daily\": 10.0, \"pacing\": \"even\"}")?;
+    if let Some(key) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "total" | "daily" | "pacing"))
+    {
+        return Err(format!(
+            "budget: unknown field {key:?}; use total, daily, pacing"
+        ));
+    }
+    let amount = |key: &str, current: Option<i64>| -> Result<Option<i64>, String> {
+        match object.get(key) {
+            None => Ok(current),
+            Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .and_then(units_to_micros)
+                .map(Some)
+                .ok_or_else(|| {
+                    format!("budget: {key} must be a number of currency units from 0 to 1e12")
+                }),
+        }
+    };
+    let pacing = match object.get("pacing") {
+        None => current.pacing,
+        Some(v) => match v.as_str() {
+            Some("asap") => Pacing::Asap,
+            Some("even") => Pacing::Even,
+            _ => return Err("budget: pacing must be \"asap\" or \"even\"".into()),
+        },
+    };
+    let budget = Budget {
+        total_micros: amount("total", current.total_micros)?,
+        daily_micros: amount("daily", current.daily_micros)?,
+        pacing,
+    };
+    if budget.pacing == Pacing::Even && budget.daily_micros.is_none() {
+        return Err("budget: even pacing spreads a daily budget; set daily too".into());
+    }
+    Ok(budget)
+}
+
+fn put_budget(tenant: &str, body: &[u8], state: &AdminState) -> Reply {
+    let account = state.money.accounts.get(tenant);
+    let budget = match budget_update(account.budget(), body) {
+        Ok(budget) => budget,
+        Err(e) => return error(400, &e),
+    };
+    // Durable first: a budget the server reports is one it will keep.
+    if let Err(e) = state.tenants.store().set_budget(tenant, &budget) {
+        return tenant_error(e.into());
+    }
+    account.set_budget(&budget);
+    json(200, &BudgetView::of(&budget))
+}
+
+/// Largest page of events one call returns.
+const EVENTS_LIMIT_MAX: usize = 1000;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    #[serde(default)]
+    since: u64,
+    limit: Option<usize>,
+}
+
+fn events(tenant: &str, query: &str, state: &AdminState) -> Reply {
+    let query: EventsQuery = match serde_urlencoded::from_str(query) {
+        Ok(q) => q,
+        Err(e) => return error(400, &format!("events: {e}")),
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=EVENTS_LIMIT_MAX).contains(&limit) {
+        return error(
+            400,
+            &format!("events: limit must be 1 to {EVENTS_LIMIT_MAX}"),
+        );
+    }
+    match crate::money::events::read(&state.money.settings.events_dir, tenant, query.since, limit) {
+        Ok((events, next)) => json(200, &serde_json::json!({ "events": events, "next": next })),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the event log");
+            error(500, "internal error: the server log has the details")
+        }
     }
 }
 

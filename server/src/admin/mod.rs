@@ -15,6 +15,7 @@ use crate::auth::Auth;
 use crate::config::AdminConfig;
 use crate::http::{self, Head, HeadLimits, Method, Response};
 use crate::metrics::Metrics;
+use crate::money::Money;
 use crate::recorder::Recorder;
 use crate::tenants::Tenants;
 
@@ -35,6 +36,7 @@ pub struct AdminState {
     pub tenants: Arc<Tenants>,
     pub auth: Arc<Auth>,
     pub recorder: Arc<Recorder>,
+    pub money: Arc<Money>,
     /// Where recordings started from the admin API are written.
     pub recordings_dir: PathBuf,
     /// The bid port, named in recordings' headers.
@@ -250,6 +252,7 @@ fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
         (Method::Get, "/metrics") => {
             let mut text = state.metrics.render();
             render_recorder(&state.recorder, &mut text);
+            state.money.render_metrics(&mut text);
             Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",

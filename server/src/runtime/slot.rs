@@ -70,10 +70,16 @@ pub enum NoBidReason {
     NoTime,
     /// Skipped: the tenant used up its share of this core's time.
     OverShare,
+    /// Not called, or its bid dropped: spent + reserved would pass its
+    /// budget.
+    Budget,
+    /// Not called, or its bid dropped: even pacing, ahead of the day's
+    /// schedule.
+    Pacing,
 }
 
 impl NoBidReason {
-    pub const ALL: [NoBidReason; 12] = [
+    pub const ALL: [NoBidReason; 14] = [
         NoBidReason::NoBid,
         NoBidReason::OutOfFuel,
         NoBidReason::Deadline,
@@ -86,6 +92,8 @@ impl NoBidReason {
         NoBidReason::CircuitOpen,
         NoBidReason::NoTime,
         NoBidReason::OverShare,
+        NoBidReason::Budget,
+        NoBidReason::Pacing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +110,8 @@ impl NoBidReason {
             NoBidReason::CircuitOpen => "circuit_open",
             NoBidReason::NoTime => "no_time",
             NoBidReason::OverShare => "over_share",
+            NoBidReason::Budget => "budget",
+            NoBidReason::Pacing => "pacing",
         }
     }
 
@@ -114,6 +124,8 @@ impl NoBidReason {
                 | NoBidReason::NoTime
                 | NoBidReason::InvalidBids
                 | NoBidReason::OverShare
+                | NoBidReason::Budget
+                | NoBidReason::Pacing
         )
     }
 
@@ -227,6 +239,12 @@ impl TenantSlot {
 
     pub fn stats(&self) -> &Arc<TenantStats> {
         &self.stats
+    }
+
+    /// Counts a no-bid the host decided without calling the strategy (or
+    /// after: a bid dropped for budget).
+    pub fn skipped(&self, reason: NoBidReason) {
+        bump(&self.stats.no_bids[reason as usize], 1);
     }
 
     /// Whether the breaker is skipping this tenant right now.

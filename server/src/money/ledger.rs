@@ -1,0 +1,727 @@
+//! The ledger: reservations, settlements and releases, durable in an
+//! embedded database (redb) and applied by one thread, off the bid path.
+//!
+//! ```text
+//! bid       -> reservation row (expires after events.reservation_ttl_ms)
+//! win/bill  -> settle once at the clearing price; the reservation goes
+//! loss      -> release the reservation
+//! no notice -> released at expiry, counted
+//! ```
+//!
+//! Cores send bids and notices through one bounded queue. The thread takes
+//! whatever has queued (group commit), applies it in one write transaction,
+//! appends the events, commits with `Durability::Immediate`, and only then
+//! updates the accounts the bid path reads and answers the notices. So a
+//! notice answered 204 is on disk: a crash never forgets a spend. What a
+//! crash can forget is bounded by one batch that was not yet committed:
+//! reservations (the bid's win, if it comes, still settles: its signed
+//! token proves the bid) and notices that were not answered yet.
+//!
+//! Every bid id that got a win, bill or loss is remembered until its token
+//! expires (`events.notice_ttl_ms`), so a second notice is a duplicate
+//! whenever it comes; after that, the token itself is refused.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use futures_channel::oneshot;
+use redb::{Database, Durability, ReadableTable as _, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::account::{Accounts, DayClock};
+use super::amount::impression_cost;
+use super::events::{Event, EventKind, EventSink};
+use super::token::Claims;
+use super::unix_ms;
+
+/// bid id -> reservation.
+const RESERVATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("reservations");
+/// (expiry ms, bid id): reservations in the order they expire.
+const RESERVATION_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("reservation_expiry");
+/// bid id -> the notice that closed it (1 settled, 2 lost).
+const CLOSED: TableDefinition<&str, u8> = TableDefinition::new("closed");
+/// (token expiry ms, bid id): when a closed bid can be forgotten.
+const CLOSED_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("closed_expiry");
+/// tenant -> its totals.
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+/// name -> value: `boot`, the number of starts.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const CLOSED_SETTLED: u8 = 1;
+const CLOSED_LOST: u8 = 2;
+
+/// Entries applied per transaction at most.
+const BATCH_MAX: usize = 4096;
+
+/// How often the thread wakes to expire reservations when idle.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Expired rows handled per batch at most, so a backlog never makes one
+/// commit huge.
+const SWEEP_MAX: usize = 4096;
+
+/// A reservation as stored.
+#[derive(Serialize, Deserialize)]
+struct Reservation {
+    tenant: String,
+    exchange: String,
+    request: String,
+    imp: String,
+    price_cpm_micros: i64,
+    amount_micros: i64,
+    time_ms: u64,
+}
+
+/// A tenant's totals as stored.
+#[derive(Default, Serialize, Deserialize)]
+struct Totals {
+    spent_micros: i64,
+    day: u64,
+    spent_day_micros: i64,
+    bids: u64,
+    wins: u64,
+    bills: u64,
+    losses: u64,
+    duplicates: u64,
+    expired: u64,
+    late_wins: u64,
+}
+
+/// A bid just returned, its price already reserved on the account.
+#[derive(Debug)]
+pub struct BidRecord {
+    pub claims: Claims,
+    pub amount_micros: i64,
+    pub strategy_nurl: Option<String>,
+    pub strategy_burl: Option<String>,
+    pub strategy_lurl: Option<String>,
+}
+
+/// Which notice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeKind {
+    Win,
+    Bill,
+    Loss,
+}
+
+impl NoticeKind {
+    pub const ALL: [NoticeKind; 3] = [NoticeKind::Win, NoticeKind::Bill, NoticeKind::Loss];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Win => "win",
+            NoticeKind::Bill => "bill",
+            NoticeKind::Loss => "loss",
+        }
+    }
+}
+
+/// A verified notice.
+#[derive(Debug)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    pub claims: Claims,
+    pub clearing_cpm_micros: Option<i64>,
+    pub loss_reason: Option<i64>,
+    pub min_to_win_cpm_micros: Option<i64>,
+}
+
+/// What a notice did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Spend settled (win or bill).
+    Settled,
+    /// Reservation released (loss).
+    Released,
+    /// The bid already had a notice: nothing changed.
+    Duplicate,
+    /// A loss for a bid whose reservation had already expired.
+    AlreadyReleased,
+}
+
+impl Applied {
+    pub const ALL: [Applied; 4] = [
+        Applied::Settled,
+        Applied::Released,
+        Applied::Duplicate,
+        Applied::AlreadyReleased,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applied::Settled => "settled",
+            Applied::Released => "released",
+            Applied::Duplicate => "duplicate",
+            Applied::AlreadyReleased => "already_released",
+        }
+    }
+}
+
+/// The ledger could not make a notice durable (a disk fault): the notice
+/// is answered 503 so the exchange may send it again.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("the ledger could not commit: {0}")]
+pub struct LedgerError(String);
+
+pub type Reply = oneshot::Sender<Result<Applied, LedgerError>>;
+
+enum Entry {
+    Bid(Box<BidRecord>),
+    Notice(Box<Notice>, Reply),
+    Stop,
+}
+
+/// The ledger's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct LedgerConfig {
+    pub reservation_ttl_ms: u64,
+    pub notice_ttl_ms: u64,
+    pub queue_max: usize,
+    pub clock: DayClock,
+}
+
+/// The cores' and the admin side's way into the ledger thread.
+#[derive(Clone)]
+pub struct LedgerHandle {
+    entries: Sender<Entry>,
+}
+
+/// The queue to the ledger is full: it is behind.
+#[derive(Debug)]
+pub struct Full;
+
+impl LedgerHandle {
+    /// Queues a bid's reservation record. `Err`: the ledger is behind; the
+    /// caller releases the reservation and drops the bid.
+    pub fn bid(&self, record: BidRecord) -> Result<(), Full> {
+        match self.entries.try_send(Entry::Bid(Box::new(record))) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Full),
+        }
+    }
+
+    /// Queues a notice; the answer comes once it is durable.
+    pub fn notice(
+        &self,
+        notice: Notice,
+    ) -> Result<oneshot::Receiver<Result<Applied, LedgerError>>, Full> {
+        let (reply, answer) = oneshot::channel();
+        match self
+            .entries
+            .try_send(Entry::Notice(Box::new(notice), reply))
+        {
+            Ok(()) => Ok(answer),
+            Err(_) => Err(Full),
+        }
+    }
+}
+
+/// The running ledger thread.
+pub struct Ledger {
+    handle: LedgerHandle,
+    thread: Option<JoinHandle<()>>,
+    /// This process's start number: part of every bid id, so ids never
+    /// repeat across restarts.
+    pub boot: u64,
+}
+
+fn db_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("ledger database: {e}"))
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger at `path`, restores every account's
+    /// spend and reservations, and starts the thread.
+    pub fn start(
+        path: &Path,
+        accounts: Arc<Accounts>,
+        sink: Box<dyn EventSink>,
+        config: LedgerConfig,
+    ) -> std::io::Result<Self> {
+        let db = Database::create(path).map_err(db_error)?;
+        let boot = restore(&db, &accounts).map_err(db_error)?;
+        let (entries, queue) = crossbeam_channel::bounded(config.queue_max);
+        let mut state = State {
+            db,
+            accounts,
+            sink,
+            config,
+            totals: HashMap::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("gavel-ledger".into())
+            .spawn(move || state.run(&queue))?;
+        Ok(Self {
+            handle: LedgerHandle { entries },
+            thread: Some(thread),
+            boot,
+        })
+    }
+
+    pub fn handle(&self) -> LedgerHandle {
+        self.handle.clone()
+    }
+
+    /// Applies everything queued, commits, and stops the thread.
+    pub fn stop(&mut self) {
+        let _ = self.handle.entries.send(Entry::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Bumps the boot number and loads every tenant's totals and outstanding
+/// reservations into the accounts.
+fn restore(db: &Database, accounts: &Accounts) -> Result<u64, redb::Error> {
+    let txn = db.begin_write()?;
+    let boot;
+    {
+        let mut meta = txn.open_table(META)?;
+        boot = meta.get("boot")?.map_or(0, |v| v.value()) + 1;
+        meta.insert("boot", boot)?;
+        let mut reserved: HashMap<String, i64> = HashMap::new();
+        let reservations = txn.open_table(RESERVATIONS)?;
+        for row in reservations.iter()? {
+            let (_, value) = row?;
+            if let Ok(r) = serde_json::from_slice::<Reservation>(value.value()) {
+                *reserved.entry(r.tenant).or_default() += r.amount_micros;
+            }
+        }
+        let tenants = txn.open_table(TENANTS)?;
+        for row in tenants.iter()? {
+            let (tenant, value) = row?;
+            let totals: Totals = serde_json::from_slice(value.value()).unwrap_or_default();
+            let account = accounts.get(tenant.value());
+            let held = reserved.remove(tenant.value()).unwrap_or(0);
+            account.restore(
+                totals.spent_micros,
+                totals.day,
+                totals.spent_day_micros,
+                held,
+            );
+            let c = &account.counts;
+            use std::sync::atomic::Ordering::Relaxed;
+            c.bids.store(totals.bids, Relaxed);
+            c.wins.store(totals.wins, Relaxed);
+            c.bills.store(totals.bills, Relaxed);
+            c.losses.store(totals.losses, Relaxed);
+            c.duplicates.store(totals.duplicates, Relaxed);
+            c.expired.store(totals.expired, Relaxed);
+            c.late_wins.store(totals.late_wins, Relaxed);
+        }
+        for (tenant, held) in reserved {
+            accounts.get(&tenant).restore(0, 0, 0, held);
+        }
+    }
+    txn.commit()?;
+    Ok(boot)
+}
+
+/// A change to an account, applied after the commit that made it durable.
+enum Delta {
+    Spend { tenant: String, cost: i64 },
+    Release { tenant: String, amount: i64 },
+}
+
+struct State {
+    db: Database,
+    accounts: Arc<Accounts>,
+    sink: Box<dyn EventSink>,
+    config: LedgerConfig,
+    /// Totals of tenants touched in the current batch.
+    totals: HashMap<String, Totals>,
+}
+
+/// One batch's work in progress.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Event>,
+    deltas: Vec<Delta>,
+    replies: Vec<(Reply, Applied)>,
+}
+
+impl State {
+    fn run(&mut self, queue: &Receiver<Entry>) {
+        let mut entries = Vec::with_capacity(BATCH_MAX);
+        loop {
+            let mut stop = false;
+            match queue.recv_timeout(SWEEP_INTERVAL) {
+                Ok(entry) => entries.push(entry),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stop = true,
+            }
+            entries.extend(queue.try_iter().take(BATCH_MAX - entries.len()));
+            if let Some(at) = entries.iter().position(|e| matches!(e, Entry::Stop)) {
+                // Everything queued before the stop is applied.
+                entries.truncate(at);
+                entries.extend(queue.try_iter().filter(|e| !matches!(e, Entry::Stop)));
+                stop = true;
+            }
+            if let Err(e) = self.apply(&mut entries) {
+                tracing::error!(error = %e, "the ledger could not commit a batch");
+            }
+            entries.clear();
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Applies `entries` and the expiries that are due in one transaction.
+    fn apply(&mut self, entries: &mut Vec<Entry>) -> Result<(), redb::Error> {
+        let now = unix_ms();
+        let mut batch = Batch::default();
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        let mut pending_replies = Vec::new();
+        {
+            let mut reservations = txn.open_table(RESERVATIONS)?;
+            let mut expiry = txn.open_table(RESERVATION_EXPIRY)?;
+            let mut closed = txn.open_table(CLOSED)?;
+            let mut closed_expiry = txn.open_table(CLOSED_EXPIRY)?;
+            let mut tenants = txn.open_table(TENANTS)?;
+            let mut tables = Tables {
+                reservations: &mut reservations,
+                expiry: &mut expiry,
+                closed: &mut closed,
+                closed_expiry: &mut closed_expiry,
+                tenants: &mut tenants,
+            };
+            for entry in entries.drain(..) {
+                match entry {
+                    Entry::Bid(record) => self.bid(&mut tables, *record, now, &mut batch)?,
+                    Entry::Notice(notice, reply) => {
+                        let applied = self.notice(&mut tables, *notice, now, &mut batch)?;
+                        pending_replies.push((reply, applied));
+                    }
+                    Entry::Stop => {}
+                }
+            }
+            self.expire(&mut tables, now, &mut batch)?;
+            self.forget_closed(&mut tables, now)?;
+            for (tenant, totals) in self.totals.drain() {
+                let bytes = serde_json::to_vec(&totals).unwrap_or_default();
+                tables.tenants.insert(tenant.as_str(), bytes.as_slice())?;
+            }
+        }
+        batch.replies = pending_replies;
+        let mut sink_error = None;
+        for event in &mut batch.events {
+            if let Err(e) = self.sink.append(event) {
+                sink_error.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.sink.sync() {
+            sink_error.get_or_insert(e);
+        }
+        if let Some(e) = sink_error {
+            // The ledger is the source of truth; a lost event is logged,
+            // never a reason to lose money.
+            tracing::error!(error = %e, "the event log could not be written");
+        }
+        match txn.commit() {
+            Ok(()) => {
+                for delta in batch.deltas {
+                    match delta {
+                        Delta::Spend { tenant, cost } => {
+                            self.accounts
+                                .get(&tenant)
+                                .add_spend(cost, now, &self.config.clock)
+                        }
+                        Delta::Release { tenant, amount } => {
+                            self.accounts.get(&tenant).release(amount)
+                        }
+                    }
+                }
+                for (reply, applied) in batch.replies {
+                    let _ = reply.send(Ok(applied));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let error = LedgerError(e.to_string());
+                for (reply, _) in batch.replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                // The totals cached for this batch were not written: reload.
+                self.reload_totals_from_accounts();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// After a failed commit the accounts still hold the last committed
+    /// numbers; nothing to undo there (deltas are applied after commits).
+    fn reload_totals_from_accounts(&mut self) {
+        self.totals.clear();
+    }
+
+    /// The stored totals of `tenant`, cached for this batch.
+    fn totals<'t>(
+        cache: &'t mut HashMap<String, Totals>,
+        tables: &mut Tables<'_, '_>,
+        tenant: &str,
+    ) -> Result<&'t mut Totals, redb::Error> {
+        if !cache.contains_key(tenant) {
+            let stored = tables
+                .tenants
+                .get(tenant)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok())
+                .unwrap_or_default();
+            cache.insert(tenant.to_string(), stored);
+        }
+        Ok(cache.get_mut(tenant).expect("inserted above"))
+    }
+
+    fn bid(
+        &mut self,
+        tables: &mut Tables<'_, '_>,
+        record: BidRecord,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<(), redb::Error> {
+        let claims = &record.claims;
+        let row = Reservation {
+            tenant: claims.tenant.clone(),
+            exchange: claims.exchange.clone(),
+            request: claims.request.clone(),
+            imp: claims.imp.clone(),
+            price_cpm_micros: claims.price_cpm_micros,
+            amount_micros: record.amount_micros,
+            time_ms: claims.time_ms,
+        };
+        let bytes = serde_json::to_vec(&row).unwrap_or_default();
+        tables
+            .reservations
+            .insert(claims.bid.as_str(), bytes.as_slice())?;
+        let expires = claims.time_ms + self.config.reservation_ttl_ms;
+        tables.expiry.insert((expires, claims.bid.as_str()), ())?;
+        let totals = Self::totals(&mut self.totals, tables, &claims.tenant)?;
+        totals.bids += 1;
+        self.accounts
+            .get(&claims.tenant)
+            .counts
+            .bids
+            .store(totals.bids, std::sync::atomic::Ordering::Relaxed);
+        let mut event = event_of(EventKind::Bid, claims, now, record.amount_micros);
+        event.strategy_nurl = record.strategy_nurl;
+        event.strategy_burl = record.strategy_burl;
+        event.strategy_lurl = record.strategy_lurl;
+        batch.events.push(event);
+        Ok(())
+    }
+
+    fn notice(
+        &mut self,
+        tables: &mut Tables<'_, '_>,
+        notice: Notice,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<Applied, redb::Error> {
+        let claims = &notice.claims;
+        let bid = claims.bid.as_str();
+        let kind = match notice.kind {
+            NoticeKind::Win => EventKind::Win,
+            NoticeKind::Bill => EventKind::Bill,
+            NoticeKind::Loss => EventKind::Loss,
+        };
+        let account = self.accounts.get(&claims.tenant);
+        let totals = Self::totals(&mut self.totals, tables, &claims.tenant)?;
+        let mut event = event_of(kind, claims, now, 0);
+        event.clearing_cpm_micros = notice.clearing_cpm_micros;
+        event.loss_reason = notice.loss_reason;
+        event.min_to_win_cpm_micros = notice.min_to_win_cpm_micros;
+        if tables.closed.get(bid)?.is_some() {
+            totals.duplicates += 1;
+            store(&account.counts.duplicates, totals.duplicates);
+            event.duplicate = true;
+            batch.events.push(event);
+            return Ok(Applied::Duplicate);
+        }
+        let reservation = tables
+            .reservations
+            .remove(bid)?
+            .and_then(|v| serde_json::from_slice::<Reservation>(v.value()).ok());
+        if let Some(r) = &reservation {
+            tables
+                .expiry
+                .remove((r.time_ms + self.config.reservation_ttl_ms, bid))?;
+            batch.deltas.push(Delta::Release {
+                tenant: claims.tenant.clone(),
+                amount: r.amount_micros,
+            });
+        }
+        let forget_at = claims.time_ms + self.config.notice_ttl_ms;
+        let applied = match notice.kind {
+            NoticeKind::Win | NoticeKind::Bill => {
+                // Never more than the bid: an exchange reporting a higher
+                // clearing price is charged the bid price.
+                let clearing = notice
+                    .clearing_cpm_micros
+                    .unwrap_or(claims.price_cpm_micros)
+                    .min(claims.price_cpm_micros);
+                let cost = impression_cost(clearing);
+                totals.spent_micros += cost;
+                let day = self.config.clock.day(now);
+                if totals.day != day {
+                    totals.day = day;
+                    totals.spent_day_micros = 0;
+                }
+                totals.spent_day_micros += cost;
+                if notice.kind == NoticeKind::Win {
+                    totals.wins += 1;
+                    store(&account.counts.wins, totals.wins);
+                } else {
+                    totals.bills += 1;
+                    store(&account.counts.bills, totals.bills);
+                }
+                if reservation.is_none() {
+                    totals.late_wins += 1;
+                    store(&account.counts.late_wins, totals.late_wins);
+                    event.late = true;
+                }
+                batch.deltas.push(Delta::Spend {
+                    tenant: claims.tenant.clone(),
+                    cost,
+                });
+                event.amount_micros = cost;
+                tables.closed.insert(bid, CLOSED_SETTLED)?;
+                Applied::Settled
+            }
+            NoticeKind::Loss => {
+                totals.losses += 1;
+                store(&account.counts.losses, totals.losses);
+                tables.closed.insert(bid, CLOSED_LOST)?;
+                match &reservation {
+                    Some(r) => {
+                        event.amount_micros = r.amount_micros;
+                        Applied::Released
+                    }
+                    None => Applied::AlreadyReleased,
+                }
+            }
+        };
+        tables.closed_expiry.insert((forget_at, bid), ())?;
+        batch.events.push(event);
+        Ok(applied)
+    }
+
+    /// Releases reservations whose TTL has passed.
+    fn expire(
+        &mut self,
+        tables: &mut Tables<'_, '_>,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<(), redb::Error> {
+        let due: Vec<(u64, String)> = tables
+            .expiry
+            .range(..(now, ""))?
+            .take(SWEEP_MAX)
+            .filter_map(|row| {
+                row.ok()
+                    .map(|(k, _)| (k.value().0, k.value().1.to_string()))
+            })
+            .collect();
+        for (at, bid) in due {
+            tables.expiry.remove((at, bid.as_str()))?;
+            let Some(row) = tables.reservations.remove(bid.as_str())? else {
+                continue;
+            };
+            let Ok(r) = serde_json::from_slice::<Reservation>(row.value()) else {
+                continue;
+            };
+            drop(row);
+            let account = self.accounts.get(&r.tenant);
+            let totals = Self::totals(&mut self.totals, tables, &r.tenant)?;
+            totals.expired += 1;
+            store(&account.counts.expired, totals.expired);
+            batch.deltas.push(Delta::Release {
+                tenant: r.tenant.clone(),
+                amount: r.amount_micros,
+            });
+            batch.events.push(Event {
+                seq: 0,
+                time_ms: now,
+                kind: EventKind::Expired,
+                tenant: r.tenant,
+                exchange: r.exchange,
+                request: r.request,
+                imp: r.imp,
+                bid,
+                price_cpm_micros: r.price_cpm_micros,
+                clearing_cpm_micros: None,
+                amount_micros: r.amount_micros,
+                duplicate: false,
+                late: false,
+                loss_reason: None,
+                min_to_win_cpm_micros: None,
+                strategy_nurl: None,
+                strategy_burl: None,
+                strategy_lurl: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Forgets closed bids whose tokens have expired.
+    fn forget_closed(&mut self, tables: &mut Tables<'_, '_>, now: u64) -> Result<(), redb::Error> {
+        let due: Vec<(u64, String)> = tables
+            .closed_expiry
+            .range(..(now, ""))?
+            .take(SWEEP_MAX)
+            .filter_map(|row| {
+                row.ok()
+                    .map(|(k, _)| (k.value().0, k.value().1.to_string()))
+            })
+            .collect();
+        for (at, bid) in due {
+            tables.closed_expiry.remove((at, bid.as_str()))?;
+            tables.closed.remove(bid.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+fn store(counter: &std::sync::atomic::AtomicU64, value: u64) {
+    counter.store(value, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn event_of(kind: EventKind, claims: &Claims, now: u64, amount_micros: i64) -> Event {
+    Event {
+        seq: 0,
+        time_ms: now,
+        kind,
+        tenant: claims.tenant.clone(),
+        exchange: claims.exchange.clone(),
+        request: claims.request.clone(),
+        imp: claims.imp.clone(),
+        bid: claims.bid.clone(),
+        price_cpm_micros: claims.price_cpm_micros,
+        clearing_cpm_micros: None,
+        amount_micros,
+        duplicate: false,
+        late: false,
+        loss_reason: None,
+        min_to_win_cpm_micros: None,
+        strategy_nurl: None,
+        strategy_burl: None,
+        strategy_lurl: None,
+    }
+}
+
+/// The tables of one write transaction.
+struct Tables<'a, 't> {
+    reservations: &'a mut redb::Table<'t, &'static str, &'static [u8]>,
+    expiry: &'a mut redb::Table<'t, (u64, &'static str), ()>,
+    closed: &'a mut redb::Table<'t, &'static str, u8>,
+    closed_expiry: &'a mut redb::Table<'t, (u64, &'static str), ()>,
+    tenants: &'a mut redb::Table<'t, &'static str, &'static [u8]>,
+}

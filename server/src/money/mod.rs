@@ -1,0 +1,619 @@
+//! The money loop: Gavel's own notice URLs, the ledger, budgets and
+//! pacing, and the event log.
+//!
+//! ```text
+//! bid path (per core)                         ledger thread (one)
+//!   may_call?  -- account atomics --------+
+//!   call tenant, auction                  |
+//!   try_reserve(bid price)  (CAS)         |
+//!   sign token, nurl/burl/lurl ------------+--> reservation row + bid event
+//! bid port /v1/events/{win,bill,loss}     |
+//!   verify token, decrypt price ----------+--> settle / release, commit,
+//!   204 <------------------- durable -----+    then spend on the account
+//! ```
+//!
+//! [`account`] holds the numbers the bid path checks; [`ledger`] makes them
+//! durable (redb) and is the only writer of spend; [`token`] signs and
+//! verifies notice tokens; [`price`] reads clearing prices; [`events`] is
+//! the append-only log behind its sink seam; [`amount`] is money as
+//! integers. The bid path never waits for the ledger: it reserves on the
+//! account atomics and queues the record; when the queue is full the bid
+//! is dropped and its reservation released, never sent unrecorded.
+
+pub mod account;
+pub mod amount;
+pub mod events;
+pub mod ledger;
+pub mod price;
+pub mod token;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use gavel_schemas::openrtb::BidRequest;
+
+use crate::auction::Winner;
+use crate::runtime::{NoBidReason, TenantSlot};
+
+use crate::config::Config;
+use crate::error::Error;
+use account::{Account, Accounts, Budget, DayClock, Refusal};
+use amount::{cpm_micros, impression_cost_ceil};
+use events::{EventLog, LogLimits};
+use ledger::{Applied, BidRecord, LedgerHandle, Notice, NoticeKind};
+use ledger::{Ledger, LedgerConfig};
+use price::{PriceError, PriceKeys};
+use token::{Claims, ClaimsRef, ID_BYTES_MAX, NoticeKeys, TokenError};
+
+/// The exchange of requests sent to plain `/bid`.
+pub const DEFAULT_EXCHANGE: &str = "default";
+
+/// Microseconds since the Unix epoch.
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    unix_us() / 1000
+}
+
+/// Why a notice was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// No token, or not one of ours in form.
+    MalformedToken,
+    /// Signed by a key this server does not have.
+    UnknownKey,
+    /// The signature does not match: altered or made up.
+    Forged,
+    /// Older than `events.notice_ttl_ms`.
+    Expired,
+    /// The clearing price is missing or unreadable.
+    BadPrice,
+    /// The encrypted clearing price fails its integrity check.
+    PriceIntegrity,
+    /// The token names an exchange this server no longer knows.
+    UnknownExchange,
+    /// The ledger's queue is full (answered 503: send again later).
+    Busy,
+}
+
+impl Refused {
+    pub const ALL: [Refused; 8] = [
+        Refused::MalformedToken,
+        Refused::UnknownKey,
+        Refused::Forged,
+        Refused::Expired,
+        Refused::BadPrice,
+        Refused::PriceIntegrity,
+        Refused::UnknownExchange,
+        Refused::Busy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::MalformedToken => "malformed_token",
+            Refused::UnknownKey => "unknown_key",
+            Refused::Forged => "forged",
+            Refused::Expired => "expired",
+            Refused::BadPrice => "bad_price",
+            Refused::PriceIntegrity => "price_integrity",
+            Refused::UnknownExchange => "unknown_exchange",
+            Refused::Busy => "busy",
+        }
+    }
+
+    /// The HTTP answer.
+    pub fn status_and_reason(self) -> (u16, &'static str) {
+        match self {
+            Refused::MalformedToken => (400, "malformed or missing notice token"),
+            Refused::UnknownKey => (403, "notice token signed by an unknown key"),
+            Refused::Forged => (403, "notice token signature does not match"),
+            Refused::Expired => (410, "notice token has expired"),
+            Refused::BadPrice => (400, "clearing price missing or not a number"),
+            Refused::PriceIntegrity => (403, "encrypted clearing price fails its integrity check"),
+            Refused::UnknownExchange => (400, "notice token names an unknown exchange"),
+            Refused::Busy => (503, "the ledger is behind; send the notice again"),
+        }
+    }
+}
+
+/// Notice counters (any core writes: notices are not the bid path).
+#[derive(Debug, Default)]
+pub struct NoticeCounters {
+    applied: [[AtomicU64; Applied::ALL.len()]; NoticeKind::ALL.len()],
+    refused: [[AtomicU64; Refused::ALL.len()]; NoticeKind::ALL.len()],
+    /// Winning bids dropped because the ledger's queue was full.
+    pub bids_dropped_ledger_busy: AtomicU64,
+    /// Winning bids dropped because an id was too long for a token.
+    pub bids_dropped_long_id: AtomicU64,
+}
+
+impl NoticeCounters {
+    pub fn applied(&self, kind: NoticeKind, applied: Applied) {
+        self.applied[kind as usize][applied as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self, kind: NoticeKind, refused: Refused) {
+        self.refused[kind as usize][refused as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the money loop needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct MoneySettings {
+    /// Base of the notice URLs, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+    pub notice_ttl_ms: u64,
+    pub clock: DayClock,
+    pub currency: String,
+    /// Exchange names and their price keys (`None`: clear prices); the
+    /// default exchange first.
+    pub exchanges: Vec<(String, Option<PriceKeys>)>,
+    pub events_dir: PathBuf,
+}
+
+/// The money loop's shared state: accounts, keys, the ledger's queue.
+pub struct Money {
+    pub accounts: Arc<Accounts>,
+    pub keys: ArcSwap<NoticeKeys>,
+    ledger: LedgerHandle,
+    pub settings: MoneySettings,
+    exchange_index: HashMap<String, usize>,
+    /// This start's number (from the ledger): part of every bid id.
+    pub boot: u64,
+    pub counters: NoticeCounters,
+}
+
+impl std::fmt::Debug for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Money")
+            .field("boot", &self.boot)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The notice URLs and id of one returned bid (reused buffers).
+#[derive(Debug, Default)]
+pub struct BidNotice {
+    pub id: String,
+    pub nurl: String,
+    pub burl: String,
+    pub lurl: String,
+}
+
+/// The query of a notice URL. Unknown parameters are ignored: exchanges
+/// append their own.
+#[derive(serde::Deserialize)]
+struct NoticeQuery {
+    t: Option<String>,
+    p: Option<String>,
+    r: Option<String>,
+    m: Option<String>,
+}
+
+impl Money {
+    pub fn new(
+        accounts: Arc<Accounts>,
+        keys: NoticeKeys,
+        ledger: LedgerHandle,
+        boot: u64,
+        settings: MoneySettings,
+    ) -> Self {
+        let exchange_index = settings
+            .exchanges
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), i))
+            .collect();
+        Self {
+            accounts,
+            keys: ArcSwap::from_pointee(keys),
+            ledger,
+            settings,
+            exchange_index,
+            boot,
+            counters: NoticeCounters::default(),
+        }
+    }
+
+    /// The index of exchange `name` (its bid route is `/bid/{name}`).
+    pub fn exchange(&self, name: &str) -> Option<usize> {
+        self.exchange_index.get(name).copied()
+    }
+
+    /// Rotates the notice signing key; tokens already out stay valid.
+    pub fn rotate_keys(&self) -> std::io::Result<u32> {
+        let rotated = self.keys.load().rotate()?;
+        let id = rotated.signing_id();
+        self.keys.store(Arc::new(rotated));
+        Ok(id)
+    }
+
+    /// Checks a notice (token, expiry, price) and queues it for the
+    /// ledger. The receiver answers once the ledger has made it durable.
+    pub fn notice(
+        &self,
+        kind: NoticeKind,
+        query: &str,
+        now_ms: u64,
+    ) -> Result<futures_channel::oneshot::Receiver<Result<Applied, ledger::LedgerError>>, Refused>
+    {
+        let refuse = |why| {
+            self.counters.refused(kind, why);
+            why
+        };
+        let query: NoticeQuery =
+            serde_urlencoded::from_str(query).map_err(|_| refuse(Refused::MalformedToken))?;
+        let token = query.t.ok_or_else(|| refuse(Refused::MalformedToken))?;
+        let claims = self.keys.load().verify(&token).map_err(|e| {
+            refuse(match e {
+                TokenError::Malformed => Refused::MalformedToken,
+                TokenError::UnknownKey => Refused::UnknownKey,
+                TokenError::Forged => Refused::Forged,
+            })
+        })?;
+        if now_ms > claims.time_ms.saturating_add(self.settings.notice_ttl_ms) {
+            return Err(refuse(Refused::Expired));
+        }
+        let keys = match self.exchange(&claims.exchange) {
+            Some(i) => self.settings.exchanges[i].1.as_ref(),
+            None => return Err(refuse(Refused::UnknownExchange)),
+        };
+        let price_refusal = |e: PriceError| match e {
+            PriceError::Integrity => Refused::PriceIntegrity,
+            _ => Refused::BadPrice,
+        };
+        let clearing = match (kind, query.p.as_deref()) {
+            (NoticeKind::Win | NoticeKind::Bill, None) => return Err(refuse(Refused::BadPrice)),
+            (NoticeKind::Win | NoticeKind::Bill, Some(p)) => {
+                Some(price::clearing_cpm_micros(p, keys).map_err(|e| refuse(price_refusal(e)))?)
+            }
+            // A loss may carry the winner's price; it is recorded when readable.
+            (NoticeKind::Loss, p) => p.and_then(|p| price::clearing_cpm_micros(p, keys).ok()),
+        };
+        let notice = Notice {
+            kind,
+            claims,
+            clearing_cpm_micros: clearing,
+            loss_reason: query.r.and_then(|r| r.parse().ok()),
+            min_to_win_cpm_micros: query.m.and_then(|m| amount::parse_decimal_micros(&m)),
+        };
+        self.ledger
+            .notice(notice)
+            .map_err(|_| refuse(Refused::Busy))
+    }
+
+    /// Prometheus text for the money loop.
+    pub fn render_metrics(&self, out: &mut String) {
+        out.push_str("# HELP gavel_notices_total Win, billing and loss notices by what they did or why they were refused.\n");
+        out.push_str("# TYPE gavel_notices_total counter\n");
+        for kind in NoticeKind::ALL {
+            for applied in Applied::ALL {
+                let n =
+                    self.counters.applied[kind as usize][applied as usize].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "gavel_notices_total{{kind=\"{}\",result=\"{}\"}} {n}",
+                    kind.as_str(),
+                    applied.as_str()
+                );
+            }
+            for refused in Refused::ALL {
+                let n =
+                    self.counters.refused[kind as usize][refused as usize].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "gavel_notices_total{{kind=\"{}\",result=\"refused_{}\"}} {n}",
+                    kind.as_str(),
+                    refused.as_str()
+                );
+            }
+        }
+        out.push_str("# HELP gavel_bids_dropped_total Winning bids not sent: the ledger's queue was full, or an id too long for a token.\n");
+        out.push_str("# TYPE gavel_bids_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "gavel_bids_dropped_total{{reason=\"ledger_busy\"}} {}",
+            self.counters
+                .bids_dropped_ledger_busy
+                .load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "gavel_bids_dropped_total{{reason=\"long_id\"}} {}",
+            self.counters.bids_dropped_long_id.load(Ordering::Relaxed)
+        );
+        let accounts = self.accounts.all();
+        type Amount = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&Account) -> i64,
+        );
+        let gauges: [Amount; 2] = [
+            (
+                "gavel_tenant_spent_micros",
+                "counter",
+                "Settled spend, micros of the bidder's currency.",
+                |a| a.spent(),
+            ),
+            (
+                "gavel_tenant_reserved_micros",
+                "gauge",
+                "Money reserved by bids awaiting a notice, micros.",
+                Account::reserved,
+            ),
+        ];
+        for (metric, kind, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+            for account in &accounts {
+                let _ = writeln!(
+                    out,
+                    "{metric}{{tenant=\"{}\"}} {}",
+                    account.tenant,
+                    value(account)
+                );
+            }
+        }
+        type Count = (&'static str, &'static str, fn(&Account) -> &AtomicU64);
+        let counts: [Count; 4] = [
+            ("gavel_tenant_wins_total", "Win notices settled.", |a| {
+                &a.counts.wins
+            }),
+            ("gavel_tenant_losses_total", "Loss notices.", |a| {
+                &a.counts.losses
+            }),
+            (
+                "gavel_tenant_reservations_expired_total",
+                "Reservations released with no notice.",
+                |a| &a.counts.expired,
+            ),
+            (
+                "gavel_tenant_budget_refusals_total",
+                "Calls and bids refused for budget or pacing.",
+                |a| &a.refused,
+            ),
+        ];
+        for (metric, help, value) in counts {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+            for account in &accounts {
+                let _ = writeln!(
+                    out,
+                    "{metric}{{tenant=\"{}\"}} {}",
+                    account.tenant,
+                    value(account).load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+}
+
+/// Opens the money loop in `config.data_dir`: accounts with the stored
+/// `budgets`, the notice keys, the event log and the ledger thread. The
+/// caller stops the ledger after the cores are gone.
+pub fn start(
+    config: &Config,
+    budgets: Vec<(String, Budget)>,
+) -> Result<(Ledger, Arc<Money>), Error> {
+    let data_dir = &config.data_dir.0;
+    let accounts = Arc::new(Accounts::default());
+    for (tenant, budget) in budgets {
+        accounts.get(&tenant).set_budget(&budget);
+    }
+    let keys = NoticeKeys::open(data_dir).map_err(Error::io("reading the notice keys"))?;
+    let events_dir = data_dir.join("events");
+    let events = &config.events;
+    let log = EventLog::open(
+        &events_dir,
+        LogLimits {
+            file_bytes_max: events.log_file_bytes_max,
+            files_max: events.log_files_max,
+        },
+    )
+    .map_err(Error::io(format!(
+        "opening the event log in {}",
+        events_dir.display()
+    )))?;
+    let clock = DayClock {
+        day_ms: config.budget.day_length_s * 1000,
+        lead_per_mille: config.budget.pacing_lead_per_mille,
+    };
+    let ledger_path = data_dir.join("ledger.redb");
+    let ledger = Ledger::start(
+        &ledger_path,
+        accounts.clone(),
+        Box::new(log),
+        LedgerConfig {
+            reservation_ttl_ms: events.reservation_ttl_ms,
+            notice_ttl_ms: events.notice_ttl_ms,
+            queue_max: events.queue_max,
+            clock,
+        },
+    )
+    .map_err(Error::io(format!(
+        "opening the ledger {}",
+        ledger_path.display()
+    )))?;
+    let mut exchanges = vec![(DEFAULT_EXCHANGE.to_string(), None)];
+    for (name, exchange) in &config.exchanges {
+        // Validated with the config: both keys decode, or neither is set.
+        let keys = match (&exchange.encryption_key, &exchange.integrity_key) {
+            (Some(e), Some(i)) => Some(
+                PriceKeys::from_base64(e, i)
+                    .map_err(|e| Error::io(format!("exchange {name}"))(std::io::Error::other(e)))?,
+            ),
+            _ => None,
+        };
+        exchanges.push((name.clone(), keys));
+    }
+    let settings = MoneySettings {
+        public_url: events.public_url(config.bid.listen),
+        notice_ttl_ms: events.notice_ttl_ms,
+        clock,
+        currency: config.bid.currency.clone(),
+        exchanges,
+        events_dir,
+    };
+    let money = Arc::new(Money::new(
+        accounts,
+        keys,
+        ledger.handle(),
+        ledger.boot,
+        settings,
+    ));
+    Ok((ledger, money))
+}
+
+/// One core's side of the money loop: bid ids, tokens and notice URLs,
+/// built in reused buffers.
+pub struct CoreMoney {
+    money: Arc<Money>,
+    core: usize,
+    sequence: u64,
+    payload: Vec<u8>,
+    token: String,
+    /// `notices[i]` belongs to the i-th winner after [`CoreMoney::issue`].
+    pub notices: Vec<BidNotice>,
+    used: usize,
+}
+
+impl CoreMoney {
+    pub fn new(money: Arc<Money>, core: usize) -> Self {
+        Self {
+            money,
+            core,
+            sequence: 0,
+            payload: Vec::with_capacity(256),
+            token: String::with_capacity(512),
+            notices: Vec::new(),
+            used: 0,
+        }
+    }
+
+    pub fn money(&self) -> &Arc<Money> {
+        &self.money
+    }
+
+    /// Whether `account` may be called at `now_ms`.
+    pub fn may_call(&self, account: &Account, now_ms: u64) -> Result<(), Refusal> {
+        account.may_call(now_ms, &self.money.settings.clock)
+    }
+
+    /// For every winner: reserves its price, signs its token, queues its
+    /// record for the ledger and builds its notice URLs. A winner whose
+    /// reservation would pass its tenant's budget (or that the ledger
+    /// cannot take) is removed. `notices()` then lines up with `winners`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn issue(
+        &mut self,
+        request: &BidRequest<'_>,
+        slots: &[TenantSlot],
+        accounts: &[Arc<Account>],
+        winners: &mut Vec<Winner>,
+        exchange: usize,
+        now_ms: u64,
+    ) {
+        self.used = 0;
+        let money = self.money.clone();
+        let exchange_name = money.settings.exchanges[exchange].0.as_str();
+        let request_id = request.id();
+        let imps = request.imp();
+        winners.retain(|winner| {
+            let slot = &slots[winner.slot];
+            let account = &accounts[winner.slot];
+            let imp_id = imps.get(winner.bid.imp_index).id();
+            if request_id.len() > ID_BYTES_MAX || imp_id.len() > ID_BYTES_MAX {
+                money
+                    .counters
+                    .bids_dropped_long_id
+                    .fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            let price = cpm_micros(winner.bid.price);
+            let amount = impression_cost_ceil(price);
+            if let Err(refusal) = account.try_reserve(amount, now_ms, &money.settings.clock) {
+                slot.skipped(match refusal {
+                    Refusal::Budget => NoBidReason::Budget,
+                    Refusal::Pacing => NoBidReason::Pacing,
+                });
+                return false;
+            }
+            self.sequence += 1;
+            if self.notices.len() == self.used {
+                self.notices.push(BidNotice::default());
+            }
+            let notice = &mut self.notices[self.used];
+            notice.id.clear();
+            let _ = write!(notice.id, "{}.{}.{}", money.boot, self.core, self.sequence);
+            let claims = ClaimsRef {
+                time_ms: now_ms,
+                price_cpm_micros: price,
+                tenant: &slot.strategy().tenant,
+                exchange: exchange_name,
+                request: request_id,
+                imp: imp_id,
+                bid: &notice.id,
+            };
+            self.token.clear();
+            money
+                .keys
+                .load()
+                .sign(&claims, &mut self.payload, &mut self.token);
+            let offered = slot.answer().bid(&winner.bid);
+            let record = BidRecord {
+                claims: Claims {
+                    time_ms: now_ms,
+                    price_cpm_micros: price,
+                    tenant: claims.tenant.to_string(),
+                    exchange: exchange_name.to_string(),
+                    request: request_id.to_string(),
+                    imp: imp_id.to_string(),
+                    bid: notice.id.clone(),
+                },
+                amount_micros: amount,
+                strategy_nurl: offered.nurl().map(String::from),
+                strategy_burl: offered.burl().map(String::from),
+                strategy_lurl: offered.lurl().map(String::from),
+            };
+            if money.ledger.bid(record).is_err() {
+                account.release(amount);
+                money
+                    .counters
+                    .bids_dropped_ledger_busy
+                    .fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            let base = &money.settings.public_url;
+            let token = &self.token;
+            for (url, kind) in [
+                (&mut notice.nurl, "win"),
+                (&mut notice.burl, "bill"),
+                (&mut notice.lurl, "loss"),
+            ] {
+                url.clear();
+                let _ = write!(
+                    url,
+                    "{base}/v1/events/{kind}?t={token}&p=${{AUCTION_PRICE}}"
+                );
+            }
+            notice
+                .lurl
+                .push_str("&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}");
+            self.used += 1;
+            true
+        });
+    }
+
+    /// The notices of the winners kept by the last [`CoreMoney::issue`].
+    pub fn notices(&self) -> &[BidNotice] {
+        &self.notices[..self.used]
+    }
+}

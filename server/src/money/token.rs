@@ -1,0 +1,338 @@
+//! Signed notice tokens: what a win, billing or loss notice proves.
+//!
+//! Every bid Gavel returns carries one token in its `nurl`, `burl` and
+//! `lurl`. It names the tenant, the exchange, the request, the impression,
+//! Gavel's bid id, the bid price and when the bid was made, and is signed
+//! with HMAC-SHA256 under a server key, so a notice cannot name a bid Gavel
+//! did not make, nor change its tenant or price.
+//!
+//! Wire form: `base64url(payload || tag)`, no padding, where `payload` is
+//! a version byte, the key id (u32), the bid time in Unix ms (u64), the
+//! bid price in CPM micros (i64), all big-endian, then tenant, exchange,
+//! request id, impression id and bid id, each a u16 length and its bytes;
+//! `tag` is the first 16 bytes of the MAC (128 bits).
+//!
+//! Keys live in `<data_dir>/notice-keys.json` (owner-only). The newest key
+//! signs; every kept key verifies, so rotating never invalidates tokens
+//! already out. [`KEYS_KEPT`] keys are kept.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Token format version.
+const VERSION: u8 = 1;
+
+/// Bytes of MAC kept in a token.
+const TAG_BYTES: usize = 16;
+
+/// Bytes of a signing key.
+const KEY_BYTES: usize = 32;
+
+/// Keys kept for verifying: the signing key and the ones before it.
+pub const KEYS_KEPT: usize = 4;
+
+/// Longest token accepted, in characters: five ids at their longest are
+/// far below it, and nothing larger is decoded.
+pub const TOKEN_CHARS_MAX: usize = 2048;
+
+/// Longest id a token carries: longer request or impression ids are not
+/// bid on with a token (the bid path drops such bids).
+pub const ID_BYTES_MAX: usize = 256;
+
+/// The fixed part of the payload: version, key id, time, price.
+const FIXED_BYTES: usize = 1 + 4 + 8 + 8;
+
+/// What a token says about a bid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claims {
+    pub time_ms: u64,
+    pub price_cpm_micros: i64,
+    pub tenant: String,
+    pub exchange: String,
+    pub request: String,
+    pub imp: String,
+    pub bid: String,
+}
+
+/// The fields of a token about to be signed, borrowed from the bid path.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimsRef<'a> {
+    pub time_ms: u64,
+    pub price_cpm_micros: i64,
+    pub tenant: &'a str,
+    pub exchange: &'a str,
+    pub request: &'a str,
+    pub imp: &'a str,
+    pub bid: &'a str,
+}
+
+/// Why a token was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed notice token")]
+    Malformed,
+    #[error("notice token signed by an unknown key")]
+    UnknownKey,
+    #[error("notice token signature does not match")]
+    Forged,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredKey {
+    id: u32,
+    /// Hex.
+    secret: String,
+    created_unix_s: u64,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct StoredKeys {
+    keys: Vec<StoredKey>,
+}
+
+/// One key, ready to sign: the HMAC state after the key is absorbed, so
+/// that signing hashes only the payload.
+#[derive(Clone)]
+struct Key {
+    id: u32,
+    mac: HmacSha256,
+}
+
+/// The notice keys in force: the newest signs, all verify.
+#[derive(Clone)]
+pub struct NoticeKeys {
+    /// Newest first; never empty.
+    keys: Vec<Key>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for NoticeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<u32> = self.keys.iter().map(|k| k.id).collect();
+        f.debug_struct("NoticeKeys").field("ids", &ids).finish()
+    }
+}
+
+fn now_unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn random_key() -> io::Result<[u8; KEY_BYTES]> {
+    let mut key = [0; KEY_BYTES];
+    crate::auth::random_bytes(&mut key)?;
+    Ok(key)
+}
+
+impl NoticeKeys {
+    /// Reads the keys in `data_dir`, creating the first one if there are
+    /// none.
+    pub fn open(data_dir: &Path) -> io::Result<Self> {
+        let path = data_dir.join("notice-keys.json");
+        let stored = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<StoredKeys>(&bytes).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => StoredKeys::default(),
+            Err(e) => return Err(e),
+        };
+        let mut keys = Self::from_stored(&stored, path.clone())?;
+        if keys.keys.is_empty() {
+            keys = keys.rotate()?;
+        }
+        Ok(keys)
+    }
+
+    fn from_stored(stored: &StoredKeys, path: PathBuf) -> io::Result<Self> {
+        let mut keys = Vec::new();
+        for key in &stored.keys {
+            let secret = hex::decode(&key.secret)
+                .ok()
+                .filter(|s| s.len() == KEY_BYTES)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: key {} is not {KEY_BYTES} hex bytes",
+                            path.display(),
+                            key.id
+                        ),
+                    )
+                })?;
+            keys.push(Key {
+                id: key.id,
+                mac: HmacSha256::new_from_slice(&secret).expect("HMAC takes keys of any length"),
+            });
+        }
+        keys.sort_by_key(|k| std::cmp::Reverse(k.id));
+        Ok(Self { keys, path })
+    }
+
+    /// A new signing key, keeping the newest [`KEYS_KEPT`] - 1 others for
+    /// verifying; written durably before it is used.
+    pub fn rotate(&self) -> io::Result<Self> {
+        let mut stored = match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice::<StoredKeys>(&bytes).unwrap_or_default(),
+            Err(_) => StoredKeys::default(),
+        };
+        let id = stored.keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
+        stored.keys.push(StoredKey {
+            id,
+            secret: hex::encode(random_key()?),
+            created_unix_s: now_unix_s(),
+        });
+        stored.keys.sort_by_key(|k| std::cmp::Reverse(k.id));
+        stored.keys.truncate(KEYS_KEPT);
+        let bytes = serde_json::to_vec_pretty(&stored).map_err(io::Error::other)?;
+        crate::store::write_atomic_mode(&self.path, &bytes, 0o600)?;
+        Self::from_stored(&stored, self.path.clone())
+    }
+
+    /// The id of the signing key.
+    pub fn signing_id(&self) -> u32 {
+        self.keys[0].id
+    }
+
+    /// Signs `claims` with the newest key, appending the token to `out`.
+    /// `scratch` holds the payload (reused, no allocation once warm).
+    pub fn sign(&self, claims: &ClaimsRef<'_>, scratch: &mut Vec<u8>, out: &mut String) {
+        let key = &self.keys[0];
+        scratch.clear();
+        scratch.push(VERSION);
+        scratch.extend_from_slice(&key.id.to_be_bytes());
+        scratch.extend_from_slice(&claims.time_ms.to_be_bytes());
+        scratch.extend_from_slice(&claims.price_cpm_micros.to_be_bytes());
+        for field in [
+            claims.tenant,
+            claims.exchange,
+            claims.request,
+            claims.imp,
+            claims.bid,
+        ] {
+            // Callers keep ids under ID_BYTES_MAX; the length fits a u16.
+            scratch.extend_from_slice(&(field.len() as u16).to_be_bytes());
+            scratch.extend_from_slice(field.as_bytes());
+        }
+        let mut mac = key.mac.clone();
+        mac.update(scratch);
+        let tag = mac.finalize().into_bytes();
+        scratch.extend_from_slice(&tag[..TAG_BYTES]);
+        URL_SAFE_NO_PAD.encode_string(&scratch[..], out);
+    }
+
+    /// Checks a token's signature and reads its claims. Whether it has
+    /// expired is the caller's decision.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > TOKEN_CHARS_MAX {
+            return Err(TokenError::Malformed);
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| TokenError::Malformed)?;
+        if bytes.len() < FIXED_BYTES + TAG_BYTES || bytes[0] != VERSION {
+            return Err(TokenError::Malformed);
+        }
+        let (payload, tag) = bytes.split_at(bytes.len() - TAG_BYTES);
+        let key_id = u32::from_be_bytes(payload[1..5].try_into().expect("4 bytes"));
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == key_id)
+            .ok_or(TokenError::UnknownKey)?;
+        let mut mac = key.mac.clone();
+        mac.update(payload);
+        // Constant time: a forger learns nothing from how long it took.
+        mac.verify_truncated_left(tag)
+            .map_err(|_| TokenError::Forged)?;
+        let time_ms = u64::from_be_bytes(payload[5..13].try_into().expect("8 bytes"));
+        let price_cpm_micros = i64::from_be_bytes(payload[13..21].try_into().expect("8 bytes"));
+        let mut rest = &payload[FIXED_BYTES..];
+        let mut field = || -> Result<String, TokenError> {
+            let (len, tail) = rest.split_first_chunk::<2>().ok_or(TokenError::Malformed)?;
+            let len = usize::from(u16::from_be_bytes(*len));
+            let (text, tail) = tail.split_at_checked(len).ok_or(TokenError::Malformed)?;
+            rest = tail;
+            String::from_utf8(text.to_vec()).map_err(|_| TokenError::Malformed)
+        };
+        let claims = Claims {
+            time_ms,
+            price_cpm_micros,
+            tenant: field()?,
+            exchange: field()?,
+            request: field()?,
+            imp: field()?,
+            bid: field()?,
+        };
+        if !rest.is_empty() {
+            return Err(TokenError::Malformed);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> ClaimsRef<'static> {
+        ClaimsRef {
+            time_ms: 1_700_000_000_000,
+            price_cpm_micros: 2_500_000,
+            tenant: "acme",
+            exchange: "default",
+            request: "req-1",
+            imp: "1",
+            bid: "7.0.42",
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_refuse_any_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = NoticeKeys::open(dir.path()).unwrap();
+        let (mut scratch, mut token) = (Vec::new(), String::new());
+        keys.sign(&claims(), &mut scratch, &mut token);
+        let read = keys.verify(&token).unwrap();
+        assert_eq!(read.tenant, "acme");
+        assert_eq!(read.bid, "7.0.42");
+        assert_eq!(read.price_cpm_micros, 2_500_000);
+
+        let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        for i in 0..bytes.len() {
+            bytes[i] ^= 1;
+            let tampered = URL_SAFE_NO_PAD.encode(&bytes);
+            assert!(keys.verify(&tampered).is_err(), "byte {i} changed");
+            bytes[i] ^= 1;
+        }
+        assert_eq!(keys.verify("not base64!"), Err(TokenError::Malformed));
+        assert_eq!(keys.verify(""), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_valid_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = NoticeKeys::open(dir.path()).unwrap();
+        let (mut scratch, mut old) = (Vec::new(), String::new());
+        keys.sign(&claims(), &mut scratch, &mut old);
+        let rotated = keys.rotate().unwrap();
+        assert_ne!(rotated.signing_id(), keys.signing_id());
+        assert!(rotated.verify(&old).is_ok());
+        let reopened = NoticeKeys::open(dir.path()).unwrap();
+        assert_eq!(reopened.signing_id(), rotated.signing_id());
+        assert!(reopened.verify(&old).is_ok());
+        let other = NoticeKeys::open(tempfile::tempdir().unwrap().path()).unwrap();
+        assert!(other.verify(&old).is_err(), "another server's key");
+    }
+}
