@@ -17,6 +17,7 @@ use gavel::config::Config;
 use gavel::http;
 use gavel::lineup::Lineup;
 use gavel::metrics::{CoreLatency, Metrics, RequestOutcome};
+use gavel::money::Money;
 use gavel::runtime::{Runtime, RuntimeConfig, StrategySettings};
 
 fn simple_banner() -> Vec<u8> {
@@ -33,7 +34,7 @@ fn raw_request(content_type: &str, body: &[u8]) -> Vec<u8> {
 
 /// A core with `tenants` strategies: the five examples in turn, starting
 /// with fixed-cpm (which bids on the simple banner).
-fn core(runtime: &Arc<Runtime>, tenants: usize) -> BidCore {
+fn core(runtime: &Arc<Runtime>, money: &Arc<Money>, tenants: usize) -> BidCore {
     let lineup = Arc::new(Lineup::default());
     let strategies = (0..tenants)
         .map(|i| {
@@ -62,6 +63,7 @@ fn core(runtime: &Arc<Runtime>, tenants: usize) -> BidCore {
         lineup,
         metrics,
         Rc::new(CoreLatency::default()),
+        money.clone(),
     )
 }
 
@@ -73,6 +75,14 @@ fn bench_bid_path(c: &mut Criterion) {
         })
         .expect("engine"),
     );
+    // The money loop as the server runs it: every winning bid is reserved,
+    // signed and queued for the ledger thread (which commits to a
+    // temporary database on the other core).
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::default();
+    config.data_dir.0 = data_dir.path().into();
+    config.events.queue_max = 1 << 24;
+    let (mut ledger, money) = gavel::money::start(&config, Vec::new()).expect("money loop");
     let json = simple_banner();
     let fb = gavel_schemas::json::Encoder::new()
         .bid_request(&json)
@@ -94,7 +104,7 @@ fn bench_bid_path(c: &mut Criterion) {
             .expect("complete");
         let body = &raw[head.head_len..];
         for tenants in [0usize, 1, 10] {
-            let mut core = core(&runtime, tenants);
+            let mut core = core(&runtime, &money, tenants);
             let mut out = Vec::with_capacity(8192);
             let expected = if tenants == 0 {
                 RequestOutcome::NoBid
@@ -108,6 +118,7 @@ fn bench_bid_path(c: &mut Criterion) {
                         head: &head,
                         body,
                         arrival: Instant::now(),
+                        exchange: 0,
                     },
                     &mut out,
                 )
@@ -122,6 +133,7 @@ fn bench_bid_path(c: &mut Criterion) {
         }
     }
     group.finish();
+    ledger.stop();
 }
 
 criterion_group!(benches, bench_bid_path);

@@ -39,16 +39,6 @@ fn nested_loops(depth: usize) -> Vec<u8> {
     )
 }
 
-fn admin_call(server: &Server, method: &str, path: &str, token: &str, body: &[u8]) -> HttpResponse {
-    let mut raw = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(body);
-    request(server.admin, &raw)
-}
-
 fn operator_token(dir: &tempfile::TempDir) -> String {
     Auth::open(dir.path())
         .unwrap()

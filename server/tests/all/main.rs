@@ -3,6 +3,7 @@
 mod admin;
 mod bid;
 mod hostile;
+mod money;
 mod record;
 mod runtime;
 mod support;

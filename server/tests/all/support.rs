@@ -348,3 +348,20 @@ pub fn assert_valid_response(body: &[u8]) -> serde_json::Value {
     );
     value
 }
+
+/// One admin API call with a bearer token.
+pub fn admin_call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> HttpResponse {
+    let mut raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    request(server.admin, &raw)
+}
