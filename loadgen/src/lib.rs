@@ -50,6 +50,7 @@
 //! JSON bridge's size limits) and never panics.
 
 pub mod error;
+pub mod exchange;
 pub mod http;
 pub mod import;
 pub mod limits;

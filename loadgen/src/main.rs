@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use gavel_loadgen::exchange::{self, Clearing, ExchangePlay};
 use gavel_loadgen::plan::Pacing;
 use gavel_loadgen::replay::{self, CONNECTIONS_DEFAULT, ReplayOptions};
 use gavel_loadgen::rng::SEED_DEFAULT;
@@ -118,6 +119,16 @@ struct ReplayArgs {
     /// No progress line on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Play the exchange: each returned bid wins with this probability and
+    /// gets its win and billing notices, the others a loss notice.
+    #[arg(long)]
+    win_rate: Option<f64>,
+    /// How the exchange prices a win (with --win-rate).
+    #[arg(long, value_enum, default_value_t = Clearing::SecondPrice, requires = "win_rate")]
+    clearing: Clearing,
+    /// Milliseconds between an answer and its notices (with --win-rate).
+    #[arg(long, default_value_t = exchange::NOTICE_DELAY_DEFAULT.as_millis() as u64, requires = "win_rate")]
+    notice_delay_ms: u64,
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration> {
@@ -187,6 +198,11 @@ fn replay(args: ReplayArgs) -> Result<()> {
         in_flight_max: args.in_flight_max,
         timeout: Duration::from_millis(args.timeout),
         progress: !args.quiet,
+        exchange: args.win_rate.map(|win_rate| ExchangePlay {
+            win_rate,
+            clearing: args.clearing,
+            delay: Duration::from_millis(args.notice_delay_ms),
+        }),
     };
     let report = replay::replay(&args.file, &options)?;
     print!("{}", report.text());

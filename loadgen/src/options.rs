@@ -28,6 +28,8 @@ pub struct ReplayOptions {
     pub timeout: Duration,
     /// Print a progress line on stderr every second.
     pub progress: bool,
+    /// Play the exchange: send win, billing and loss notices.
+    pub exchange: Option<crate::exchange::ExchangePlay>,
 }
 
 impl ReplayOptions {
@@ -53,6 +55,11 @@ impl ReplayOptions {
                 "--in-flight-max must be at least --connections ({}) and at most {IN_FLIGHT_MAX}",
                 self.connections
             ));
+        }
+        if let Some(play) = &self.exchange
+            && !(0.0..=1.0).contains(&play.win_rate)
+        {
+            return usage("--win-rate must be between 0 and 1".into());
         }
         if self.timeout.is_zero() || self.timeout > TIMEOUT_MAX {
             return usage(format!(

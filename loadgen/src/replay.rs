@@ -40,11 +40,13 @@ use glommio::net::TcpStream;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::error::{Error, Result};
+use crate::exchange::{self, ExchangePlay, NOTICE_CONNECTIONS, NOTICE_QUEUE_MAX, OfferedBid};
 use crate::http::{self, ResponseHead};
 use crate::limits::{CONNECT_TIMEOUT, RESPONSE_BODY_BYTES_MAX, RESPONSE_HEAD_BYTES_MAX};
 pub use crate::options::ReplayOptions;
 use crate::plan::{Plan, Schedule};
 use crate::report::{Progress, Report};
+use crate::rng::Rng;
 use crate::stats::{ErrorKind, Event, NotSent, Outcome, Tally};
 use crate::wire::{Converter, Format};
 
@@ -114,6 +116,7 @@ struct RunShared {
     wire: Format,
     timeout: Duration,
     threads: usize,
+    exchange: Option<ExchangePlay>,
 }
 
 /// Runs a prepared plan on `options.threads` executors and gathers the
@@ -132,6 +135,7 @@ fn run(
         wire: options.wire,
         timeout: options.timeout,
         threads: options.threads,
+        exchange: options.exchange,
     });
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -268,6 +272,18 @@ struct Shard {
     tally: RefCell<Tally>,
     folded: Arc<Mutex<Tally>>,
     converter: RefCell<Converter>,
+    /// With `--win-rate`: the bids of the last answer, the exchange's
+    /// choices, and the notices waiting to be sent.
+    offered: RefCell<Vec<OfferedBid>>,
+    rng: RefCell<Rng>,
+    notices: RefCell<Option<LocalSender<Notice>>>,
+    notices_in_flight: Cell<usize>,
+}
+
+/// A notice URL (macros filled) and when to send it.
+struct Notice {
+    due: Instant,
+    url: String,
 }
 
 impl Shard {
@@ -317,7 +333,16 @@ impl Shard {
             (Outcome::Error(kind), self.wants_message().then(message))
         };
         match head.status {
-            200 => match self.converter.borrow_mut().response(wire, body, id) {
+            200 => match self.converter.borrow_mut().response(
+                wire,
+                body,
+                id,
+                self.shared
+                    .exchange
+                    .is_some()
+                    .then(|| self.offered.borrow_mut())
+                    .as_deref_mut(),
+            ) {
                 Err(e) => error(ErrorKind::BadBody, &|| {
                     format!(
                         "status 200 with a body that is not a {} BidResponse: {e}",
@@ -387,7 +412,100 @@ impl Shard {
                 self.classify(&head, body, id)
             }
         };
+        let won_auction = outcome == Outcome::Bid;
         self.finish(&job, outcome, Some(sent), done, message);
+        if won_auction && job.measured {
+            self.play_exchange(done);
+        }
+    }
+
+    /// Decides the last answer's bids and queues their notices.
+    fn play_exchange(&self, answered: Instant) {
+        let Some(play) = &self.shared.exchange else {
+            return;
+        };
+        let offered = std::mem::take(&mut *self.offered.borrow_mut());
+        let mut tally = self.tally.borrow_mut();
+        let queue = self.notices.borrow();
+        for bid in &offered {
+            let decision = exchange::decide(play, bid, &mut self.rng.borrow_mut());
+            if decision.won {
+                tally.notices.wins += 1;
+                tally.notices.spend_micros +=
+                    exchange::impression_cost(decision.clearing_cpm_micros);
+            } else {
+                tally.notices.losses += 1;
+            }
+            for url in decision.urls {
+                let notice = Notice {
+                    due: answered + play.delay,
+                    url,
+                };
+                match queue.as_ref().map(|q| q.try_send(notice)) {
+                    Some(Ok(())) => self.notices_in_flight.set(self.notices_in_flight.get() + 1),
+                    _ => tally.notices.dropped += 1,
+                }
+            }
+        }
+        *self.offered.borrow_mut() = offered;
+    }
+
+    /// Sends one notice on `connection` and records how it went.
+    async fn send_notice(&self, connection: &mut Connection, notice: Notice) {
+        let now = Instant::now();
+        if notice.due > now {
+            glommio::timer::sleep(notice.due - now).await;
+        }
+        let result = match exchange::split_url(&notice.url) {
+            None => Err(format!(
+                "notice URL {} is not http://host:port/path",
+                notice.url
+            )),
+            Some((authority, target)) => {
+                match authority.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+                    None => Err(format!("cannot resolve {authority}")),
+                    Some(addr) => {
+                        let request = format!("GET {target} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+                        let sent = Instant::now();
+                        let answer = glommio::timer::timeout(self.shared.timeout, async {
+                            Ok(connection.exchange(addr, request.as_bytes()).await)
+                        })
+                        .await;
+                        match answer {
+                            Ok(Ok(head)) if head.status == 204 => Ok(sent.elapsed()),
+                            Ok(Ok(head)) => {
+                                let body =
+                                    &connection.buf[head.head_len..head.head_len + head.body_len];
+                                Err(format!(
+                                    "notice answered {}: {}",
+                                    head.status,
+                                    String::from_utf8_lossy(body).trim()
+                                ))
+                            }
+                            Ok(Err((_, e))) => Err(e),
+                            Err(_) => {
+                                connection.stream = None;
+                                Err("notice not answered within the timeout".into())
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let mut tally = self.tally.borrow_mut();
+        tally.notices.sent += 1;
+        match result {
+            Ok(latency) => {
+                tally
+                    .notices
+                    .latency
+                    .saturating_record(latency.as_micros() as u64);
+            }
+            Err(e) => {
+                tally.notices.failed += 1;
+                tally.notices.first_error.get_or_insert(e);
+            }
+        }
     }
 }
 
@@ -517,7 +635,21 @@ async fn run_shard(setup: ShardSetup) {
         tally: RefCell::new(Tally::default()),
         folded: tally,
         converter: RefCell::new(Converter::default()),
+        offered: RefCell::new(Vec::new()),
+        rng: RefCell::new(Rng::new(crate::rng::SEED_DEFAULT ^ index as u64)),
+        notices: RefCell::new(None),
+        notices_in_flight: Cell::new(0),
     });
+    let notice_workers: Vec<_> = if shared.exchange.is_some() {
+        let (sender, queue) = local_channel::new_bounded::<Notice>(NOTICE_QUEUE_MAX);
+        *shard.notices.borrow_mut() = Some(sender);
+        let queue = Rc::new(queue);
+        (0..NOTICE_CONNECTIONS)
+            .map(|_| glommio::spawn_local(notice_task(shard.clone(), queue.clone())))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let (jobs, queue) = local_channel::new_bounded::<Job>(in_flight_max);
     let queue = Rc::new(queue);
     let workers: Vec<_> = streams
@@ -526,7 +658,7 @@ async fn run_shard(setup: ShardSetup) {
         .collect();
     schedule(&shard, jobs, index, start).await;
     let mut next_fold = Instant::now() + FOLD_INTERVAL;
-    while shard.in_flight.get() > 0 {
+    while shard.in_flight.get() > 0 || shard.notices_in_flight.get() > 0 {
         glommio::timer::sleep(DRAIN_POLL).await;
         let now = Instant::now();
         if now >= next_fold {
@@ -535,6 +667,11 @@ async fn run_shard(setup: ShardSetup) {
         }
     }
     for worker in workers {
+        worker.await;
+    }
+    // Closing the queue ends the notice tasks.
+    shard.notices.borrow_mut().take();
+    for worker in notice_workers {
         worker.await;
     }
     shard.fold();
@@ -549,6 +686,19 @@ async fn connection_task(shard: Rc<Shard>, queue: Rc<LocalReceiver<Job>>, stream
     while let Some(job) = queue.recv().await {
         shard.serve(&mut connection, job).await;
         shard.in_flight.set(shard.in_flight.get() - 1);
+    }
+}
+
+async fn notice_task(shard: Rc<Shard>, queue: Rc<LocalReceiver<Notice>>) {
+    let mut connection = Connection {
+        stream: None,
+        buf: vec![0; READ_CHUNK_BYTES],
+    };
+    while let Some(notice) = queue.recv().await {
+        shard.send_notice(&mut connection, notice).await;
+        shard
+            .notices_in_flight
+            .set(shard.notices_in_flight.get() - 1);
     }
 }
 

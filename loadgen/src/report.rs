@@ -106,6 +106,8 @@ pub struct Report {
     /// Capture records skipped because they were not bid requests.
     pub skipped: u64,
     pub skipped_first: Option<String>,
+    /// With `--win-rate`: what the exchange decided and its notices.
+    pub exchange: Option<(crate::exchange::ExchangePlay, crate::exchange::NoticeTally)>,
 }
 
 /// Requests per second between the first and last of `count` events.
@@ -151,6 +153,7 @@ impl Report {
             first_error: tally.first_error,
             skipped: plan.skipped,
             skipped_first: plan.skipped_first.clone(),
+            exchange: options.exchange.map(|play| (play, tally.notices)),
         }
     }
 
@@ -266,6 +269,29 @@ impl Report {
                 self.timeout.as_millis()
             );
         }
+        if let Some((play, notices)) = &self.exchange {
+            let _ = writeln!(
+                out,
+                "exchange   win rate {:.2}, {:?}: {} wins, {} losses, spend {}.{:06} (currency units)",
+                play.win_rate,
+                play.clearing,
+                notices.wins,
+                notices.losses,
+                notices.spend_micros / 1_000_000,
+                notices.spend_micros % 1_000_000
+            );
+            let _ = writeln!(
+                out,
+                "notices    {} sent, {} failed, {} dropped; latency ms: {}",
+                notices.sent,
+                notices.failed,
+                notices.dropped,
+                Percentiles::of(&notices.latency).line()
+            );
+            if let Some(first) = &notices.first_error {
+                let _ = writeln!(out, "first notice error: {first}");
+            }
+        }
         let reasons = self.fell_behind();
         if reasons.is_empty() {
             let _ = writeln!(
@@ -309,6 +335,8 @@ impl Report {
             fell_behind_reasons: Vec<String>,
             first_error: Option<&'a str>,
             skipped_records: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            exchange: Option<serde_json::Value>,
         }
         let reasons = self.fell_behind();
         let json = Json {
@@ -332,6 +360,20 @@ impl Report {
             fell_behind_reasons: reasons,
             first_error: self.first_error.as_deref(),
             skipped_records: self.skipped,
+            exchange: self.exchange.as_ref().map(|(play, notices)| {
+                serde_json::json!({
+                    "win_rate": play.win_rate,
+                    "clearing": play.clearing,
+                    "wins": notices.wins,
+                    "losses": notices.losses,
+                    "spend_micros": notices.spend_micros,
+                    "notices_sent": notices.sent,
+                    "notices_failed": notices.failed,
+                    "notices_dropped": notices.dropped,
+                    "notice_latency_ms": Percentiles::of(&notices.latency),
+                    "first_notice_error": notices.first_error,
+                })
+            }),
         };
         serde_json::to_value(json).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
     }

@@ -199,6 +199,8 @@ pub struct Tally {
     pub last_due_ns: Option<u64>,
     /// What went wrong with the first failed request, for the report.
     pub first_error: Option<String>,
+    /// Win, billing and loss notices sent (with `--win-rate`).
+    pub notices: crate::exchange::NoticeTally,
 }
 
 impl Default for Tally {
@@ -213,6 +215,7 @@ impl Default for Tally {
             first_due_ns: None,
             last_due_ns: None,
             first_error: None,
+            notices: crate::exchange::NoticeTally::default(),
         }
     }
 }
@@ -288,6 +291,7 @@ impl Tally {
         if self.first_error.is_none() {
             self.first_error.clone_from(&other.first_error);
         }
+        self.notices.add(&other.notices);
     }
 
     /// Empties the tally, keeping its allocations.
@@ -298,6 +302,7 @@ impl Tally {
         self.send_lag.reset();
         self.first_sent = None;
         self.last_sent = None;
+        self.notices.reset();
         self.first_due_ns = None;
         self.last_due_ns = None;
         // `first_error` stays: a shard reports only its first error once.

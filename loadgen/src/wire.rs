@@ -86,12 +86,14 @@ impl Converter {
     }
 
     /// Reads an OpenRTB `BidResponse` in `format` answering the request
-    /// whose id is `request_id`, and says what it holds.
+    /// whose id is `request_id`, and says what it holds; with `offered`,
+    /// also collects every bid's price and notice URLs into it.
     pub fn response(
         &mut self,
         format: Format,
         body: &[u8],
         request_id: &str,
+        offered: Option<&mut Vec<crate::exchange::OfferedBid>>,
     ) -> Result<Answer, String> {
         let flatbuffer = match format {
             Format::Json => self.encoder.bid_response(body).map_err(|e| e.to_string())?,
@@ -101,6 +103,17 @@ impl Converter {
         let bids = response
             .seatbid()
             .map_or(0, |seats| seats.iter().map(|seat| seat.bid().len()).sum());
+        if let Some(offered) = offered {
+            offered.clear();
+            for seat in response.seatbid().iter().flatten() {
+                offered.extend(seat.bid().iter().map(|bid| crate::exchange::OfferedBid {
+                    price: bid.price(),
+                    nurl: bid.nurl().map(String::from),
+                    burl: bid.burl().map(String::from),
+                    lurl: bid.lurl().map(String::from),
+                }));
+            }
+        }
         Ok(Answer {
             id_matches: response.id() == request_id,
             bids,

@@ -26,6 +26,7 @@ fn options(server: &TestServer, pacing: Pacing) -> ReplayOptions {
         in_flight_max: Some(1_000),
         timeout: Duration::from_secs(5),
         progress: false,
+        exchange: None,
     }
 }
 

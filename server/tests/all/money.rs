@@ -582,3 +582,71 @@ fn budget_spend_and_events_need_the_tenant_or_the_operator() {
         400
     );
 }
+
+#[test]
+fn the_load_generator_plays_the_exchange_and_spend_stops_at_the_budget() {
+    use gavel_loadgen::exchange::{Clearing, ExchangePlay};
+    use gavel_loadgen::plan::Pacing;
+    use gavel_loadgen::replay::{ReplayOptions, replay};
+    use gavel_loadgen::synth::{Length, SynthOptions, synthesize_file};
+    use gavel_loadgen::wire::Format;
+
+    let setup = setup();
+    let capture = setup.dir.path().join("synthetic.gcap");
+    synthesize_file(
+        &SynthOptions {
+            length: Length::Count(3_000),
+            rate: 1_000.0,
+            seed: 7,
+            format: Format::Json,
+        },
+        &capture,
+    )
+    .unwrap();
+    let server = Server::start(setup.dir, "");
+    assert_eq!(
+        set_budget(&server, &setup.acme, r#"{"total": 0.3}"#).status,
+        200
+    );
+    let report = replay(
+        &capture,
+        &ReplayOptions {
+            target: server.bid.to_string(),
+            pacing: Pacing::Rate(1_000.0),
+            duration: None,
+            looped: false,
+            connections: 8,
+            threads: 1,
+            warmup: Duration::ZERO,
+            wire: Format::Json,
+            in_flight_max: Some(1_000),
+            timeout: Duration::from_secs(5),
+            progress: false,
+            exchange: Some(ExchangePlay {
+                win_rate: 1.0,
+                clearing: Clearing::SecondPrice,
+                delay: Duration::from_millis(10),
+            }),
+        },
+    )
+    .unwrap();
+    let (_, notices) = report.exchange.as_ref().unwrap();
+    assert_eq!(notices.failed, 0, "{:?}", notices.first_error);
+    assert_eq!(notices.dropped, 0);
+    assert!(notices.wins > 0);
+    let spent = spend(&server, &setup.acme, "acme");
+    // Every win was settled at the price the exchange reported, once.
+    assert_eq!(spent["spent_micros"], notices.spend_micros, "{spent}");
+    // Win and billing notices go out independently: whichever of a bid's
+    // two arrives first settles it, the other is a duplicate.
+    let settled = spent["wins"].as_u64().unwrap() + spent["bills"].as_u64().unwrap();
+    assert_eq!(settled, notices.wins, "{spent}");
+    assert_eq!(spent["duplicates"], notices.wins);
+    // Stopped at the budget: never over it, and bids stopped.
+    let spent_micros = spent["spent_micros"].as_i64().unwrap();
+    assert!(spent_micros <= 300_000, "{spent}");
+    assert!(
+        report.counts.no_bid > 0 && spent["refused"].as_u64().unwrap() > 0,
+        "the budget ran out during the replay: {spent}"
+    );
+}
