@@ -64,12 +64,14 @@ pub fn free_port() -> std::net::SocketAddr {
 }
 
 /// Stores and activates `tenants` (tenant id, wasm, settings) in a fresh
-/// data directory, as the admin API would.
+/// data directory, as the admin API would. The directory also has its
+/// notice keys, as one a server has run on.
 pub fn data_dir_with(
     tenants: &[(&str, &[u8], gavel::runtime::StrategySettings)],
 ) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = gavel::store::Store::open(dir.path()).expect("store");
+    gavel::money::token::NoticeKeys::open(dir.path()).expect("notice keys");
     for (tenant, wasm, settings) in tenants {
         let meta = store.add_version(tenant, wasm, settings).expect("stored");
         store.activate(tenant, meta.version).expect("activated");
