@@ -82,7 +82,7 @@ fn bench_bid_path(c: &mut Criterion) {
     let mut config = Config::default();
     config.data_dir.0 = data_dir.path().into();
     config.events.queue_max = 1 << 24;
-    let (mut ledger, money) = gavel::money::start(&config, Vec::new()).expect("money loop");
+    let (mut ledger, money) = gavel::serve::start_money(&config, Vec::new()).expect("money loop");
     let json = simple_banner();
     let fb = gavel_schemas::json::Encoder::new()
         .bid_request(&json)

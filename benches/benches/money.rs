@@ -42,7 +42,7 @@ fn bench_money(c: &mut Criterion) {
     config.data_dir.0 = data_dir.path().into();
     // Room for every record a measurement queues while the ledger drains.
     config.events.queue_max = 1 << 24;
-    let (mut ledger, money) = gavel::money::start(&config, Vec::new()).expect("money loop");
+    let (mut ledger, money) = gavel::serve::start_money(&config, Vec::new()).expect("money loop");
 
     let mut group = c.benchmark_group("money");
     let keys = NoticeKeys::open(data_dir.path()).expect("keys");

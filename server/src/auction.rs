@@ -11,7 +11,6 @@ use gavel_schemas::openrtb::{
     Bid, BidArgs, BidRequest, BidResponse, BidResponseArgs, SeatBid, SeatBidArgs,
 };
 
-use crate::money::BidNotice;
 use crate::runtime::{Outcome, TenantSlot, ValidBid};
 
 /// One impression's winner.
@@ -51,6 +50,16 @@ pub fn run(slots: &[TenantSlot], outcomes: &[Outcome], winners: &mut Vec<Winner>
     }
     // Group by tenant, then impression order: seatbids come out in lineup order.
     winners.sort_unstable_by_key(|w| (w.slot, w.bid.imp_index));
+}
+
+/// The id and notice URLs of one returned bid, from the money loop
+/// (buffers reused across requests).
+#[derive(Debug, Default)]
+pub struct BidNotice {
+    pub id: String,
+    pub nurl: String,
+    pub burl: String,
+    pub lurl: String,
 }
 
 /// Builds BidResponse flatbuffers, reusing its buffers across requests.

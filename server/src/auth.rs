@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use crate::store::write_atomic_mode;
+use crate::durable::write_atomic_mode;
 
 /// Random bytes in a token: 128 bits.
 const TOKEN_RANDOM_BYTES: usize = 16;

@@ -40,7 +40,14 @@
 //! held across a compile. Failures carry a [`fault`] kind that decides the
 //! HTTP status and whose fault it was; [`error`] is the start-up error.
 //!
-//! Plain types several parts share ([`config`], [`fault`], [`counter`])
+//! Money ([`money`]): Gavel owns every bid's notice URLs; winning bids
+//! reserve their price on the tenant's account, notices settle or release
+//! it in the ledger (durable, one thread, off the bid path), budgets and
+//! pacing decide whether a tenant is called, and every bid, win, bill,
+//! loss and expiry is an event in an append-only log.
+//!
+//! Plain types several parts share ([`config`], [`fault`], [`counter`],
+//! [`durable`])
 //! import nothing that imports them back: arrows point down the bid's
 //! story (`shard -> bid -> runtime`) and the control plane's (`admin ->
 //! tenants -> compiler -> runtime`).
@@ -53,6 +60,7 @@ pub mod client;
 pub mod compiler;
 pub mod config;
 pub mod counter;
+pub mod durable;
 pub mod error;
 pub mod fault;
 pub mod http;

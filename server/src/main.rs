@@ -441,8 +441,8 @@ fn print_event(event: &serde_json::Value) {
     let cpm = |key: &str| units(&event[key]);
     println!(
         "{:>8}  {:<13}  {:<7}  {:<16}  {:>10}  {:>10}  {}/{}{}",
-        event["seq"],
-        event["time_ms"],
+        event["seq"].as_u64().unwrap_or(0),
+        event["time_ms"].as_u64().unwrap_or(0),
         event["kind"].as_str().unwrap_or(""),
         event["bid"].as_str().unwrap_or(""),
         cpm("price_cpm_micros"),

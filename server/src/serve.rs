@@ -12,6 +12,12 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::lineup::Lineup;
 use crate::metrics::Metrics;
+use crate::money::account::{Accounts, Budget, DayClock};
+use crate::money::events::{EventLog, LogLimits};
+use crate::money::ledger::{Ledger, LedgerConfig};
+use crate::money::price::PriceKeys;
+use crate::money::token::NoticeKeys;
+use crate::money::{DEFAULT_EXCHANGE, Money, MoneySettings};
 use crate::recorder::{Recorder, RecordingSpec};
 use crate::runtime::{Runtime, StrategySettings};
 use crate::shard::{self, Shared};
@@ -50,7 +56,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
             budgets.push((tenant, budget));
         }
     }
-    let (mut ledger, money) = crate::money::start(&config, budgets)?;
+    let (mut ledger, money) = start_money(&config, budgets)?;
     let exe = std::env::current_exe().map_err(Error::io("finding the gavel executable"))?;
     let compiler =
         Compiler::start(runtime.clone(), exe).map_err(Error::io("starting the compile workers"))?;
@@ -139,6 +145,82 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
     Ok(())
 }
 
+/// Opens the money loop in `config.data_dir`: accounts with the stored
+/// `budgets`, the notice keys, the event log and the ledger thread. The
+/// caller stops the ledger after the cores are gone.
+pub fn start_money(
+    config: &Config,
+    budgets: Vec<(String, Budget)>,
+) -> Result<(Ledger, Arc<Money>), Error> {
+    let data_dir = &config.data_dir.0;
+    let accounts = Arc::new(Accounts::default());
+    for (tenant, budget) in budgets {
+        accounts.get(&tenant).set_budget(&budget);
+    }
+    let keys = NoticeKeys::open(data_dir).map_err(Error::io("reading the notice keys"))?;
+    let events_dir = data_dir.join("events");
+    let events = &config.events;
+    let log = EventLog::open(
+        &events_dir,
+        LogLimits {
+            file_bytes_max: events.log_file_bytes_max,
+            files_max: events.log_files_max,
+        },
+    )
+    .map_err(Error::io(format!(
+        "opening the event log in {}",
+        events_dir.display()
+    )))?;
+    let clock = DayClock {
+        day_ms: config.budget.day_length_s * 1000,
+        lead_per_mille: config.budget.pacing_lead_per_mille,
+    };
+    let ledger_path = data_dir.join("ledger.redb");
+    let ledger = Ledger::start(
+        &ledger_path,
+        accounts.clone(),
+        Box::new(log),
+        LedgerConfig {
+            reservation_ttl_ms: events.reservation_ttl_ms,
+            notice_ttl_ms: events.notice_ttl_ms,
+            queue_max: events.queue_max,
+            clock,
+        },
+    )
+    .map_err(Error::io(format!(
+        "opening the ledger {}",
+        ledger_path.display()
+    )))?;
+    let mut exchanges = vec![(DEFAULT_EXCHANGE.to_string(), None)];
+    for (name, exchange) in &config.exchanges {
+        // Validated with the config: both keys decode, or neither is set.
+        let keys = match (&exchange.encryption_key, &exchange.integrity_key) {
+            (Some(e), Some(i)) => Some(
+                PriceKeys::from_base64(e, i)
+                    .map_err(|e| Error::io(format!("exchange {name}"))(std::io::Error::other(e)))?,
+            ),
+            _ => None,
+        };
+        exchanges.push((name.clone(), keys));
+    }
+    let settings = MoneySettings {
+        public_url: events.public_url(config.bid.listen),
+        notice_ttl_ms: events.notice_ttl_ms,
+        clock,
+        currency: config.bid.currency.clone(),
+        exchanges,
+        events_dir,
+    };
+    let money = Arc::new(Money::new(
+        accounts,
+        keys,
+        ledger.handle(),
+        ledger.boot,
+        settings,
+    ));
+    Ok((ledger, money))
+}
+
 /// First run on an empty data directory: one demo tenant per example
 /// strategy, named after it, an operator token and one token per tenant.
 /// The tokens are written to `demo-tokens.txt` (owner-only) and never
@@ -171,7 +253,7 @@ fn seed_demo(tenants: &Tenants, auth: &Auth, data_dir: &Path) -> Result<(), Erro
     }
     let path = data_dir.join("demo-tokens.txt");
     // Owner-only from its first byte: the file is created with mode 0600.
-    crate::store::write_atomic_mode(&path, lines.as_bytes(), 0o600)
+    crate::durable::write_atomic_mode(&path, lines.as_bytes(), 0o600)
         .map_err(Error::io(format!("writing {}", path.display())))?;
     tracing::info!(
         tenants = gavel_strategies::EXAMPLES.len(),

@@ -214,6 +214,11 @@ impl EventSink for EventLog {
     }
 }
 
+/// Events one read looks at, at most: a tenant whose events are sparse in
+/// a large log gets a page with fewer events and a cursor further on, so
+/// no call scans the whole log.
+pub const SCAN_EVENTS_MAX: usize = 100_000;
+
 /// Events of `tenant` after `since`, at most `limit`, oldest first, and
 /// the cursor to ask with next (the last sequence number looked at).
 pub fn read(dir: &Path, tenant: &str, since: u64, limit: usize) -> io::Result<(Vec<Event>, u64)> {
@@ -229,6 +234,7 @@ pub fn read(dir: &Path, tenant: &str, since: u64, limit: usize) -> io::Result<(V
         .unwrap_or(0);
     let mut events = Vec::new();
     let mut cursor = since;
+    let mut scanned = 0;
     for (_, path) in &segments[start..] {
         let file = match File::open(path) {
             Ok(f) => f,
@@ -246,11 +252,15 @@ pub fn read(dir: &Path, tenant: &str, since: u64, limit: usize) -> io::Result<(V
                 continue;
             }
             cursor = event.seq;
+            scanned += 1;
             if event.tenant == tenant {
                 events.push(event);
                 if events.len() >= limit {
                     return Ok((events, cursor));
                 }
+            }
+            if scanned >= SCAN_EVENTS_MAX {
+                return Ok((events, cursor));
             }
         }
     }

@@ -451,17 +451,12 @@ impl State {
                 for (reply, _) in batch.replies {
                     let _ = reply.send(Err(error.clone()));
                 }
-                // The totals cached for this batch were not written: reload.
-                self.reload_totals_from_accounts();
+                // The totals cached for this batch were not written: the
+                // next batch reads them from the database again.
+                self.totals.clear();
                 Err(e.into())
             }
         }
-    }
-
-    /// After a failed commit the accounts still hold the last committed
-    /// numbers; nothing to undo there (deltas are applied after commits).
-    fn reload_totals_from_accounts(&mut self) {
-        self.totals.clear();
     }
 
     /// The stored totals of `tenant`, cached for this batch.
@@ -647,26 +642,18 @@ impl State {
                 tenant: r.tenant.clone(),
                 amount: r.amount_micros,
             });
-            batch.events.push(Event {
-                seq: 0,
-                time_ms: now,
-                kind: EventKind::Expired,
+            let claims = Claims {
+                time_ms: r.time_ms,
+                price_cpm_micros: r.price_cpm_micros,
                 tenant: r.tenant,
                 exchange: r.exchange,
                 request: r.request,
                 imp: r.imp,
                 bid,
-                price_cpm_micros: r.price_cpm_micros,
-                clearing_cpm_micros: None,
-                amount_micros: r.amount_micros,
-                duplicate: false,
-                late: false,
-                loss_reason: None,
-                min_to_win_cpm_micros: None,
-                strategy_nurl: None,
-                strategy_burl: None,
-                strategy_lurl: None,
-            });
+            };
+            batch
+                .events
+                .push(event_of(EventKind::Expired, &claims, now, r.amount_micros));
         }
         Ok(())
     }

@@ -36,16 +36,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use gavel_schemas::openrtb::BidRequest;
 
-use crate::auction::Winner;
+use crate::auction::{BidNotice, Winner};
 use crate::runtime::{NoBidReason, TenantSlot};
 
-use crate::config::Config;
-use crate::error::Error;
-use account::{Account, Accounts, Budget, DayClock, Refusal};
+use account::{Account, Accounts, DayClock, Refusal};
 use amount::{cpm_micros, impression_cost_ceil};
-use events::{EventLog, LogLimits};
 use ledger::{Applied, BidRecord, LedgerHandle, Notice, NoticeKind};
-use ledger::{Ledger, LedgerConfig};
 use price::{PriceError, PriceKeys};
 use token::{Claims, ClaimsRef, ID_BYTES_MAX, NoticeKeys, TokenError};
 
@@ -178,15 +174,6 @@ impl std::fmt::Debug for Money {
             .field("boot", &self.boot)
             .finish_non_exhaustive()
     }
-}
-
-/// The notice URLs and id of one returned bid (reused buffers).
-#[derive(Debug, Default)]
-pub struct BidNotice {
-    pub id: String,
-    pub nurl: String,
-    pub burl: String,
-    pub lurl: String,
 }
 
 /// The query of a notice URL. Unknown parameters are ignored: exchanges
@@ -394,82 +381,6 @@ impl Money {
             }
         }
     }
-}
-
-/// Opens the money loop in `config.data_dir`: accounts with the stored
-/// `budgets`, the notice keys, the event log and the ledger thread. The
-/// caller stops the ledger after the cores are gone.
-pub fn start(
-    config: &Config,
-    budgets: Vec<(String, Budget)>,
-) -> Result<(Ledger, Arc<Money>), Error> {
-    let data_dir = &config.data_dir.0;
-    let accounts = Arc::new(Accounts::default());
-    for (tenant, budget) in budgets {
-        accounts.get(&tenant).set_budget(&budget);
-    }
-    let keys = NoticeKeys::open(data_dir).map_err(Error::io("reading the notice keys"))?;
-    let events_dir = data_dir.join("events");
-    let events = &config.events;
-    let log = EventLog::open(
-        &events_dir,
-        LogLimits {
-            file_bytes_max: events.log_file_bytes_max,
-            files_max: events.log_files_max,
-        },
-    )
-    .map_err(Error::io(format!(
-        "opening the event log in {}",
-        events_dir.display()
-    )))?;
-    let clock = DayClock {
-        day_ms: config.budget.day_length_s * 1000,
-        lead_per_mille: config.budget.pacing_lead_per_mille,
-    };
-    let ledger_path = data_dir.join("ledger.redb");
-    let ledger = Ledger::start(
-        &ledger_path,
-        accounts.clone(),
-        Box::new(log),
-        LedgerConfig {
-            reservation_ttl_ms: events.reservation_ttl_ms,
-            notice_ttl_ms: events.notice_ttl_ms,
-            queue_max: events.queue_max,
-            clock,
-        },
-    )
-    .map_err(Error::io(format!(
-        "opening the ledger {}",
-        ledger_path.display()
-    )))?;
-    let mut exchanges = vec![(DEFAULT_EXCHANGE.to_string(), None)];
-    for (name, exchange) in &config.exchanges {
-        // Validated with the config: both keys decode, or neither is set.
-        let keys = match (&exchange.encryption_key, &exchange.integrity_key) {
-            (Some(e), Some(i)) => Some(
-                PriceKeys::from_base64(e, i)
-                    .map_err(|e| Error::io(format!("exchange {name}"))(std::io::Error::other(e)))?,
-            ),
-            _ => None,
-        };
-        exchanges.push((name.clone(), keys));
-    }
-    let settings = MoneySettings {
-        public_url: events.public_url(config.bid.listen),
-        notice_ttl_ms: events.notice_ttl_ms,
-        clock,
-        currency: config.bid.currency.clone(),
-        exchanges,
-        events_dir,
-    };
-    let money = Arc::new(Money::new(
-        accounts,
-        keys,
-        ledger.handle(),
-        ledger.boot,
-        settings,
-    ));
-    Ok((ledger, money))
 }
 
 /// One core's side of the money loop: bid ids, tokens and notice URLs,

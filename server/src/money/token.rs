@@ -196,7 +196,7 @@ impl NoticeKeys {
         stored.keys.sort_by_key(|k| std::cmp::Reverse(k.id));
         stored.keys.truncate(KEYS_KEPT);
         let bytes = serde_json::to_vec_pretty(&stored).map_err(io::Error::other)?;
-        crate::store::write_atomic_mode(&self.path, &bytes, 0o600)?;
+        crate::durable::write_atomic_mode(&self.path, &bytes, 0o600)?;
         Self::from_stored(&stored, self.path.clone())
     }
 
