@@ -19,7 +19,7 @@ caller_dir=$PWD
 cd "$(dirname "$0")"
 fuzz_dir=$PWD
 
-targets=(json_request flatbuffers_request strategy_bids capture_reader http_head strategy_answer module_structure)
+targets=(json_request flatbuffers_request strategy_bids capture_reader http_head strategy_answer module_structure notice)
 
 # Largest input per target. Real requests are 1-10 KB and answers smaller;
 # 64 KiB leaves room for every structure the decoders have while keeping
@@ -32,6 +32,8 @@ max_len_bytes() {
         # A head is at most 16 KiB on either port; a little more tests the limit.
         http_head) echo 20000 ;;
         strategy_answer | module_structure) echo 65536 ;;
+        # A token is at most 2,048 characters; a little more tests the limit.
+        notice) echo 4096 ;;
         *) echo "unknown target '$1'; targets: ${targets[*]}" >&2; exit 2 ;;
     esac
 }

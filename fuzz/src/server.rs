@@ -8,6 +8,9 @@
 use std::sync::OnceLock;
 
 use gavel::http::{self, HeadLimits};
+use gavel::money::amount::parse_decimal_micros;
+use gavel::money::price::{PriceKeys, clearing_cpm_micros};
+use gavel::money::token::{ClaimsRef, NoticeKeys};
 use gavel::runtime::answer::{Answer, Rules};
 use gavel::runtime::validate::{self, ModuleLimits};
 use gavel_schemas::json::Encoder;
@@ -197,4 +200,104 @@ pub fn module_structure(bytes: &[u8]) -> Verdict {
             Verdict::Rejected
         }
     }
+}
+
+/// The notice keys `notice` verifies with: one fixed key (bytes 0..32, id
+/// 1), so that the committed corpus can hold tokens it accepts.
+fn notice_keys() -> &'static NoticeKeys {
+    static KEYS: OnceLock<NoticeKeys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("gavel-fuzz-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let secret: Vec<u8> = (0..32).collect();
+        let file = serde_json::json!({
+            "keys": [{ "id": 1, "secret": hex::encode(secret), "created_unix_s": 0 }]
+        });
+        std::fs::write(dir.join("notice-keys.json"), file.to_string()).expect("key file");
+        let keys = NoticeKeys::open(&dir).expect("fixed key");
+        let _ = std::fs::remove_dir_all(&dir);
+        keys
+    })
+}
+
+/// The price-encryption scheme's published sample keys.
+fn price_keys() -> &'static PriceKeys {
+    static KEYS: OnceLock<PriceKeys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        PriceKeys::from_base64(
+            "skU7Ax_NL5pPAFyKdkfZjZz2-VhIN8bjj1rVFOaJ_5o=",
+            "arO23ykdNqUQ5LEoQ0FVmPkBd7xB5CO89PDZlSjpFxo=",
+        )
+        .expect("sample keys")
+    })
+}
+
+/// `notice`: what a win, billing or loss notice carries, as the bid port
+/// reads it. The first byte picks the part; the rest is its text.
+///
+/// - 0, a token: an accepted token is canonical. Signing its claims again
+///   with the same key gives back the same text, byte for byte, so no two
+///   spellings name one bid (and no altered token verifies).
+/// - 1, a clear price: an accepted price is exact and non-negative; its
+///   micros printed back with six decimals parse to the same micros.
+/// - 2, an encrypted price: one that passes its integrity check decrypts
+///   to micros that, encrypted again under its own IV, give the same text
+///   (without padding).
+pub fn notice(bytes: &[u8]) -> Verdict {
+    let Some((&part, rest)) = bytes.split_first() else {
+        return Verdict::Rejected;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return Verdict::Rejected;
+    };
+    match part % 3 {
+        0 => match notice_keys().verify(text) {
+            Ok(claims) => {
+                let (mut payload, mut again) = (Vec::new(), String::new());
+                notice_keys().sign(
+                    &ClaimsRef {
+                        time_ms: claims.time_ms,
+                        price_cpm_micros: claims.price_cpm_micros,
+                        tenant: &claims.tenant,
+                        exchange: &claims.exchange,
+                        request: &claims.request,
+                        imp: &claims.imp,
+                        bid: &claims.bid,
+                    },
+                    &mut payload,
+                    &mut again,
+                );
+                assert_eq!(again, text, "an accepted token is not canonical");
+                Verdict::Accepted
+            }
+            Err(_) => Verdict::Rejected,
+        },
+        1 => match clearing_cpm_micros(text, None) {
+            Ok(micros) => {
+                assert!(micros >= 0, "negative price {micros}");
+                let printed = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+                assert_eq!(parse_decimal_micros(&printed), Some(micros), "{text:?}");
+                Verdict::Accepted
+            }
+            Err(_) => Verdict::Rejected,
+        },
+        _ => match price_keys().decrypt(text) {
+            Ok(micros) => {
+                let trimmed = text.trim_end_matches('=');
+                let raw = base64_iv(trimmed);
+                assert_eq!(price_keys().encrypt(micros, raw), trimmed, "{text:?}");
+                Verdict::Accepted
+            }
+            Err(_) => Verdict::Rejected,
+        },
+    }
+}
+
+/// The IV (first 16 bytes) of a web-safe base64 ciphertext that decrypted.
+fn base64_iv(text: &str) -> [u8; 16] {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .expect("it decrypted, so it decodes");
+    bytes[..16].try_into().expect("28 bytes")
 }

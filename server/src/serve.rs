@@ -203,6 +203,12 @@ pub fn start_money(
         };
         exchanges.push((name.clone(), keys));
     }
+    if events.public_url.is_none() && config.bid.listen.ip().is_unspecified() {
+        tracing::warn!(
+            listen = %config.bid.listen,
+            "notice URLs will name an unspecified address: set events.public_url to the address exchanges reach"
+        );
+    }
     let settings = MoneySettings {
         public_url: events.public_url(config.bid.listen),
         notice_ttl_ms: events.notice_ttl_ms,

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::account::{Accounts, DayClock};
 use super::amount::impression_cost;
 use super::events::{Event, EventKind, EventSink};
-use super::token::Claims;
+use super::token::{Claims, read_signed};
 use super::unix_ms;
 
 /// bid id -> reservation.
@@ -92,14 +92,55 @@ struct Totals {
     late_wins: u64,
 }
 
-/// A bid just returned, its price already reserved on the account.
+/// A bid just returned, its price already reserved on the account. Two
+/// allocations at most: the bid path only copies bytes it already has.
 #[derive(Debug)]
 pub struct BidRecord {
-    pub claims: Claims,
+    /// The bid's token as signed on the core (payload and tag): the ledger
+    /// reads the claims from it, off the bid path.
+    pub signed: Vec<u8>,
     pub amount_micros: i64,
-    pub strategy_nurl: Option<String>,
-    pub strategy_burl: Option<String>,
-    pub strategy_lurl: Option<String>,
+    pub strategy_urls: StrategyUrls,
+}
+
+/// The strategy's own `nurl`, `burl` and `lurl`, in one buffer; an empty
+/// one is absent.
+#[derive(Debug, Default)]
+pub struct StrategyUrls {
+    text: String,
+    nurl_end: usize,
+    burl_end: usize,
+}
+
+impl StrategyUrls {
+    pub fn new(nurl: Option<&str>, burl: Option<&str>, lurl: Option<&str>) -> Self {
+        let (nurl, burl, lurl) = (
+            nurl.unwrap_or_default(),
+            burl.unwrap_or_default(),
+            lurl.unwrap_or_default(),
+        );
+        let mut text = String::with_capacity(nurl.len() + burl.len() + lurl.len());
+        text.push_str(nurl);
+        text.push_str(burl);
+        text.push_str(lurl);
+        Self {
+            text,
+            nurl_end: nurl.len(),
+            burl_end: nurl.len() + burl.len(),
+        }
+    }
+
+    /// `nurl`, `burl`, `lurl`.
+    fn parts(&self) -> [Option<String>; 3] {
+        let part = |range: std::ops::Range<usize>| {
+            Some(self.text[range].to_string()).filter(|s| !s.is_empty())
+        };
+        [
+            part(0..self.nurl_end),
+            part(self.nurl_end..self.burl_end),
+            part(self.burl_end..self.text.len()),
+        ]
+    }
 }
 
 /// Which notice.
@@ -483,7 +524,15 @@ impl State {
         now: u64,
         batch: &mut Batch,
     ) -> Result<(), redb::Error> {
-        let claims = &record.claims;
+        let claims = match read_signed(&record.signed) {
+            Ok(claims) => claims,
+            Err(e) => {
+                // Bytes this process signed a moment ago: a bug, never input.
+                tracing::error!(error = %e, "a bid record does not read back");
+                return Ok(());
+            }
+        };
+        let claims = &claims;
         let row = Reservation {
             tenant: claims.tenant.clone(),
             exchange: claims.exchange.clone(),
@@ -507,9 +556,11 @@ impl State {
             .bids
             .store(totals.bids, std::sync::atomic::Ordering::Relaxed);
         let mut event = event_of(EventKind::Bid, claims, now, record.amount_micros);
-        event.strategy_nurl = record.strategy_nurl;
-        event.strategy_burl = record.strategy_burl;
-        event.strategy_lurl = record.strategy_lurl;
+        [
+            event.strategy_nurl,
+            event.strategy_burl,
+            event.strategy_lurl,
+        ] = record.strategy_urls.parts();
         batch.events.push(event);
         Ok(())
     }

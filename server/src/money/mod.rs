@@ -41,9 +41,9 @@ use crate::runtime::{NoBidReason, TenantSlot};
 
 use account::{Account, Accounts, DayClock, Refusal};
 use amount::{cpm_micros, impression_cost_ceil};
-use ledger::{Applied, BidRecord, LedgerHandle, Notice, NoticeKind};
+use ledger::{Applied, BidRecord, LedgerHandle, Notice, NoticeKind, StrategyUrls};
 use price::{PriceError, PriceKeys};
-use token::{Claims, ClaimsRef, ID_BYTES_MAX, NoticeKeys, TokenError};
+use token::{ClaimsRef, ID_BYTES_MAX, NoticeKeys, TokenError};
 
 /// The exchange of requests sent to plain `/bid`.
 pub const DEFAULT_EXCHANGE: &str = "default";
@@ -327,7 +327,7 @@ impl Money {
         );
         let gauges: [Amount; 2] = [
             (
-                "gavel_tenant_spent_micros",
+                "gavel_tenant_spent_micros_total",
                 "counter",
                 "Settled spend, micros of the bidder's currency.",
                 |a| a.spent(),
@@ -480,19 +480,9 @@ impl CoreMoney {
                 .sign(&claims, &mut self.payload, &mut self.token);
             let offered = slot.answer().bid(&winner.bid);
             let record = BidRecord {
-                claims: Claims {
-                    time_ms: now_ms,
-                    price_cpm_micros: price,
-                    tenant: claims.tenant.to_string(),
-                    exchange: exchange_name.to_string(),
-                    request: request_id.to_string(),
-                    imp: imp_id.to_string(),
-                    bid: notice.id.clone(),
-                },
+                signed: self.payload.clone(),
                 amount_micros: amount,
-                strategy_nurl: offered.nurl().map(String::from),
-                strategy_burl: offered.burl().map(String::from),
-                strategy_lurl: offered.lurl().map(String::from),
+                strategy_urls: StrategyUrls::new(offered.nurl(), offered.burl(), offered.lurl()),
             };
             if money.ledger.bid(record).is_err() {
                 account.release(amount);
@@ -503,17 +493,16 @@ impl CoreMoney {
                 return false;
             }
             let base = &money.settings.public_url;
-            let token = &self.token;
             for (url, kind) in [
-                (&mut notice.nurl, "win"),
-                (&mut notice.burl, "bill"),
-                (&mut notice.lurl, "loss"),
+                (&mut notice.nurl, "/v1/events/win?t="),
+                (&mut notice.burl, "/v1/events/bill?t="),
+                (&mut notice.lurl, "/v1/events/loss?t="),
             ] {
                 url.clear();
-                let _ = write!(
-                    url,
-                    "{base}/v1/events/{kind}?t={token}&p=${{AUCTION_PRICE}}"
-                );
+                url.push_str(base);
+                url.push_str(kind);
+                url.push_str(&self.token);
+                url.push_str("&p=${AUCTION_PRICE}");
             }
             notice
                 .lurl

@@ -206,7 +206,8 @@ impl NoticeKeys {
     }
 
     /// Signs `claims` with the newest key, appending the token to `out`.
-    /// `scratch` holds the payload (reused, no allocation once warm).
+    /// `scratch` is left holding the signed bytes (payload and tag; reused,
+    /// no allocation once warm), which [`read_signed`] reads back.
     pub fn sign(&self, claims: &ClaimsRef<'_>, scratch: &mut Vec<u8>, out: &mut String) {
         let key = &self.keys[0];
         scratch.clear();
@@ -256,30 +257,50 @@ impl NoticeKeys {
         // Constant time: a forger learns nothing from how long it took.
         mac.verify_truncated_left(tag)
             .map_err(|_| TokenError::Forged)?;
-        let time_ms = u64::from_be_bytes(payload[5..13].try_into().expect("8 bytes"));
-        let price_cpm_micros = i64::from_be_bytes(payload[13..21].try_into().expect("8 bytes"));
-        let mut rest = &payload[FIXED_BYTES..];
-        let mut field = || -> Result<String, TokenError> {
-            let (len, tail) = rest.split_first_chunk::<2>().ok_or(TokenError::Malformed)?;
-            let len = usize::from(u16::from_be_bytes(*len));
-            let (text, tail) = tail.split_at_checked(len).ok_or(TokenError::Malformed)?;
-            rest = tail;
-            String::from_utf8(text.to_vec()).map_err(|_| TokenError::Malformed)
-        };
-        let claims = Claims {
-            time_ms,
-            price_cpm_micros,
-            tenant: field()?,
-            exchange: field()?,
-            request: field()?,
-            imp: field()?,
-            bid: field()?,
-        };
-        if !rest.is_empty() {
-            return Err(TokenError::Malformed);
-        }
-        Ok(claims)
+        read_payload(payload)
     }
+}
+
+/// The claims in a payload this process signed itself (the bytes
+/// [`NoticeKeys::sign`] leaves in its scratch buffer, tag included): the
+/// ledger reads a bid's record from them without checking the MAC again.
+pub fn read_signed(signed: &[u8]) -> Result<Claims, TokenError> {
+    let payload = signed
+        .len()
+        .checked_sub(TAG_BYTES)
+        .map(|end| &signed[..end])
+        .ok_or(TokenError::Malformed)?;
+    if payload.len() < FIXED_BYTES || payload[0] != VERSION {
+        return Err(TokenError::Malformed);
+    }
+    read_payload(payload)
+}
+
+/// The claims of a payload whose form (version, length) is checked.
+fn read_payload(payload: &[u8]) -> Result<Claims, TokenError> {
+    let time_ms = u64::from_be_bytes(payload[5..13].try_into().expect("8 bytes"));
+    let price_cpm_micros = i64::from_be_bytes(payload[13..21].try_into().expect("8 bytes"));
+    let mut rest = &payload[FIXED_BYTES..];
+    let mut field = || -> Result<String, TokenError> {
+        let (len, tail) = rest.split_first_chunk::<2>().ok_or(TokenError::Malformed)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let (text, tail) = tail.split_at_checked(len).ok_or(TokenError::Malformed)?;
+        rest = tail;
+        String::from_utf8(text.to_vec()).map_err(|_| TokenError::Malformed)
+    };
+    let claims = Claims {
+        time_ms,
+        price_cpm_micros,
+        tenant: field()?,
+        exchange: field()?,
+        request: field()?,
+        imp: field()?,
+        bid: field()?,
+    };
+    if !rest.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    Ok(claims)
 }
 
 #[cfg(test)]
