@@ -38,15 +38,12 @@ use super::events::{Event, EventKind, EventSink};
 use super::token::{Claims, read_signed};
 use super::unix_ms;
 
-/// bid id -> reservation.
-const RESERVATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("reservations");
-/// (expiry ms, bid id): reservations in the order they expire.
-const RESERVATION_EXPIRY: TableDefinition<(u64, &str), ()> =
-    TableDefinition::new("reservation_expiry");
-/// bid id -> the notice that closed it (1 settled, 2 lost).
-const CLOSED: TableDefinition<&str, u8> = TableDefinition::new("closed");
-/// (token expiry ms, bid id): when a closed bid can be forgotten.
-const CLOSED_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("closed_expiry");
+/// (bid time ms, bid id) -> reservation. Keyed by the time in the bid's
+/// token, so a notice finds its row and expiry is a range scan.
+const RESERVATIONS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("reservations");
+/// (bid time ms, bid id) -> the notice that closed it (1 settled, 2 lost),
+/// kept while the bid's token is valid.
+const CLOSED: TableDefinition<(u64, &str), u8> = TableDefinition::new("closed");
 /// tenant -> its totals.
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 /// name -> value: `boot`, the number of starts.
@@ -74,7 +71,6 @@ struct Reservation {
     imp: String,
     price_cpm_micros: i64,
     amount_micros: i64,
-    time_ms: u64,
 }
 
 /// A tenant's totals as stored.
@@ -245,6 +241,11 @@ impl LedgerHandle {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Full),
         }
+    }
+
+    /// Entries waiting for the ledger thread.
+    pub fn queued(&self) -> usize {
+        self.entries.len()
     }
 
     /// Queues a notice; the answer comes once it is durable.
@@ -425,15 +426,11 @@ impl State {
         let mut pending_replies = Vec::new();
         {
             let mut reservations = txn.open_table(RESERVATIONS)?;
-            let mut expiry = txn.open_table(RESERVATION_EXPIRY)?;
             let mut closed = txn.open_table(CLOSED)?;
-            let mut closed_expiry = txn.open_table(CLOSED_EXPIRY)?;
             let mut tenants = txn.open_table(TENANTS)?;
             let mut tables = Tables {
                 reservations: &mut reservations,
-                expiry: &mut expiry,
                 closed: &mut closed,
-                closed_expiry: &mut closed_expiry,
                 tenants: &mut tenants,
             };
             for entry in entries.drain(..) {
@@ -540,14 +537,11 @@ impl State {
             imp: claims.imp.clone(),
             price_cpm_micros: claims.price_cpm_micros,
             amount_micros: record.amount_micros,
-            time_ms: claims.time_ms,
         };
         let bytes = serde_json::to_vec(&row).unwrap_or_default();
         tables
             .reservations
-            .insert(claims.bid.as_str(), bytes.as_slice())?;
-        let expires = claims.time_ms + self.config.reservation_ttl_ms;
-        tables.expiry.insert((expires, claims.bid.as_str()), ())?;
+            .insert((claims.time_ms, claims.bid.as_str()), bytes.as_slice())?;
         let totals = Self::totals(&mut self.totals, tables, &claims.tenant)?;
         totals.bids += 1;
         self.accounts
@@ -573,7 +567,7 @@ impl State {
         batch: &mut Batch,
     ) -> Result<Applied, redb::Error> {
         let claims = &notice.claims;
-        let bid = claims.bid.as_str();
+        let key = (claims.time_ms, claims.bid.as_str());
         let kind = match notice.kind {
             NoticeKind::Win => EventKind::Win,
             NoticeKind::Bill => EventKind::Bill,
@@ -585,7 +579,7 @@ impl State {
         event.clearing_cpm_micros = notice.clearing_cpm_micros;
         event.loss_reason = notice.loss_reason;
         event.min_to_win_cpm_micros = notice.min_to_win_cpm_micros;
-        if tables.closed.get(bid)?.is_some() {
+        if tables.closed.get(key)?.is_some() {
             totals.duplicates += 1;
             store(&account.counts.duplicates, totals.duplicates);
             event.duplicate = true;
@@ -594,18 +588,14 @@ impl State {
         }
         let reservation = tables
             .reservations
-            .remove(bid)?
+            .remove(key)?
             .and_then(|v| serde_json::from_slice::<Reservation>(v.value()).ok());
         if let Some(r) = &reservation {
-            tables
-                .expiry
-                .remove((r.time_ms + self.config.reservation_ttl_ms, bid))?;
             batch.deltas.push(Delta::Release {
                 tenant: claims.tenant.clone(),
                 amount: r.amount_micros,
             });
         }
-        let forget_at = claims.time_ms + self.config.notice_ttl_ms;
         let applied = match notice.kind {
             NoticeKind::Win | NoticeKind::Bill => {
                 // Never more than the bid: an exchange reporting a higher
@@ -639,13 +629,13 @@ impl State {
                     cost,
                 });
                 event.amount_micros = cost;
-                tables.closed.insert(bid, CLOSED_SETTLED)?;
+                tables.closed.insert(key, CLOSED_SETTLED)?;
                 Applied::Settled
             }
             NoticeKind::Loss => {
                 totals.losses += 1;
                 store(&account.counts.losses, totals.losses);
-                tables.closed.insert(bid, CLOSED_LOST)?;
+                tables.closed.insert(key, CLOSED_LOST)?;
                 match &reservation {
                     Some(r) => {
                         event.amount_micros = r.amount_micros;
@@ -655,7 +645,6 @@ impl State {
                 }
             }
         };
-        tables.closed_expiry.insert((forget_at, bid), ())?;
         batch.events.push(event);
         Ok(applied)
     }
@@ -667,18 +656,12 @@ impl State {
         now: u64,
         batch: &mut Batch,
     ) -> Result<(), redb::Error> {
-        let due: Vec<(u64, String)> = tables
-            .expiry
-            .range(..(now, ""))?
-            .take(SWEEP_MAX)
-            .filter_map(|row| {
-                row.ok()
-                    .map(|(k, _)| (k.value().0, k.value().1.to_string()))
-            })
-            .collect();
-        for (at, bid) in due {
-            tables.expiry.remove((at, bid.as_str()))?;
-            let Some(row) = tables.reservations.remove(bid.as_str())? else {
+        let due = due_keys(
+            tables.reservations,
+            now.saturating_sub(self.config.reservation_ttl_ms),
+        )?;
+        for (time_ms, bid) in due {
+            let Some(row) = tables.reservations.remove((time_ms, bid.as_str()))? else {
                 continue;
             };
             let Ok(r) = serde_json::from_slice::<Reservation>(row.value()) else {
@@ -694,7 +677,7 @@ impl State {
                 amount: r.amount_micros,
             });
             let claims = Claims {
-                time_ms: r.time_ms,
+                time_ms,
                 price_cpm_micros: r.price_cpm_micros,
                 tenant: r.tenant,
                 exchange: r.exchange,
@@ -709,23 +692,30 @@ impl State {
         Ok(())
     }
 
-    /// Forgets closed bids whose tokens have expired.
+    /// Forgets closed bids whose tokens have expired: no notice for them
+    /// can be accepted any more.
     fn forget_closed(&mut self, tables: &mut Tables<'_, '_>, now: u64) -> Result<(), redb::Error> {
-        let due: Vec<(u64, String)> = tables
-            .closed_expiry
-            .range(..(now, ""))?
-            .take(SWEEP_MAX)
-            .filter_map(|row| {
-                row.ok()
-                    .map(|(k, _)| (k.value().0, k.value().1.to_string()))
-            })
-            .collect();
-        for (at, bid) in due {
-            tables.closed_expiry.remove((at, bid.as_str()))?;
-            tables.closed.remove(bid.as_str())?;
+        let due = due_keys(tables.closed, now.saturating_sub(self.config.notice_ttl_ms))?;
+        for (time_ms, bid) in due {
+            tables.closed.remove((time_ms, bid.as_str()))?;
         }
         Ok(())
     }
+}
+
+/// The keys of bids made before `before` ms, oldest first, at most
+/// [`SWEEP_MAX`].
+fn due_keys<V: redb::Value + 'static>(
+    table: &redb::Table<'_, (u64, &'static str), V>,
+    before: u64,
+) -> Result<Vec<(u64, String)>, redb::Error> {
+    let mut due = Vec::new();
+    for row in table.range(..(before, ""))?.take(SWEEP_MAX) {
+        let (key, _) = row?;
+        let (time_ms, bid) = key.value();
+        due.push((time_ms, bid.to_string()));
+    }
+    Ok(due)
 }
 
 fn store(counter: &std::sync::atomic::AtomicU64, value: u64) {
@@ -757,9 +747,7 @@ fn event_of(kind: EventKind, claims: &Claims, now: u64, amount_micros: i64) -> E
 
 /// The tables of one write transaction.
 struct Tables<'a, 't> {
-    reservations: &'a mut redb::Table<'t, &'static str, &'static [u8]>,
-    expiry: &'a mut redb::Table<'t, (u64, &'static str), ()>,
-    closed: &'a mut redb::Table<'t, &'static str, u8>,
-    closed_expiry: &'a mut redb::Table<'t, (u64, &'static str), ()>,
+    reservations: &'a mut redb::Table<'t, (u64, &'static str), &'static [u8]>,
+    closed: &'a mut redb::Table<'t, (u64, &'static str), u8>,
     tenants: &'a mut redb::Table<'t, &'static str, &'static [u8]>,
 }

@@ -216,6 +216,11 @@ impl Money {
         self.exchange_index.get(name).copied()
     }
 
+    /// Bids and notices waiting for the ledger thread.
+    pub fn ledger_queued(&self) -> usize {
+        self.ledger.queued()
+    }
+
     /// Rotates the notice signing key; tokens already out stay valid.
     pub fn rotate_keys(&self) -> std::io::Result<u32> {
         let rotated = self.keys.load().rotate()?;
@@ -318,6 +323,9 @@ impl Money {
             "gavel_bids_dropped_total{{reason=\"long_id\"}} {}",
             self.counters.bids_dropped_long_id.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP gavel_ledger_queue_depth Bids and notices waiting for the ledger thread (events.queue_max).\n");
+        out.push_str("# TYPE gavel_ledger_queue_depth gauge\n");
+        let _ = writeln!(out, "gavel_ledger_queue_depth {}", self.ledger.queued());
         let accounts = self.accounts.all();
         type Amount = (
             &'static str,
