@@ -25,9 +25,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use futures_channel::oneshot;
 use redb::{Database, Durability, ReadableTable as _, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -55,8 +55,11 @@ const CLOSED_LOST: u8 = 2;
 /// Entries applied per transaction at most.
 const BATCH_MAX: usize = 4096;
 
-/// How often the thread wakes to expire reservations when idle.
+/// How often an idle ledger expires reservations (and commits).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long an idle ledger sleeps before it looks at its queue again.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Expired rows handled per batch at most, so a backlog never makes one
 /// commit huge.
@@ -390,16 +393,25 @@ struct Batch {
 }
 
 impl State {
+    /// Polls the queue rather than blocking on it: a sender then never has
+    /// to wake this thread (a futex call per winning bid); an idle ledger
+    /// costs a wake-up per [`POLL_INTERVAL`], and a notice waits at most
+    /// that long before its batch starts.
     fn run(&mut self, queue: &Receiver<Entry>) {
         let mut entries = Vec::with_capacity(BATCH_MAX);
+        let mut next_sweep = Instant::now();
         loop {
             let mut stop = false;
-            match queue.recv_timeout(SWEEP_INTERVAL) {
-                Ok(entry) => entries.push(entry),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => stop = true,
+            entries.extend(queue.try_iter().take(BATCH_MAX));
+            if entries.is_empty() {
+                if let Err(TryRecvError::Disconnected) = queue.try_recv() {
+                    stop = true;
+                } else if Instant::now() < next_sweep {
+                    std::thread::sleep(POLL_INTERVAL);
+                    continue;
+                }
             }
-            entries.extend(queue.try_iter().take(BATCH_MAX - entries.len()));
+            next_sweep = Instant::now() + SWEEP_INTERVAL;
             if let Some(at) = entries.iter().position(|e| matches!(e, Entry::Stop)) {
                 // Everything queued before the stop is applied.
                 entries.truncate(at);
@@ -424,6 +436,7 @@ impl State {
         txn.set_durability(Durability::Immediate)
             .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
         let mut pending_replies = Vec::new();
+        let forgotten;
         {
             let mut reservations = txn.open_table(RESERVATIONS)?;
             let mut closed = txn.open_table(CLOSED)?;
@@ -444,11 +457,16 @@ impl State {
                 }
             }
             self.expire(&mut tables, now, &mut batch)?;
-            self.forget_closed(&mut tables, now)?;
+            forgotten = self.forget_closed(&mut tables, now)?;
             for (tenant, totals) in self.totals.drain() {
                 let bytes = serde_json::to_vec(&totals).unwrap_or_default();
                 tables.tenants.insert(tenant.as_str(), bytes.as_slice())?;
             }
+        }
+        if batch.events.is_empty() && pending_replies.is_empty() && forgotten == 0 {
+            // An idle sweep that found nothing: no commit, no fsync.
+            txn.abort()?;
+            return Ok(());
         }
         batch.replies = pending_replies;
         let mut sink_error = None;
@@ -694,12 +712,16 @@ impl State {
 
     /// Forgets closed bids whose tokens have expired: no notice for them
     /// can be accepted any more.
-    fn forget_closed(&mut self, tables: &mut Tables<'_, '_>, now: u64) -> Result<(), redb::Error> {
+    fn forget_closed(
+        &mut self,
+        tables: &mut Tables<'_, '_>,
+        now: u64,
+    ) -> Result<usize, redb::Error> {
         let due = due_keys(tables.closed, now.saturating_sub(self.config.notice_ttl_ms))?;
-        for (time_ms, bid) in due {
-            tables.closed.remove((time_ms, bid.as_str()))?;
+        for (time_ms, bid) in &due {
+            tables.closed.remove((*time_ms, bid.as_str()))?;
         }
-        Ok(())
+        Ok(due.len())
     }
 }
 
