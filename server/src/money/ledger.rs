@@ -404,11 +404,14 @@ impl State {
             let mut stop = false;
             entries.extend(queue.try_iter().take(BATCH_MAX));
             if entries.is_empty() {
-                if let Err(TryRecvError::Disconnected) = queue.try_recv() {
-                    stop = true;
-                } else if Instant::now() < next_sweep {
-                    std::thread::sleep(POLL_INTERVAL);
-                    continue;
+                match queue.try_recv() {
+                    Ok(entry) => entries.push(entry),
+                    Err(TryRecvError::Disconnected) => stop = true,
+                    Err(TryRecvError::Empty) if Instant::now() < next_sweep => {
+                        std::thread::sleep(POLL_INTERVAL);
+                        continue;
+                    }
+                    Err(TryRecvError::Empty) => {}
                 }
             }
             next_sweep = Instant::now() + SWEEP_INTERVAL;
