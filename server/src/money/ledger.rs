@@ -8,14 +8,16 @@
 //! no notice -> released at expiry, counted
 //! ```
 //!
-//! Cores send bids and notices through one bounded queue. The thread takes
-//! whatever has queued (group commit), applies it in one write transaction,
+//! Cores send bid records and notices through two bounded queues (see
+//! [`LedgerHandle`]). The thread takes whatever has queued (group commit),
+//! applies it in one write transaction,
 //! appends the events, commits with `Durability::Immediate`, and only then
 //! updates the accounts the bid path reads and answers the notices. So a
 //! notice answered 204 is on disk: a crash never forgets a spend. What a
-//! crash can forget is bounded by one batch that was not yet committed:
-//! reservations (the bid's win, if it comes, still settles: its signed
-//! token proves the bid) and notices that were not answered yet.
+//! crash can forget is bounded by what was queued and not yet committed
+//! (at most `events.queue_max` bid records, about a millisecond's worth
+//! in steady state): reservations, whose bids' wins still settle when they
+//! come (the signed token proves the bid), and notices not yet answered.
 //!
 //! Every bid id that got a win, bill or loss is remembered until its token
 //! expires (`events.notice_ttl_ms`), so a second notice is a duplicate
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use futures_channel::oneshot;
 use redb::{Database, Durability, ReadableTable as _, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -58,7 +60,8 @@ const BATCH_MAX: usize = 4096;
 /// How often an idle ledger expires reservations (and commits).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
-/// How long an idle ledger sleeps before it looks at its queue again.
+/// How long the ledger waits for a notice before it takes the bid
+/// records queued meanwhile: a reservation is on disk within about this.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Expired rows handled per batch at most, so a backlog never makes one
@@ -211,8 +214,8 @@ pub struct LedgerError(String);
 
 pub type Reply = oneshot::Sender<Result<Applied, LedgerError>>;
 
-enum Entry {
-    Bid(Box<BidRecord>),
+/// What the ledger thread is woken for: notices, and the stop.
+enum Wake {
     Notice(Box<Notice>, Reply),
     Stop,
 }
@@ -226,10 +229,14 @@ pub struct LedgerConfig {
     pub clock: DayClock,
 }
 
-/// The cores' and the admin side's way into the ledger thread.
+/// The cores' and the admin side's way into the ledger thread: two
+/// bounded queues. Bid records are polled, so queueing one never wakes the
+/// thread (no futex call on the bid path); notices wake it, since an
+/// exchange waits for their answer.
 #[derive(Clone)]
 pub struct LedgerHandle {
-    entries: Sender<Entry>,
+    bids: Sender<BidRecord>,
+    wake: Sender<Wake>,
 }
 
 /// The queue to the ledger is full: it is behind.
@@ -240,15 +247,15 @@ impl LedgerHandle {
     /// Queues a bid's reservation record. `Err`: the ledger is behind; the
     /// caller releases the reservation and drops the bid.
     pub fn bid(&self, record: BidRecord) -> Result<(), Full> {
-        match self.entries.try_send(Entry::Bid(Box::new(record))) {
+        match self.bids.try_send(record) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Full),
         }
     }
 
-    /// Entries waiting for the ledger thread.
+    /// Bid records and notices waiting for the ledger thread.
     pub fn queued(&self) -> usize {
-        self.entries.len()
+        self.bids.len() + self.wake.len()
     }
 
     /// Queues a notice; the answer comes once it is durable.
@@ -257,10 +264,7 @@ impl LedgerHandle {
         notice: Notice,
     ) -> Result<oneshot::Receiver<Result<Applied, LedgerError>>, Full> {
         let (reply, answer) = oneshot::channel();
-        match self
-            .entries
-            .try_send(Entry::Notice(Box::new(notice), reply))
-        {
+        match self.wake.try_send(Wake::Notice(Box::new(notice), reply)) {
             Ok(()) => Ok(answer),
             Err(_) => Err(Full),
         }
@@ -291,7 +295,8 @@ impl Ledger {
     ) -> std::io::Result<Self> {
         let db = Database::create(path).map_err(db_error)?;
         let boot = restore(&db, &accounts).map_err(db_error)?;
-        let (entries, queue) = crossbeam_channel::bounded(config.queue_max);
+        let (bids, bid_queue) = crossbeam_channel::bounded(config.queue_max);
+        let (wake, wake_queue) = crossbeam_channel::bounded(config.queue_max);
         let mut state = State {
             db,
             accounts,
@@ -301,9 +306,9 @@ impl Ledger {
         };
         let thread = std::thread::Builder::new()
             .name("gavel-ledger".into())
-            .spawn(move || state.run(&queue))?;
+            .spawn(move || state.run(&bid_queue, &wake_queue))?;
         Ok(Self {
-            handle: LedgerHandle { entries },
+            handle: LedgerHandle { bids, wake },
             thread: Some(thread),
             boot,
         })
@@ -315,7 +320,7 @@ impl Ledger {
 
     /// Applies everything queued, commits, and stops the thread.
     pub fn stop(&mut self) {
-        let _ = self.handle.entries.send(Entry::Stop);
+        let _ = self.handle.wake.send(Wake::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -393,46 +398,52 @@ struct Batch {
 }
 
 impl State {
-    /// Polls the queue rather than blocking on it: a sender then never has
-    /// to wake this thread (a futex call per winning bid); an idle ledger
-    /// costs a wake-up per [`POLL_INTERVAL`], and a notice waits at most
-    /// that long before its batch starts.
-    fn run(&mut self, queue: &Receiver<Entry>) {
-        let mut entries = Vec::with_capacity(BATCH_MAX);
+    /// Waits for a notice at most [`POLL_INTERVAL`], then takes every bid
+    /// record queued so far and the notices, and applies them, bids first.
+    /// A notice's bid was queued before the answer that carried its URLs
+    /// was written, so it is applied in the same batch or an earlier one.
+    /// An idle ledger sweeps expiries every [`SWEEP_INTERVAL`].
+    fn run(&mut self, bid_queue: &Receiver<BidRecord>, wake_queue: &Receiver<Wake>) {
+        let mut bids = Vec::new();
+        let mut notices = Vec::with_capacity(BATCH_MAX);
         let mut next_sweep = Instant::now();
         loop {
             let mut stop = false;
-            entries.extend(queue.try_iter().take(BATCH_MAX));
-            if entries.is_empty() {
-                match queue.try_recv() {
-                    Ok(entry) => entries.push(entry),
-                    Err(TryRecvError::Disconnected) => stop = true,
-                    Err(TryRecvError::Empty) if Instant::now() < next_sweep => {
-                        std::thread::sleep(POLL_INTERVAL);
-                        continue;
-                    }
-                    Err(TryRecvError::Empty) => {}
-                }
+            match wake_queue.recv_timeout(POLL_INTERVAL) {
+                Ok(wake) => notices.push(wake),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stop = true,
             }
-            next_sweep = Instant::now() + SWEEP_INTERVAL;
-            if let Some(at) = entries.iter().position(|e| matches!(e, Entry::Stop)) {
-                // Everything queued before the stop is applied.
-                entries.truncate(at);
-                entries.extend(queue.try_iter().filter(|e| !matches!(e, Entry::Stop)));
+            notices.extend(wake_queue.try_iter().take(BATCH_MAX));
+            if notices.iter().any(|w| matches!(w, Wake::Stop)) {
                 stop = true;
             }
-            if let Err(e) = self.apply(&mut entries) {
+            // After the notices: every bid they name is queued by now. All
+            // of them, so that none is left behind its notice.
+            bids.extend(bid_queue.try_iter());
+            let now = Instant::now();
+            if bids.is_empty() && notices.is_empty() && now < next_sweep && !stop {
+                continue;
+            }
+            next_sweep = now + SWEEP_INTERVAL;
+            if let Err(e) = self.apply(&mut bids, &mut notices) {
                 tracing::error!(error = %e, "the ledger could not commit a batch");
             }
-            entries.clear();
+            bids.clear();
+            notices.clear();
             if stop {
                 return;
             }
         }
     }
 
-    /// Applies `entries` and the expiries that are due in one transaction.
-    fn apply(&mut self, entries: &mut Vec<Entry>) -> Result<(), redb::Error> {
+    /// Applies `bids`, then `notices`, and the expiries that are due, in
+    /// one transaction.
+    fn apply(
+        &mut self,
+        bids: &mut Vec<BidRecord>,
+        notices: &mut Vec<Wake>,
+    ) -> Result<(), redb::Error> {
         let now = unix_ms();
         let mut batch = Batch::default();
         let mut txn = self.db.begin_write()?;
@@ -449,14 +460,13 @@ impl State {
                 closed: &mut closed,
                 tenants: &mut tenants,
             };
-            for entry in entries.drain(..) {
-                match entry {
-                    Entry::Bid(record) => self.bid(&mut tables, *record, now, &mut batch)?,
-                    Entry::Notice(notice, reply) => {
-                        let applied = self.notice(&mut tables, *notice, now, &mut batch)?;
-                        pending_replies.push((reply, applied));
-                    }
-                    Entry::Stop => {}
+            for record in bids.drain(..) {
+                self.bid(&mut tables, record, now, &mut batch)?;
+            }
+            for wake in notices.drain(..) {
+                if let Wake::Notice(notice, reply) = wake {
+                    let applied = self.notice(&mut tables, *notice, now, &mut batch)?;
+                    pending_replies.push((reply, applied));
                 }
             }
             self.expire(&mut tables, now, &mut batch)?;
