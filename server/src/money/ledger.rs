@@ -34,7 +34,7 @@ use futures_channel::oneshot;
 use redb::{Database, Durability, ReadableTable as _, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::account::{Accounts, DayClock};
+use super::account::{Account, Accounts, DayClock};
 use super::amount::impression_cost;
 use super::events::{Event, EventKind, EventSink};
 use super::token::{Claims, read_signed};
@@ -68,15 +68,22 @@ const POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// commit huge.
 const SWEEP_MAX: usize = 4096;
 
-/// A reservation as stored.
-#[derive(Serialize, Deserialize)]
-struct Reservation {
-    tenant: String,
-    exchange: String,
-    request: String,
-    imp: String,
-    price_cpm_micros: i64,
-    amount_micros: i64,
+/// A reservation as stored: the amount held (i64, big-endian), then the
+/// bid's signed token bytes, which name everything else.
+fn reservation_row(row: &mut Vec<u8>, amount_micros: i64, signed: &[u8]) {
+    row.clear();
+    row.extend_from_slice(&amount_micros.to_be_bytes());
+    row.extend_from_slice(signed);
+}
+
+/// The amount a stored reservation holds.
+fn reserved_amount(row: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(row.get(..8)?.try_into().ok()?))
+}
+
+/// The amount and the claims of a stored reservation.
+fn read_reservation(row: &[u8]) -> Option<(i64, Claims)> {
+    Some((reserved_amount(row)?, read_signed(row.get(8..)?).ok()?))
 }
 
 /// A tenant's totals as stored.
@@ -302,7 +309,8 @@ impl Ledger {
             accounts,
             sink,
             config,
-            totals: HashMap::new(),
+            touched: HashMap::new(),
+            row: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("gavel-ledger".into())
@@ -340,8 +348,8 @@ fn restore(db: &Database, accounts: &Accounts) -> Result<u64, redb::Error> {
         let reservations = txn.open_table(RESERVATIONS)?;
         for row in reservations.iter()? {
             let (_, value) = row?;
-            if let Ok(r) = serde_json::from_slice::<Reservation>(value.value()) {
-                *reserved.entry(r.tenant).or_default() += r.amount_micros;
+            if let Some((amount, claims)) = read_reservation(value.value()) {
+                *reserved.entry(claims.tenant).or_default() += amount;
             }
         }
         let tenants = txn.open_table(TENANTS)?;
@@ -376,8 +384,14 @@ fn restore(db: &Database, accounts: &Accounts) -> Result<u64, redb::Error> {
 
 /// A change to an account, applied after the commit that made it durable.
 enum Delta {
-    Spend { tenant: String, cost: i64 },
-    Release { tenant: String, amount: i64 },
+    Spend { account: Arc<Account>, cost: i64 },
+    Release { account: Arc<Account>, amount: i64 },
+}
+
+/// A tenant touched by the current batch: its stored totals and account.
+struct Touched {
+    totals: Totals,
+    account: Arc<Account>,
 }
 
 struct State {
@@ -385,8 +399,10 @@ struct State {
     accounts: Arc<Accounts>,
     sink: Box<dyn EventSink>,
     config: LedgerConfig,
-    /// Totals of tenants touched in the current batch.
-    totals: HashMap<String, Totals>,
+    /// Tenants touched in the current batch.
+    touched: HashMap<String, Touched>,
+    /// A reservation row being written (reused).
+    row: Vec<u8>,
 }
 
 /// One batch's work in progress.
@@ -471,8 +487,8 @@ impl State {
             }
             self.expire(&mut tables, now, &mut batch)?;
             forgotten = self.forget_closed(&mut tables, now)?;
-            for (tenant, totals) in self.totals.drain() {
-                let bytes = serde_json::to_vec(&totals).unwrap_or_default();
+            for (tenant, touched) in self.touched.drain() {
+                let bytes = serde_json::to_vec(&touched.totals).unwrap_or_default();
                 tables.tenants.insert(tenant.as_str(), bytes.as_slice())?;
             }
         }
@@ -500,14 +516,10 @@ impl State {
             Ok(()) => {
                 for delta in batch.deltas {
                     match delta {
-                        Delta::Spend { tenant, cost } => {
-                            self.accounts
-                                .get(&tenant)
-                                .add_spend(cost, now, &self.config.clock)
+                        Delta::Spend { account, cost } => {
+                            account.add_spend(cost, now, &self.config.clock)
                         }
-                        Delta::Release { tenant, amount } => {
-                            self.accounts.get(&tenant).release(amount)
-                        }
+                        Delta::Release { account, amount } => account.release(amount),
                     }
                 }
                 for (reply, applied) in batch.replies {
@@ -522,27 +534,30 @@ impl State {
                 }
                 // The totals cached for this batch were not written: the
                 // next batch reads them from the database again.
-                self.totals.clear();
+                self.touched.clear();
                 Err(e.into())
             }
         }
     }
 
-    /// The stored totals of `tenant`, cached for this batch.
-    fn totals<'t>(
-        cache: &'t mut HashMap<String, Totals>,
+    /// The stored totals and the account of `tenant`, cached for this
+    /// batch.
+    fn touch<'t>(
+        touched: &'t mut HashMap<String, Touched>,
+        accounts: &Accounts,
         tables: &mut Tables<'_, '_>,
         tenant: &str,
-    ) -> Result<&'t mut Totals, redb::Error> {
-        if !cache.contains_key(tenant) {
-            let stored = tables
+    ) -> Result<&'t mut Touched, redb::Error> {
+        if !touched.contains_key(tenant) {
+            let totals = tables
                 .tenants
                 .get(tenant)?
                 .and_then(|v| serde_json::from_slice(v.value()).ok())
                 .unwrap_or_default();
-            cache.insert(tenant.to_string(), stored);
+            let account = accounts.get(tenant);
+            touched.insert(tenant.to_string(), Touched { totals, account });
         }
-        Ok(cache.get_mut(tenant).expect("inserted above"))
+        Ok(touched.get_mut(tenant).expect("inserted above"))
     }
 
     fn bid(
@@ -560,26 +575,13 @@ impl State {
                 return Ok(());
             }
         };
-        let claims = &claims;
-        let row = Reservation {
-            tenant: claims.tenant.clone(),
-            exchange: claims.exchange.clone(),
-            request: claims.request.clone(),
-            imp: claims.imp.clone(),
-            price_cpm_micros: claims.price_cpm_micros,
-            amount_micros: record.amount_micros,
-        };
-        let bytes = serde_json::to_vec(&row).unwrap_or_default();
+        reservation_row(&mut self.row, record.amount_micros, &record.signed);
         tables
             .reservations
-            .insert((claims.time_ms, claims.bid.as_str()), bytes.as_slice())?;
-        let totals = Self::totals(&mut self.totals, tables, &claims.tenant)?;
-        totals.bids += 1;
-        self.accounts
-            .get(&claims.tenant)
-            .counts
-            .bids
-            .store(totals.bids, std::sync::atomic::Ordering::Relaxed);
+            .insert((claims.time_ms, claims.bid.as_str()), self.row.as_slice())?;
+        let tenant = Self::touch(&mut self.touched, &self.accounts, tables, &claims.tenant)?;
+        tenant.totals.bids += 1;
+        store(&tenant.account.counts.bids, tenant.totals.bids);
         let mut event = event_of(EventKind::Bid, claims, now, record.amount_micros);
         [
             event.strategy_nurl,
@@ -597,44 +599,64 @@ impl State {
         now: u64,
         batch: &mut Batch,
     ) -> Result<Applied, redb::Error> {
-        let claims = &notice.claims;
+        let Notice {
+            kind,
+            claims,
+            clearing_cpm_micros,
+            loss_reason,
+            min_to_win_cpm_micros,
+        } = notice;
         let key = (claims.time_ms, claims.bid.as_str());
-        let kind = match notice.kind {
-            NoticeKind::Win => EventKind::Win,
-            NoticeKind::Bill => EventKind::Bill,
-            NoticeKind::Loss => EventKind::Loss,
+        let closed = tables.closed.get(key)?.is_some();
+        // A notice for a closed bid changes nothing; otherwise its
+        // reservation (if it has not expired) is taken out.
+        let reserved = if closed {
+            None
+        } else {
+            tables
+                .reservations
+                .remove(key)?
+                .and_then(|row| reserved_amount(row.value()))
         };
-        let account = self.accounts.get(&claims.tenant);
-        let totals = Self::totals(&mut self.totals, tables, &claims.tenant)?;
-        let mut event = event_of(kind, claims, now, 0);
-        event.clearing_cpm_micros = notice.clearing_cpm_micros;
-        event.loss_reason = notice.loss_reason;
-        event.min_to_win_cpm_micros = notice.min_to_win_cpm_micros;
-        if tables.closed.get(key)?.is_some() {
+        let tenant = Self::touch(&mut self.touched, &self.accounts, tables, &claims.tenant)?;
+        let (totals, account) = (&mut tenant.totals, &tenant.account);
+        let price_cpm_micros = claims.price_cpm_micros;
+        let key_time = claims.time_ms;
+        let bid = claims.bid.clone();
+        let mut event = event_of(
+            match kind {
+                NoticeKind::Win => EventKind::Win,
+                NoticeKind::Bill => EventKind::Bill,
+                NoticeKind::Loss => EventKind::Loss,
+            },
+            claims,
+            now,
+            0,
+        );
+        event.clearing_cpm_micros = clearing_cpm_micros;
+        event.loss_reason = loss_reason;
+        event.min_to_win_cpm_micros = min_to_win_cpm_micros;
+        if closed {
             totals.duplicates += 1;
             store(&account.counts.duplicates, totals.duplicates);
             event.duplicate = true;
             batch.events.push(event);
             return Ok(Applied::Duplicate);
         }
-        let reservation = tables
-            .reservations
-            .remove(key)?
-            .and_then(|v| serde_json::from_slice::<Reservation>(v.value()).ok());
-        if let Some(r) = &reservation {
+        if let Some(amount) = reserved {
             batch.deltas.push(Delta::Release {
-                tenant: claims.tenant.clone(),
-                amount: r.amount_micros,
+                account: account.clone(),
+                amount,
             });
         }
-        let applied = match notice.kind {
+        let key = (key_time, bid.as_str());
+        let applied = match kind {
             NoticeKind::Win | NoticeKind::Bill => {
                 // Never more than the bid: an exchange reporting a higher
                 // clearing price is charged the bid price.
-                let clearing = notice
-                    .clearing_cpm_micros
-                    .unwrap_or(claims.price_cpm_micros)
-                    .min(claims.price_cpm_micros);
+                let clearing = clearing_cpm_micros
+                    .unwrap_or(price_cpm_micros)
+                    .min(price_cpm_micros);
                 let cost = impression_cost(clearing);
                 totals.spent_micros += cost;
                 let day = self.config.clock.day(now);
@@ -643,20 +665,20 @@ impl State {
                     totals.spent_day_micros = 0;
                 }
                 totals.spent_day_micros += cost;
-                if notice.kind == NoticeKind::Win {
+                if kind == NoticeKind::Win {
                     totals.wins += 1;
                     store(&account.counts.wins, totals.wins);
                 } else {
                     totals.bills += 1;
                     store(&account.counts.bills, totals.bills);
                 }
-                if reservation.is_none() {
+                if reserved.is_none() {
                     totals.late_wins += 1;
                     store(&account.counts.late_wins, totals.late_wins);
                     event.late = true;
                 }
                 batch.deltas.push(Delta::Spend {
-                    tenant: claims.tenant.clone(),
+                    account: account.clone(),
                     cost,
                 });
                 event.amount_micros = cost;
@@ -667,9 +689,9 @@ impl State {
                 totals.losses += 1;
                 store(&account.counts.losses, totals.losses);
                 tables.closed.insert(key, CLOSED_LOST)?;
-                match &reservation {
-                    Some(r) => {
-                        event.amount_micros = r.amount_micros;
+                match reserved {
+                    Some(amount) => {
+                        event.amount_micros = amount;
                         Applied::Released
                     }
                     None => Applied::AlreadyReleased,
@@ -695,30 +717,20 @@ impl State {
             let Some(row) = tables.reservations.remove((time_ms, bid.as_str()))? else {
                 continue;
             };
-            let Ok(r) = serde_json::from_slice::<Reservation>(row.value()) else {
+            let Some((amount, claims)) = read_reservation(row.value()) else {
                 continue;
             };
             drop(row);
-            let account = self.accounts.get(&r.tenant);
-            let totals = Self::totals(&mut self.totals, tables, &r.tenant)?;
-            totals.expired += 1;
-            store(&account.counts.expired, totals.expired);
+            let tenant = Self::touch(&mut self.touched, &self.accounts, tables, &claims.tenant)?;
+            tenant.totals.expired += 1;
+            store(&tenant.account.counts.expired, tenant.totals.expired);
             batch.deltas.push(Delta::Release {
-                tenant: r.tenant.clone(),
-                amount: r.amount_micros,
+                account: tenant.account.clone(),
+                amount,
             });
-            let claims = Claims {
-                time_ms,
-                price_cpm_micros: r.price_cpm_micros,
-                tenant: r.tenant,
-                exchange: r.exchange,
-                request: r.request,
-                imp: r.imp,
-                bid,
-            };
             batch
                 .events
-                .push(event_of(EventKind::Expired, &claims, now, r.amount_micros));
+                .push(event_of(EventKind::Expired, claims, now, amount));
         }
         Ok(())
     }
@@ -757,16 +769,16 @@ fn store(counter: &std::sync::atomic::AtomicU64, value: u64) {
     counter.store(value, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn event_of(kind: EventKind, claims: &Claims, now: u64, amount_micros: i64) -> Event {
+fn event_of(kind: EventKind, claims: Claims, now: u64, amount_micros: i64) -> Event {
     Event {
         seq: 0,
         time_ms: now,
         kind,
-        tenant: claims.tenant.clone(),
-        exchange: claims.exchange.clone(),
-        request: claims.request.clone(),
-        imp: claims.imp.clone(),
-        bid: claims.bid.clone(),
+        tenant: claims.tenant,
+        exchange: claims.exchange,
+        request: claims.request,
+        imp: claims.imp,
+        bid: claims.bid,
         price_cpm_micros: claims.price_cpm_micros,
         clearing_cpm_micros: None,
         amount_micros,
