@@ -22,7 +22,6 @@ use crate::config::{BidConfig, Config, NoBidStyle};
 use crate::http::{Head, Response};
 use crate::lineup::{CoreTenants, Lineup};
 use crate::metrics::{CoreLatency, CoreMetrics, Format, Metrics, RequestOutcome};
-use crate::money::account::Refusal;
 use crate::money::{CoreMoney, Money};
 use crate::runtime::{CallContext, CallTime, NoBidReason, Outcome, Runtime};
 
@@ -392,10 +391,7 @@ fn fan_out(
         let outcome = if !seat_allowed(&view, &slot.strategy().tenant) {
             Outcome::NoBid(NoBidReason::NoBid)
         } else if let Err(refusal) = money.may_call(account, now_ms) {
-            let reason = match refusal {
-                Refusal::Budget => NoBidReason::Budget,
-                Refusal::Pacing => NoBidReason::Pacing,
-            };
+            let reason = refusal.into();
             slot.skipped(reason);
             Outcome::NoBid(reason)
         } else {

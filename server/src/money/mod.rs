@@ -60,6 +60,15 @@ pub fn unix_ms() -> u64 {
     unix_us() / 1000
 }
 
+impl From<Refusal> for NoBidReason {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Budget => NoBidReason::Budget,
+            Refusal::Pacing => NoBidReason::Pacing,
+        }
+    }
+}
+
 /// Why a notice was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -459,10 +468,7 @@ impl CoreMoney {
             let price = cpm_micros(winner.bid.price);
             let amount = impression_cost_ceil(price);
             if let Err(refusal) = account.try_reserve(amount, now_ms, &money.settings.clock) {
-                slot.skipped(match refusal {
-                    Refusal::Budget => NoBidReason::Budget,
-                    Refusal::Pacing => NoBidReason::Pacing,
-                });
+                slot.skipped(refusal.into());
                 return false;
             }
             self.sequence += 1;

@@ -291,8 +291,9 @@ fn unanswered_reservations_expire_and_expired_tokens_are_refused() {
     let setup = setup();
     let server = Server::start(
         setup.dir,
-        "events.reservation_ttl_ms = 300\nevents.notice_ttl_ms = 1000\n",
+        "events.reservation_ttl_ms = 1000\nevents.notice_ttl_ms = 4000\n",
     );
+    let bid_made = Instant::now();
     let held = bid(&server).unwrap();
     let reserved = spend(&server, &setup.acme, "acme");
     assert_eq!(
@@ -312,7 +313,9 @@ fn unanswered_reservations_expire_and_expired_tokens_are_refused() {
     assert_eq!(late["spent_micros"], 1_200);
     assert_eq!(late["late_wins"], 1);
     // Past the notice TTL the token itself is refused.
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(
+        (bid_made + Duration::from_millis(4100)).saturating_duration_since(Instant::now()),
+    );
     let response = notify(&server, &held.burl, "1.2");
     assert_eq!(
         response.status,
