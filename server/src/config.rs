@@ -305,7 +305,7 @@ impl Config {
                 && !url.ends_with('/');
             if !ok {
                 return invalid(format!(
-                    "events.public_url must be an http:// URL without query or trailing slash,                      like http://bidder.example:8080, got {url:?}"
+                    "events.public_url must be an http:// URL without query or trailing slash, like http://bidder.example:8080, got {url:?}"
                 ));
             }
         }
@@ -349,7 +349,7 @@ impl Config {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !ok || name == crate::money::DEFAULT_EXCHANGE {
                 return invalid(format!(
-                    "exchanges.{name}: names are 1-{EXCHANGE_NAME_BYTES_MAX} of A-Z, a-z, 0-9,                      '-', '_', and not \"default\" (plain /bid)"
+                    "exchanges.{name}: names are 1-{EXCHANGE_NAME_BYTES_MAX} of A-Z, a-z, 0-9, '-', '_', and not \"default\" (plain /bid)"
                 ));
             }
             match (&exchange.encryption_key, &exchange.integrity_key) {

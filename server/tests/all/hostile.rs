@@ -678,6 +678,31 @@ mod config {
                 "fairness.tenant_core_share",
             ),
             ("fairness.window_ms = 0", "fairness.window_ms"),
+            (
+                "events.reservation_ttl_ms = 10",
+                "events.reservation_ttl_ms",
+            ),
+            (
+                "events.reservation_ttl_ms = 7200000",
+                "events.reservation_ttl_ms",
+            ),
+            ("events.queue_max = 0", "events.queue_max"),
+            ("events.log_files_max = 1", "events.log_files_max"),
+            ("events.public_url = \"https://x\"", "events.public_url"),
+            ("events.public_url = \"http://x/?a\"", "events.public_url"),
+            ("budget.day_length_s = 0", "budget.day_length_s"),
+            (
+                "budget.pacing_lead_per_mille = 2000",
+                "budget.pacing_lead_per_mille",
+            ),
+            (
+                "exchanges.adx.encryption_key = \"a2V5\"",
+                "exchanges.adx: set both",
+            ),
+            (
+                "exchanges.default.encryption_key = \"a2V5\"",
+                "exchanges.default",
+            ),
         ];
         for (toml, key) in cases {
             let error = refused(toml);
