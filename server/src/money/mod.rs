@@ -409,7 +409,7 @@ pub struct CoreMoney {
     payload: Vec<u8>,
     token: String,
     /// `notices[i]` belongs to the i-th winner after [`CoreMoney::issue`].
-    pub notices: Vec<BidNotice>,
+    notices: Vec<BidNotice>,
     used: usize,
 }
 
@@ -426,10 +426,6 @@ impl CoreMoney {
         }
     }
 
-    pub fn money(&self) -> &Arc<Money> {
-        &self.money
-    }
-
     /// Whether `account` may be called at `now_ms`.
     pub fn may_call(&self, account: &Account, now_ms: u64) -> Result<(), Refusal> {
         account.may_call(now_ms, &self.money.settings.clock)
@@ -439,7 +435,6 @@ impl CoreMoney {
     /// record for the ledger and builds its notice URLs. A winner whose
     /// reservation would pass its tenant's budget (or that the ledger
     /// cannot take) is removed. `notices()` then lines up with `winners`.
-    #[allow(clippy::too_many_arguments)]
     pub fn issue(
         &mut self,
         request: &BidRequest<'_>,
