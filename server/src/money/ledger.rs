@@ -364,15 +364,7 @@ fn restore(db: &Database, accounts: &Accounts) -> Result<u64, redb::Error> {
                 totals.spent_day_micros,
                 held,
             );
-            let c = &account.counts;
-            use std::sync::atomic::Ordering::Relaxed;
-            c.bids.store(totals.bids, Relaxed);
-            c.wins.store(totals.wins, Relaxed);
-            c.bills.store(totals.bills, Relaxed);
-            c.losses.store(totals.losses, Relaxed);
-            c.duplicates.store(totals.duplicates, Relaxed);
-            c.expired.store(totals.expired, Relaxed);
-            c.late_wins.store(totals.late_wins, Relaxed);
+            publish(&account, &totals);
         }
         for (tenant, held) in reserved {
             accounts.get(&tenant).restore(0, 0, 0, held);
@@ -410,6 +402,8 @@ struct State {
 struct Batch {
     events: Vec<Event>,
     deltas: Vec<Delta>,
+    /// Tenants whose counts to show once the batch is committed.
+    counts: Vec<Touched>,
     replies: Vec<(Reply, Applied)>,
 }
 
@@ -490,6 +484,7 @@ impl State {
             for (tenant, touched) in self.touched.drain() {
                 let bytes = serde_json::to_vec(&touched.totals).unwrap_or_default();
                 tables.tenants.insert(tenant.as_str(), bytes.as_slice())?;
+                batch.counts.push(touched);
             }
         }
         if batch.events.is_empty() && pending_replies.is_empty() && forgotten == 0 {
@@ -521,6 +516,9 @@ impl State {
                         }
                         Delta::Release { account, amount } => account.release(amount),
                     }
+                }
+                for touched in batch.counts {
+                    publish(&touched.account, &touched.totals);
                 }
                 for (reply, applied) in batch.replies {
                     let _ = reply.send(Ok(applied));
@@ -581,7 +579,6 @@ impl State {
             .insert((claims.time_ms, claims.bid.as_str()), self.row.as_slice())?;
         let tenant = Self::touch(&mut self.touched, &self.accounts, tables, &claims.tenant)?;
         tenant.totals.bids += 1;
-        store(&tenant.account.counts.bids, tenant.totals.bids);
         let mut event = event_of(EventKind::Bid, claims, now, record.amount_micros);
         [
             event.strategy_nurl,
@@ -638,7 +635,6 @@ impl State {
         event.min_to_win_cpm_micros = min_to_win_cpm_micros;
         if closed {
             totals.duplicates += 1;
-            store(&account.counts.duplicates, totals.duplicates);
             event.duplicate = true;
             batch.events.push(event);
             return Ok(Applied::Duplicate);
@@ -667,14 +663,11 @@ impl State {
                 totals.spent_day_micros += cost;
                 if kind == NoticeKind::Win {
                     totals.wins += 1;
-                    store(&account.counts.wins, totals.wins);
                 } else {
                     totals.bills += 1;
-                    store(&account.counts.bills, totals.bills);
                 }
                 if reserved.is_none() {
                     totals.late_wins += 1;
-                    store(&account.counts.late_wins, totals.late_wins);
                     event.late = true;
                 }
                 batch.deltas.push(Delta::Spend {
@@ -687,7 +680,6 @@ impl State {
             }
             NoticeKind::Loss => {
                 totals.losses += 1;
-                store(&account.counts.losses, totals.losses);
                 tables.closed.insert(key, CLOSED_LOST)?;
                 match reserved {
                     Some(amount) => {
@@ -723,7 +715,6 @@ impl State {
             drop(row);
             let tenant = Self::touch(&mut self.touched, &self.accounts, tables, &claims.tenant)?;
             tenant.totals.expired += 1;
-            store(&tenant.account.counts.expired, tenant.totals.expired);
             batch.deltas.push(Delta::Release {
                 account: tenant.account.clone(),
                 amount,
@@ -765,8 +756,18 @@ fn due_keys<V: redb::Value + 'static>(
     Ok(due)
 }
 
-fn store(counter: &std::sync::atomic::AtomicU64, value: u64) {
-    counter.store(value, std::sync::atomic::Ordering::Relaxed);
+/// Shows `totals`' counts on the account (after the commit that made them
+/// durable, and after the batch's spend and releases).
+fn publish(account: &Account, totals: &Totals) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &account.counts;
+    c.bids.store(totals.bids, Relaxed);
+    c.wins.store(totals.wins, Relaxed);
+    c.bills.store(totals.bills, Relaxed);
+    c.losses.store(totals.losses, Relaxed);
+    c.duplicates.store(totals.duplicates, Relaxed);
+    c.expired.store(totals.expired, Relaxed);
+    c.late_wins.store(totals.late_wins, Relaxed);
 }
 
 fn event_of(kind: EventKind, claims: Claims, now: u64, amount_micros: i64) -> Event {
