@@ -444,8 +444,18 @@ impl CoreMoney {
         exchange: usize,
         now_ms: u64,
     ) {
-        self.used = 0;
-        let money = self.money.clone();
+        // Borrowed field by field: the closure below needs the buffers
+        // mutably and the shared state by reference, with no Arc clone.
+        let Self {
+            money,
+            core,
+            sequence,
+            payload,
+            token,
+            notices,
+            used,
+        } = self;
+        *used = 0;
         let exchange_name = money.settings.exchanges[exchange].0.as_str();
         let request_id = request.id();
         let imps = request.imp();
@@ -466,13 +476,13 @@ impl CoreMoney {
                 slot.skipped(refusal.into());
                 return false;
             }
-            self.sequence += 1;
-            if self.notices.len() == self.used {
-                self.notices.push(BidNotice::default());
+            *sequence += 1;
+            if notices.len() == *used {
+                notices.push(BidNotice::default());
             }
-            let notice = &mut self.notices[self.used];
+            let notice = &mut notices[*used];
             notice.id.clear();
-            let _ = write!(notice.id, "{}.{}.{}", money.boot, self.core, self.sequence);
+            let _ = write!(notice.id, "{}.{}.{}", money.boot, core, sequence);
             let claims = ClaimsRef {
                 time_ms: now_ms,
                 price_cpm_micros: price,
@@ -482,14 +492,11 @@ impl CoreMoney {
                 imp: imp_id,
                 bid: &notice.id,
             };
-            self.token.clear();
-            money
-                .keys
-                .load()
-                .sign(&claims, &mut self.payload, &mut self.token);
+            token.clear();
+            money.keys.load().sign(&claims, payload, token);
             let offered = slot.answer().bid(&winner.bid);
             let record = BidRecord {
-                signed: self.payload.clone(),
+                signed: payload.clone(),
                 amount_micros: amount,
                 strategy_urls: StrategyUrls::new(offered.nurl(), offered.burl(), offered.lurl()),
             };
@@ -510,13 +517,13 @@ impl CoreMoney {
                 url.clear();
                 url.push_str(base);
                 url.push_str(kind);
-                url.push_str(&self.token);
+                url.push_str(token);
                 url.push_str("&p=${AUCTION_PRICE}");
             }
             notice
                 .lurl
                 .push_str("&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}");
-            self.used += 1;
+            *used += 1;
             true
         });
     }
