@@ -89,12 +89,7 @@ impl BidCore {
             metrics,
             core_metrics,
             latency,
-            tenants: CoreTenants::new(
-                core,
-                config.breaker.clone(),
-                config.fairness.clone(),
-                money.accounts.clone(),
-            ),
+            tenants: CoreTenants::new(core, config.breaker.clone(), config.fairness.clone()),
             encoder: Encoder::new(),
             inflated: Vec::new(),
             response: ResponseBuilder::new(),
@@ -384,6 +379,7 @@ fn fan_out(
         bytes: request.bytes(),
         currency,
         arrival_unix_us: now_us as i64,
+        user_key: crate::money::frequency::user_key(&view),
     };
     let (slots, accounts) = tenants.slots_and_accounts();
     let count = slots.len();

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv::TableLimits;
+use crate::money::frequency::FrequencyConfig;
 use crate::runtime::RuntimeConfig;
 use crate::runtime::breaker::{BreakerConfig, WINDOW_CALLS_MAX};
 use crate::runtime::share::FairnessConfig;
@@ -24,6 +26,10 @@ pub struct Config {
     pub fairness: FairnessConfig,
     pub events: EventsConfig,
     pub budget: BudgetConfig,
+    /// Limits on each tenant's data tables (capability `kv`).
+    pub tables: TableLimits,
+    /// Per-tenant frequency counts (capability `frequency`).
+    pub frequency: FrequencyConfig,
     /// Exchanges with their own bid route, `POST /bid/{name}`, and price
     /// keys. Plain `/bid` is the exchange `default` (clear prices).
     pub exchanges: BTreeMap<String, ExchangeConfig>,
@@ -290,7 +296,27 @@ impl Config {
         self.validate_admin()?;
         self.validate_runtime()?;
         self.validate_breaker_and_fairness()?;
-        self.validate_money()
+        self.validate_money()?;
+        self.validate_capabilities()
+    }
+
+    fn validate_capabilities(&self) -> Result<(), ConfigError> {
+        let tables = &self.tables;
+        range("tables.tables_max", tables.tables_max as u64, 1, 1024)?;
+        range("tables.key_bytes_max", tables.key_bytes_max as u64, 1, 64 << 10)?;
+        range("tables.value_bytes_max", tables.value_bytes_max as u64, 1, 16 << 20)?;
+        // Offsets into a table's arena are 32-bit.
+        range("tables.bytes_max", tables.bytes_max as u64, 1, (1 << 32) - 1)?;
+        range("tables.entries_max", tables.entries_max as u64, 1, 1 << 28)?;
+        let frequency = &self.frequency;
+        range("frequency.users_max", frequency.users_max as u64, 8, 1 << 24)?;
+        range("frequency.wins_per_user", frequency.wins_per_user as u64, 1, 64)?;
+        range(
+            "frequency.window_s_max",
+            u64::from(frequency.window_s_max),
+            1,
+            366 * 86_400,
+        )
     }
 
     fn validate_money(&self) -> Result<(), ConfigError> {

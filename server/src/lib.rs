@@ -46,6 +46,13 @@
 //! pacing decide whether a tenant is called, and every bid, win, bill,
 //! loss and expiry is an event in an append-only log.
 //!
+//! Capabilities ([`runtime::capability`]): default deny. The operator
+//! grants a tenant `kv` (its own data tables, [`kv`]), `frequency` (its
+//! wins per user, [`money::frequency`]) or `budget` (what it has left);
+//! each unlocks `gavel_v1` imports, and a module importing an ungranted
+//! one is refused at upload. Tables and grants travel with the strategy in
+//! the lineup: shared read-only by every core, swapped between requests.
+//!
 //! Plain types several parts share ([`config`], [`fault`], [`counter`],
 //! [`durable`])
 //! import nothing that imports them back: arrows point down the bid's
@@ -64,6 +71,7 @@ pub mod durable;
 pub mod error;
 pub mod fault;
 pub mod http;
+pub mod kv;
 pub mod lineup;
 pub mod metrics;
 pub mod money;

@@ -1,9 +1,11 @@
-//! The tenant lineup: which strategy version every core should run.
+//! The tenant lineup: which strategy version every core should run, and
+//! what each tenant's grants reach (its tables, its account).
 //!
 //! The loader (startup, admin API) publishes a new lineup; each core checks
 //! the generation between requests (one atomic load) and, when it moved,
-//! swaps its slots. A request in flight finishes on the version it started
-//! with, and nothing on the bid path waits for a reload.
+//! swaps its slots' strategies and access. A request in flight finishes on
+//! the version and tables it started with, and nothing on the bid path
+//! waits for a reload.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,10 +14,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::metrics::Metrics;
-use crate::money::account::{Account, Accounts};
+use crate::money::account::Account;
 use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;
-use crate::runtime::{Strategy, TenantSlot, TenantStats};
+use crate::runtime::{Access, Strategy, TenantSlot, TenantStats};
+
+/// One tenant in the lineup.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub strategy: Arc<Strategy>,
+    pub access: Arc<Access>,
+}
 
 /// The active strategies, ordered by tenant id: that order is the fan-out
 /// order and breaks auction ties.
@@ -24,14 +33,14 @@ pub struct Lineup {
     generation: AtomicU64,
     /// Read by the cores without a lock (`arc-swap`: an atomic pointer
     /// with hazard-style debts), written by the control plane.
-    current: ArcSwap<Vec<Arc<Strategy>>>,
+    current: ArcSwap<Vec<Entry>>,
 }
 
 impl Lineup {
-    /// Makes `strategies` the lineup on every core, from their next request.
-    pub fn publish(&self, mut strategies: Vec<Arc<Strategy>>) {
-        strategies.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-        self.current.store(Arc::new(strategies));
+    /// Makes `entries` the lineup on every core, from their next request.
+    pub fn publish(&self, mut entries: Vec<Entry>) {
+        entries.sort_by(|a, b| a.strategy.tenant.cmp(&b.strategy.tenant));
+        self.current.store(Arc::new(entries));
         // Release: a core that sees the new generation sees the new lineup.
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -40,7 +49,7 @@ impl Lineup {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn current(&self) -> Arc<Vec<Arc<Strategy>>> {
+    pub fn current(&self) -> Arc<Vec<Entry>> {
         self.current.load_full()
     }
 }
@@ -52,7 +61,6 @@ pub struct CoreTenants {
     slots: Vec<TenantSlot>,
     /// `accounts[i]` is `slots[i]`'s tenant's account.
     accounts: Vec<Arc<Account>>,
-    all_accounts: Arc<Accounts>,
     /// Counters outlive versions: one set per tenant on this core.
     stats: HashMap<Arc<str>, Arc<TenantStats>>,
     breaker: BreakerConfig,
@@ -60,19 +68,13 @@ pub struct CoreTenants {
 }
 
 impl CoreTenants {
-    pub fn new(
-        core: usize,
-        breaker: BreakerConfig,
-        fairness: FairnessConfig,
-        accounts: Arc<Accounts>,
-    ) -> Self {
+    pub fn new(core: usize, breaker: BreakerConfig, fairness: FairnessConfig) -> Self {
         // Generation 0 is "nothing published": the first sync always runs.
         Self {
             core,
             seen: u64::MAX,
             slots: Vec::new(),
             accounts: Vec::new(),
-            all_accounts: accounts,
             stats: HashMap::new(),
             breaker,
             fairness,
@@ -105,11 +107,14 @@ impl CoreTenants {
             .drain(..)
             .map(|slot| (slot.strategy().tenant.clone(), slot))
             .collect();
-        for strategy in wanted.iter() {
+        for Entry { strategy, access } in wanted.iter() {
             let slot = match old.remove(&strategy.tenant) {
                 Some(mut slot) => {
                     if !Arc::ptr_eq(slot.strategy(), strategy) {
                         slot.replace(strategy.clone());
+                    }
+                    if !Arc::ptr_eq(slot.access(), access) {
+                        slot.set_access(access.clone());
                     }
                     slot
                 }
@@ -129,6 +134,7 @@ impl CoreTenants {
                         .clone();
                     TenantSlot::new(
                         strategy.clone(),
+                        access.clone(),
                         self.breaker.clone(),
                         &self.fairness,
                         stats,
@@ -140,7 +146,7 @@ impl CoreTenants {
         self.accounts = self
             .slots
             .iter()
-            .map(|slot| self.all_accounts.get(&slot.strategy().tenant))
+            .map(|slot| slot.access().account.clone())
             .collect();
     }
 }

@@ -22,7 +22,7 @@ use crate::recorder::{Recorder, RecordingSpec};
 use crate::runtime::{Runtime, StrategySettings};
 use crate::shard::{self, Shared};
 use crate::store::Store;
-use crate::tenants::{TenantError, Tenants};
+use crate::tenants::{CapabilitySettings, TenantError, Tenants};
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
 /// `recording`: record sampled bid requests to this capture file from the
@@ -65,7 +65,16 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         runtime.clone(),
         compiler,
         lineup.clone(),
+        CapabilitySettings {
+            accounts: money.accounts.clone(),
+            clock: money.settings.clock,
+            tables: config.tables.clone(),
+            frequency: config.frequency.clone(),
+        },
     ));
+    // Grants and tables before the bid port opens: a strategy never starts
+    // without its data.
+    tenants.load_access().map_err(Error::Store)?;
 
     // The admin port opens first so that /readyz can say "not yet".
     let admin_listener = std::net::TcpListener::bind(config.admin.listen).map_err(Error::io(

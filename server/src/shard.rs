@@ -44,8 +44,11 @@ const READ_CHUNK_BYTES: usize = 8 << 10;
 /// limit even on many cores.
 const IO_MEMORY_BYTES: usize = 64 << 10;
 
-/// How often the accept loop checks for shutdown.
+/// How often a core checks for shutdown.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
+
+/// How long the accept loop waits after a failed accept.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 
 /// How long a shutting-down core waits for open connections to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -206,33 +209,41 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
         }
     });
 
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            while !shared.shutdown.load(Ordering::Relaxed) {
-                glommio::timer::sleep(SHUTDOWN_POLL).await;
-            }
-            None
-        })
-        .await;
-        let Some(accepted) = accepted else { break };
-        let stream = match accepted {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+    // The accept loop is a task of its own, polled only when an accept
+    // completes. Awaited beside the shutdown timer instead, a pending
+    // glommio accept is polled again at every tick and registers the
+    // task's waker again each time (`collect_rw` adds, never replaces):
+    // after about 32 k idle ticks the task's reference count overflows and
+    // the loop never wakes again.
+    let accept_core = core.clone();
+    let accept_task = glommio::spawn_local(async move {
+        let core = accept_core;
+        loop {
+            let stream = match listener.accept().await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    // Out of descriptors, for one: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    glommio::timer::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            };
+            if core.open.get() >= core.shared.config.bid.connections_per_core_max {
+                core.metrics.connection_rejected();
+                drop(stream);
                 continue;
             }
-        };
-        if core.open.get() >= config.bid.connections_per_core_max {
-            core.metrics.connection_rejected();
-            drop(stream);
-            continue;
+            glommio::spawn_local(connection(stream, core.clone())).detach();
         }
-        glommio::spawn_local(connection(stream, core.clone())).detach();
+    });
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(SHUTDOWN_POLL).await;
     }
 
-    // Shutdown: no new connections; idle ones close now, busy ones finish
-    // the requests they have.
-    drop(listener);
+    // Shutdown: no new connections (cancelling the accept task closes the
+    // listener); idle ones close now, busy ones finish the requests they
+    // have.
+    accept_task.cancel().await;
     core.closing.close();
     let drained_by = Instant::now() + DRAIN_TIMEOUT;
     while core.open.get() > 0 && Instant::now() < drained_by {

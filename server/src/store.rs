@@ -5,6 +5,8 @@
 //! <data_dir>/tenants/<tenant>/versions/<n>.json   its metadata (hash, size, settings)
 //! <data_dir>/tenants/<tenant>/state.json          active version, rollback history, paused
 //! <data_dir>/tenants/<tenant>/budget.json         total and daily budget, pacing (if set)
+//! <data_dir>/tenants/<tenant>/grants.json         capabilities the operator granted (if any)
+//! <data_dir>/tenants/<tenant>/tables/<name>.jsonl a data table, as uploaded
 //! ```
 //!
 //! Every file is written atomically (temporary file, fsync, rename, fsync
@@ -31,8 +33,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::durable::{fail_point, remove_temporaries, temp_name, write_atomic};
+use crate::kv::check_table_name;
 use crate::money::account::Budget;
-use crate::runtime::StrategySettings;
+use crate::runtime::{Capabilities, StrategySettings};
 
 /// Versions kept in the rollback history per tenant.
 pub const HISTORY_MAX: usize = 16;
@@ -60,6 +63,8 @@ pub enum StoreError {
     VersionActive { tenant: String, version: u64 },
     #[error("tenant {0} has no earlier version to roll back to")]
     NoHistory(String),
+    #[error("tenant {tenant} has no table {table}")]
+    NoTable { tenant: String, table: String },
     #[error("version {version} of tenant {tenant} is damaged: {reason}")]
     Damaged {
         tenant: String,
@@ -73,7 +78,9 @@ impl StoreError {
         use crate::fault::ErrorKind;
         match self {
             StoreError::BadTenantId(_) => ErrorKind::BadRequest,
-            StoreError::NoTenant(_) | StoreError::NoVersion { .. } => ErrorKind::NotFound,
+            StoreError::NoTenant(_) | StoreError::NoVersion { .. } | StoreError::NoTable { .. } => {
+                ErrorKind::NotFound
+            }
             StoreError::VersionActive { .. } | StoreError::NoHistory(_) => ErrorKind::Conflict,
             StoreError::Damaged { .. } => ErrorKind::Damaged,
             StoreError::Io { .. } => ErrorKind::Internal,
@@ -112,6 +119,13 @@ pub struct TenantState {
     pub next_version: u64,
 }
 
+/// `grants.json`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Grants {
+    capabilities: Capabilities,
+}
+
 pub fn check_tenant_id(tenant: &str) -> Result<(), StoreError> {
     let bytes = tenant.as_bytes();
     let ok = !bytes.is_empty()
@@ -147,6 +161,7 @@ impl Store {
         for tenant in store.tenants()? {
             let dir = store.tenant_dir(&tenant)?;
             dirs.push(dir.join("versions"));
+            dirs.push(dir.join("tables"));
             dirs.push(dir);
         }
         let mut removed = 0;
@@ -271,6 +286,93 @@ impl Store {
         let text = serde_json::to_vec_pretty(budget)
             .map_err(|e| io_err("encoding budget")(io::Error::other(e)))?;
         write_atomic(&path, &text).map_err(io_err(format!("writing {}", path.display())))
+    }
+
+    /// The capabilities granted to the tenant (none when never set).
+    pub fn grants(&self, tenant: &str) -> Result<Capabilities, StoreError> {
+        let path = self.tenant_dir(tenant)?.join("grants.json");
+        match fs::read(&path) {
+            Ok(text) => serde_json::from_slice::<Grants>(&text)
+                .map(|g| g.capabilities)
+                .map_err(|e| StoreError::Io {
+                    context: format!("parsing {}", path.display()),
+                    source: io::Error::new(io::ErrorKind::InvalidData, e),
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Capabilities::default()),
+            Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    /// Stores the tenant's grants durably (atomic replace).
+    pub fn set_grants(&self, tenant: &str, capabilities: Capabilities) -> Result<(), StoreError> {
+        if !self.exists(tenant)? {
+            return Err(StoreError::NoTenant(tenant.into()));
+        }
+        let path = self.tenant_dir(tenant)?.join("grants.json");
+        let text = serde_json::to_vec_pretty(&Grants { capabilities })
+            .map_err(|e| io_err("encoding grants")(io::Error::other(e)))?;
+        write_atomic(&path, &text).map_err(io_err(format!("writing {}", path.display())))
+    }
+
+    fn tables_dir(&self, tenant: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.tenant_dir(tenant)?.join("tables"))
+    }
+
+    /// Every stored table of the tenant: (name, bytes as uploaded), by name.
+    pub fn tables(&self, tenant: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let dir = self.tables_dir(tenant)?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+        };
+        let mut tables = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io_err("listing tables"))?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .filter(|n| check_table_name(n).is_ok());
+            if let Some(name) = name {
+                let body = fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+                tables.push((name.to_string(), body));
+            }
+        }
+        tables.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(tables)
+    }
+
+    /// Stores a table durably, replacing the one of that name atomically:
+    /// a crash leaves the old table or the new one.
+    pub fn put_table(&self, tenant: &str, name: &str, body: &[u8]) -> Result<(), StoreError> {
+        if !self.exists(tenant)? {
+            return Err(StoreError::NoTenant(tenant.into()));
+        }
+        let dir = self.tables_dir(tenant)?;
+        if !dir.is_dir() {
+            let tenant_dir = self.tenant_dir(tenant)?;
+            fs::create_dir_all(&dir)
+                .and_then(|()| File::open(&tenant_dir)?.sync_all())
+                .map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        let path = dir.join(format!("{name}.jsonl"));
+        write_atomic(&path, body).map_err(io_err(format!("writing {}", path.display())))
+    }
+
+    pub fn delete_table(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        let dir = self.tables_dir(tenant)?;
+        let path = dir.join(format!("{name}.jsonl"));
+        match fs::remove_file(&path) {
+            Ok(()) => File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(format!("syncing {}", dir.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NoTable {
+                tenant: tenant.into(),
+                table: name.into(),
+            }),
+            Err(e) => Err(io_err(format!("removing {}", path.display()))(e)),
+        }
     }
 
     /// Every stored version's metadata, oldest first.

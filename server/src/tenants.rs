@@ -5,6 +5,12 @@
 //! first, then takes the lock only to check that the tenant did not change
 //! meanwhile (else 409), write the store and publish. The bid path only
 //! sees published lineups.
+//!
+//! Grants and tables are per tenant too: each tenant's [`Access`] (what
+//! its grants reach: tables, account) is rebuilt whole when either
+//! changes and published with its strategy. A module importing a function
+//! of an ungranted capability is refused at upload and at activation
+//! (422), and a grant the active version uses cannot be revoked (409).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,12 +20,15 @@ use gavel_schemas::verify;
 
 use crate::compiler::{CompileError, Compiler};
 use crate::fault::{ErrorKind, Fault};
-use crate::lineup::Lineup;
+use crate::kv::{Table, TableError, TableInfo, TableLimits, Tables};
+use crate::lineup::{Entry, Lineup};
+use crate::money::account::{Accounts, DayClock};
+use crate::money::frequency::{Frequency, FrequencyConfig};
 use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;
 use crate::runtime::{
-    CallContext, CallTime, NoBidReason, Outcome, RejectReason, Runtime, Strategy, StrategySettings,
-    TenantSlot, TenantStats,
+    Access, CallContext, CallTime, Capabilities, Capability, NoBidReason, Outcome, RejectReason,
+    Runtime, Strategy, StrategySettings, TenantSlot, TenantStats,
 };
 use crate::store::{Store, StoreError, TenantState, VersionMeta};
 
@@ -41,6 +50,18 @@ pub enum TenantError {
     /// Another admin call changed the tenant while this one compiled.
     #[error("tenant {0} changed while this call was compiling; read it again and retry")]
     Conflict(String),
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// Revoking a grant the active version's imports need.
+    #[error(
+        "version {version} of tenant {tenant} is active and imports `gavel_v1::{}`, which needs the `{capability}` grant; upload or activate a version without it first",
+        .capability.import()
+    )]
+    GrantInUse {
+        tenant: String,
+        version: u64,
+        capability: Capability,
+    },
 }
 
 impl From<CompileError> for TenantError {
@@ -59,8 +80,17 @@ impl TenantError {
             TenantError::Rejected(_) => ErrorKind::Rejected,
             TenantError::Compile(CompileError::Busy { .. }) => ErrorKind::Busy,
             TenantError::Compile(_) => ErrorKind::Internal,
-            TenantError::Conflict(_) => ErrorKind::Conflict,
+            TenantError::Conflict(_) | TenantError::GrantInUse { .. } => ErrorKind::Conflict,
             TenantError::Store(e) => e.kind(),
+            TenantError::Table(e) => match e {
+                TableError::BadName(_)
+                | TableError::Malformed { .. }
+                | TableError::DuplicateKey { .. } => ErrorKind::BadRequest,
+                TableError::TooLong { .. } | TableError::OverTenantLimit { .. } => {
+                    ErrorKind::TooLarge
+                }
+                TableError::TooManyTables { .. } => ErrorKind::Conflict,
+            },
         }
     }
 
@@ -88,13 +118,32 @@ pub struct Tenants {
     runtime: Arc<Runtime>,
     compiler: Compiler,
     lineup: Arc<Lineup>,
-    /// Live strategy per tenant (paused ones included, not published).
-    /// The mutex also serializes every change.
-    live: Mutex<BTreeMap<String, (Arc<Strategy>, bool)>>,
+    capabilities: CapabilitySettings,
+    /// Live strategies and every tenant's access. The mutex also
+    /// serializes every change.
+    control: Mutex<Control>,
     /// Recently compiled versions, so that a rollback or a switch back is
     /// as instant as the swap itself. Versions are immutable and their
     /// numbers never reused, so (tenant, version) is a complete key.
     compiled: Mutex<Vec<Arc<Strategy>>>,
+}
+
+/// What the capabilities need from the rest of the server.
+pub struct CapabilitySettings {
+    pub accounts: Arc<Accounts>,
+    pub clock: DayClock,
+    pub tables: TableLimits,
+    pub frequency: FrequencyConfig,
+}
+
+/// The control plane's state, under one lock.
+#[derive(Default)]
+struct Control {
+    /// Live strategy per tenant and whether it is paused (paused ones are
+    /// not published).
+    live: BTreeMap<String, (Arc<Strategy>, bool)>,
+    /// What each tenant's grants reach; absent: nothing granted, no tables.
+    access: BTreeMap<String, Arc<Access>>,
 }
 
 /// Compiled versions kept for instant switching, across all tenants (the
@@ -107,13 +156,15 @@ impl Tenants {
         runtime: Arc<Runtime>,
         compiler: Compiler,
         lineup: Arc<Lineup>,
+        capabilities: CapabilitySettings,
     ) -> Self {
         Self {
             store,
             runtime,
             compiler,
             lineup,
-            live: Mutex::new(BTreeMap::new()),
+            capabilities,
+            control: Mutex::new(Control::default()),
             compiled: Mutex::new(Vec::new()),
         }
     }
@@ -122,19 +173,160 @@ impl Tenants {
         &self.store
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Arc<Strategy>, bool)>> {
-        self.live
+    fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn publish(&self, live: &BTreeMap<String, (Arc<Strategy>, bool)>) {
-        let active = live
-            .values()
-            .filter(|(_, paused)| !paused)
-            .map(|(s, _)| s.clone())
+    /// The tenant's access, or an empty one (nothing granted).
+    fn access_of(&self, control: &Control, tenant: &str) -> Arc<Access> {
+        control.access.get(tenant).cloned().unwrap_or_else(|| {
+            Arc::new(Access {
+                granted: Capabilities::default(),
+                tables: Arc::new(Tables::default()),
+                account: self.capabilities.accounts.get(tenant),
+                clock: self.capabilities.clock,
+            })
+        })
+    }
+
+    fn publish(&self, control: &Control) {
+        let active = control
+            .live
+            .iter()
+            .filter(|(_, (_, paused))| !paused)
+            .map(|(tenant, (strategy, _))| Entry {
+                strategy: strategy.clone(),
+                access: self.access_of(control, tenant),
+            })
             .collect();
         self.lineup.publish(active);
+    }
+
+    /// Gives the tenant `granted` and `tables` (in memory): the frequency
+    /// table exists exactly while `frequency` is granted.
+    fn set_access(&self, control: &mut Control, tenant: &str, granted: Capabilities, tables: Arc<Tables>) {
+        let account = self.capabilities.accounts.get(tenant);
+        let counting = account.frequency.load().is_some();
+        if granted.contains(Capability::Frequency) && !counting {
+            account
+                .frequency
+                .store(Some(Arc::new(Frequency::new(&self.capabilities.frequency))));
+        } else if !granted.contains(Capability::Frequency) && counting {
+            account.frequency.store(None);
+        }
+        control.access.insert(
+            tenant.to_string(),
+            Arc::new(Access {
+                granted,
+                tables,
+                account,
+                clock: self.capabilities.clock,
+            }),
+        );
+    }
+
+    /// Loads every tenant's grants and tables from the store: run before
+    /// the bid port opens, so a strategy never starts without its data. A
+    /// stored table that no longer parses within the limits is reported
+    /// and left out (the strategy sees it absent); nothing is deleted.
+    pub fn load_access(&self) -> Result<(), StoreError> {
+        let mut control = self.lock();
+        for tenant in self.store.tenants()? {
+            let granted = match self.store.grants(&tenant) {
+                Ok(granted) => granted,
+                Err(e) => {
+                    tracing::error!(%tenant, error = %e, "grants unreadable; none granted");
+                    Capabilities::default()
+                }
+            };
+            let mut tables = Tables::default();
+            for (name, body) in self.store.tables(&tenant)? {
+                let (entries, bytes) = tables.usage_except(&name);
+                match Table::parse(&name, &body, &self.capabilities.tables, entries, bytes) {
+                    Ok(table) if tables.len() < self.capabilities.tables.tables_max => {
+                        tables = tables.with(Arc::new(table));
+                    }
+                    Ok(_) => tracing::error!(%tenant, table = %name, "stored table over tables_max; left out"),
+                    Err(e) => tracing::error!(%tenant, table = %name, error = %e, "stored table refused; left out"),
+                }
+            }
+            self.set_access(&mut control, &tenant, granted, Arc::new(tables));
+        }
+        Ok(())
+    }
+
+    /// The tenant's grants.
+    pub fn grants(&self, tenant: &str) -> Capabilities {
+        self.access_of(&self.lock(), tenant).granted
+    }
+
+    /// Replaces the tenant's grants. Refused (409) while the active
+    /// version imports a capability left out; stored before it applies.
+    pub fn set_grants(&self, tenant: &str, granted: Capabilities) -> Result<Capabilities, TenantError> {
+        let mut control = self.lock();
+        if let Some((strategy, _)) = control.live.get(tenant)
+            && let Some(capability) = strategy.capabilities.missing_from(granted).iter().next()
+        {
+            return Err(TenantError::GrantInUse {
+                tenant: tenant.into(),
+                version: strategy.version,
+                capability,
+            });
+        }
+        self.store.set_grants(tenant, granted)?;
+        let tables = self.access_of(&control, tenant).tables.clone();
+        self.set_access(&mut control, tenant, granted, tables);
+        self.publish(&control);
+        Ok(granted)
+    }
+
+    /// The tenant's tables.
+    pub fn tables(&self, tenant: &str) -> Vec<TableInfo> {
+        self.access_of(&self.lock(), tenant).tables.infos()
+    }
+
+    /// Checks, stores and swaps in table `name`. The body is parsed with no
+    /// lock held; the swap applies only if the tenant's tables did not
+    /// change meanwhile (else 409). A refused table changes nothing.
+    pub fn put_table(&self, tenant: &str, name: &str, body: &[u8]) -> Result<TableInfo, TenantError> {
+        let before = self.access_of(&self.lock(), tenant);
+        let limits = &self.capabilities.tables;
+        if !before.tables.contains(name) && before.tables.len() >= limits.tables_max {
+            return Err(TableError::TooManyTables {
+                max: limits.tables_max,
+            }
+            .into());
+        }
+        let (entries, bytes) = before.tables.usage_except(name);
+        let table = Arc::new(Table::parse(name, body, limits, entries, bytes)?);
+        let mut control = self.lock();
+        let now = self.access_of(&control, tenant);
+        if !Arc::ptr_eq(&now.tables, &before.tables) {
+            return Err(TenantError::Conflict(tenant.into()));
+        }
+        self.store.put_table(tenant, name, body)?;
+        let info = table.info().clone();
+        self.set_access(&mut control, tenant, now.granted, Arc::new(now.tables.with(table)));
+        self.publish(&control);
+        Ok(info)
+    }
+
+    pub fn delete_table(&self, tenant: &str, name: &str) -> Result<(), TenantError> {
+        let mut control = self.lock();
+        let now = self.access_of(&control, tenant);
+        if !now.tables.contains(name) {
+            return Err(StoreError::NoTable {
+                tenant: tenant.into(),
+                table: name.into(),
+            }
+            .into());
+        }
+        self.store.delete_table(tenant, name)?;
+        self.set_access(&mut control, tenant, now.granted, Arc::new(now.tables.without(name)));
+        self.publish(&control);
+        Ok(())
     }
 
     fn compiled(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Strategy>>> {
@@ -189,7 +381,12 @@ impl Tenants {
                 .into_iter()
                 .chain(state.history.iter().rev().copied());
             for version in candidates {
-                match self.compile(&tenant, version) {
+                let granted = self.grants(&tenant);
+                let loaded_version = self.compile(&tenant, version).and_then(|strategy| {
+                    strategy.check_granted(granted)?;
+                    Ok(strategy)
+                });
+                match loaded_version {
                     Ok(strategy) => {
                         if Some(version) != state.active {
                             tracing::warn!(%tenant, version, "serving an earlier version: the active one does not load");
@@ -197,11 +394,13 @@ impl Tenants {
                         // The admin port is open while this runs: a call that
                         // changed the tenant meanwhile published its own
                         // version, which stands.
-                        let mut live = self.lock();
+                        let mut control = self.lock();
                         let unchanged = self.store.state(&tenant).is_ok_and(|now| now == state);
-                        if unchanged && !live.contains_key(&tenant) {
-                            live.insert(tenant.clone(), (strategy, state.paused));
-                            self.publish(&live);
+                        if unchanged && !control.live.contains_key(&tenant) {
+                            control
+                                .live
+                                .insert(tenant.clone(), (strategy, state.paused));
+                            self.publish(&control);
                             loaded += 1;
                         }
                         break;
@@ -216,8 +415,9 @@ impl Tenants {
     }
 
     /// Checks a module end to end without storing it: compile, validate,
-    /// instantiate and init within budget, and one call on a built-in
-    /// request within budget.
+    /// check its imports against the tenant's grants, instantiate and init
+    /// within budget, and one call on a built-in request within budget,
+    /// with the tenant's own tables and account.
     pub fn check(
         &self,
         tenant: &str,
@@ -227,6 +427,8 @@ impl Tenants {
         let strategy = self
             .compiler
             .compile(tenant, 0, wasm.into(), settings.clone())?;
+        let access = self.access_of(&self.lock(), tenant);
+        strategy.check_granted(access.granted)?;
         let mut encoder = gavel_schemas::json::Encoder::new();
         let request = encoder
             .bid_request(SMOKE_REQUEST_JSON)
@@ -241,6 +443,7 @@ impl Tenants {
         // budget, plus instantiation and init, bounds the test call.
         let mut slot = TenantSlot::new(
             strategy.clone(),
+            access,
             breaker,
             &FairnessConfig::default(),
             Arc::new(TenantStats::default()),
@@ -257,6 +460,7 @@ impl Tenants {
             bytes: &request,
             currency: "USD",
             arrival_unix_us: 0,
+            user_key: crate::money::frequency::user_key(&view),
         };
         match slot.call(&self.runtime, &ctx, time) {
             Outcome::Bids(_) | Outcome::NoBid(NoBidReason::NoBid | NoBidReason::InvalidBids) => {
@@ -283,14 +487,16 @@ impl Tenants {
     ) -> Result<VersionMeta, TenantError> {
         crate::store::check_tenant_id(tenant)?;
         let checked = self.check(tenant, wasm, settings)?;
-        let mut live = self.lock();
+        let mut control = self.lock();
+        // A grant revoked while the upload compiled.
+        checked.check_granted(self.access_of(&control, tenant).granted)?;
         let meta = self.store.add_version(tenant, wasm, settings)?;
         // The checked compilation is the one that goes live: no second compile.
         let strategy = checked.with_version(meta.version);
         remember(&mut self.compiled(), strategy.clone());
         let state = self.store.activate(tenant, meta.version)?;
-        live.insert(tenant.into(), (strategy, state.paused));
-        self.publish(&live);
+        control.live.insert(tenant.into(), (strategy, state.paused));
+        self.publish(&control);
         Ok(meta)
     }
 
@@ -310,22 +516,27 @@ impl Tenants {
             Some(version) => Some(self.compile(tenant, version)?),
             None => None,
         };
-        let mut live = self.lock();
+        let mut control = self.lock();
         if self.store.state(tenant)? != before {
             return Err(TenantError::Conflict(tenant.into()));
+        }
+        if let Some(strategy) = &strategy {
+            strategy.check_granted(self.access_of(&control, tenant).granted)?;
         }
         let after = change(&self.store)?;
         match (strategy, after.active) {
             (Some(strategy), Some(active)) if strategy.version == active => {
-                live.insert(tenant.into(), (strategy, after.paused));
+                control
+                    .live
+                    .insert(tenant.into(), (strategy, after.paused));
             }
             _ => {
-                if let Some(entry) = live.get_mut(tenant) {
+                if let Some(entry) = control.live.get_mut(tenant) {
                     entry.1 = after.paused;
                 }
             }
         }
-        self.publish(&live);
+        self.publish(&control);
         Ok(after)
     }
 
@@ -357,16 +568,16 @@ impl Tenants {
     }
 
     pub fn delete_version(&self, tenant: &str, version: u64) -> Result<TenantState, TenantError> {
-        let _live = self.lock();
+        let _control = self.lock();
         let state = self.store.delete_version(tenant, version)?;
         self.forget(tenant, version);
         Ok(state)
     }
 
     pub fn view(&self, tenant: &str) -> Result<TenantView, TenantError> {
-        let live = self.lock();
+        let control = self.lock();
         let state = self.store.state(tenant)?;
-        let live_version = live.get(tenant).map(|(s, _)| s.version);
+        let live_version = control.live.get(tenant).map(|(s, _)| s.version);
         Ok(TenantView {
             tenant: tenant.into(),
             live: live_version.is_some() && live_version == state.active,

@@ -15,9 +15,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 
 use super::amount::micros_to_units;
+use super::frequency::Frequency;
 
 /// No limit, in a budget atomic.
 const UNLIMITED: i64 = -1;
@@ -104,6 +106,8 @@ pub struct Account {
     pub counts: Counts,
     /// Calls or bids refused for budget or pacing (bid path, any core).
     pub refused: AtomicU64,
+    /// Win counts per user, while the tenant holds the `frequency` grant.
+    pub frequency: ArcSwapOption<Frequency>,
 }
 
 fn limit(value: Option<i64>) -> i64 {
@@ -127,6 +131,7 @@ impl Account {
             reserved: AtomicI64::new(0),
             counts: Counts::default(),
             refused: AtomicU64::new(0),
+            frequency: ArcSwapOption::empty(),
         }
     }
 
@@ -268,18 +273,27 @@ impl Account {
         )
     }
 
-    /// What the spend API answers.
-    pub fn view(&self, currency: &str, now_ms: u64, clock: &DayClock) -> SpendView {
+    /// What is left to spend at `now_ms`: the smaller of the total and
+    /// today's budget less spend and reservations; `None` without a budget.
+    pub fn remaining(&self, now_ms: u64, clock: &DayClock) -> Option<i64> {
         let budget = self.budget();
         let (spent, reserved) = (self.spent(), self.reserved());
         let spent_today = self.spent_today(now_ms, clock);
-        let remaining = [
+        [
             budget.total_micros.map(|t| t - spent - reserved),
             budget.daily_micros.map(|d| d - spent_today - reserved),
         ]
         .into_iter()
         .flatten()
-        .min();
+        .min()
+    }
+
+    /// What the spend API answers.
+    pub fn view(&self, currency: &str, now_ms: u64, clock: &DayClock) -> SpendView {
+        let budget = self.budget();
+        let (spent, reserved) = (self.spent(), self.reserved());
+        let spent_today = self.spent_today(now_ms, clock);
+        let remaining = self.remaining(now_ms, clock);
         let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SpendView {
             tenant: self.tenant.to_string(),

@@ -378,6 +378,12 @@ fn restore(db: &Database, accounts: &Accounts) -> Result<u64, redb::Error> {
 enum Delta {
     Spend { account: Arc<Account>, cost: i64 },
     Release { account: Arc<Account>, amount: i64 },
+    /// A settled win, for the tenant's frequency counts.
+    Won {
+        account: Arc<Account>,
+        user_key: u64,
+        crid_key: u32,
+    },
 }
 
 /// A tenant touched by the current batch: its stored totals and account.
@@ -515,6 +521,16 @@ impl State {
                             account.add_spend(cost, now, &self.config.clock)
                         }
                         Delta::Release { account, amount } => account.release(amount),
+                        Delta::Won {
+                            account,
+                            user_key,
+                            crid_key,
+                        } => {
+                            if let Some(frequency) = &*account.frequency.load() {
+                                let now_s = u32::try_from(now / 1000).unwrap_or(u32::MAX);
+                                frequency.record(user_key, crid_key, now_s);
+                            }
+                        }
                     }
                 }
                 for touched in batch.counts {
@@ -618,6 +634,7 @@ impl State {
         let tenant = Self::touch(&mut self.touched, &self.accounts, tables, &claims.tenant)?;
         let (totals, account) = (&mut tenant.totals, &tenant.account);
         let price_cpm_micros = claims.price_cpm_micros;
+        let (user_key, crid_key) = (claims.user_key, claims.crid_key);
         let key_time = claims.time_ms;
         let bid = claims.bid.clone();
         let mut event = event_of(
@@ -674,6 +691,13 @@ impl State {
                     account: account.clone(),
                     cost,
                 });
+                if user_key != 0 {
+                    batch.deltas.push(Delta::Won {
+                        account: account.clone(),
+                        user_key,
+                        crid_key,
+                    });
+                }
                 event.amount_micros = cost;
                 tables.closed.insert(key, CLOSED_SETTLED)?;
                 Applied::Settled

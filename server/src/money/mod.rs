@@ -12,7 +12,8 @@
 //!   204 <------------------- durable -----+    then spend on the account
 //! ```
 //!
-//! [`account`] holds the numbers the bid path checks; [`ledger`] makes them
+//! [`account`] holds the numbers the bid path checks (and, for tenants
+//! granted it, the [`frequency`] counts of wins per user); [`ledger`] makes them
 //! durable (redb) and is the only writer of spend; [`token`] signs and
 //! verifies notice tokens; [`price`] reads clearing prices; [`events`] is
 //! the append-only log behind its sink seam; [`amount`] is money as
@@ -23,6 +24,7 @@
 pub mod account;
 pub mod amount;
 pub mod events;
+pub mod frequency;
 pub mod ledger;
 pub mod price;
 pub mod token;
@@ -459,6 +461,7 @@ impl CoreMoney {
         let exchange_name = money.settings.exchanges[exchange].0.as_str();
         let request_id = request.id();
         let imps = request.imp();
+        let user_key = frequency::user_key(request);
         winners.retain(|winner| {
             let slot = &slots[winner.slot];
             let account = &accounts[winner.slot];
@@ -483,9 +486,12 @@ impl CoreMoney {
             let notice = &mut notices[*used];
             notice.id.clear();
             let _ = write!(notice.id, "{}.{}.{}", money.boot, core, sequence);
+            let offered = slot.answer().bid(&winner.bid);
             let claims = ClaimsRef {
                 time_ms: now_ms,
                 price_cpm_micros: price,
+                user_key,
+                crid_key: frequency::crid_key(offered.crid().unwrap_or("").as_bytes()),
                 tenant: &slot.strategy().tenant,
                 exchange: exchange_name,
                 request: request_id,
@@ -494,7 +500,6 @@ impl CoreMoney {
             };
             token.clear();
             money.keys.load().sign(&claims, payload, token);
-            let offered = slot.answer().bid(&winner.bid);
             let record = BidRecord {
                 signed: payload.clone(),
                 amount_micros: amount,

@@ -8,9 +8,11 @@
 //!
 //! Wire form: `base64url(payload || tag)`, no padding, where `payload` is
 //! a version byte, the key id (u32), the bid time in Unix ms (u64), the
-//! bid price in CPM micros (i64), all big-endian, then tenant, exchange,
-//! request id, impression id and bid id, each a u16 length and its bytes;
-//! `tag` is the first 16 bytes of the MAC (128 bits).
+//! bid price in CPM micros (i64), the user key (u64) and creative key
+//! (u32) that frequency counts use (see [`super::frequency`]), all
+//! big-endian, then tenant, exchange, request id, impression id and bid
+//! id, each a u16 length and its bytes; `tag` is the first 16 bytes of the
+//! MAC (128 bits). Version 1 tokens (without the two keys) still verify.
 //!
 //! Keys live in `<data_dir>/notice-keys.json` (owner-only). The newest key
 //! signs; every kept key verifies, so rotating never invalidates tokens
@@ -27,8 +29,12 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Token format version.
-const VERSION: u8 = 1;
+/// Token format version signed now.
+const VERSION: u8 = 2;
+
+/// The first version, without user and creative keys: still read, so
+/// that bids made before an upgrade settle.
+const VERSION_1: u8 = 1;
 
 /// Bytes of MAC kept in a token.
 const TAG_BYTES: usize = 16;
@@ -47,14 +53,30 @@ pub const TOKEN_CHARS_MAX: usize = 2048;
 /// bid on with a token (the bid path drops such bids).
 pub const ID_BYTES_MAX: usize = 256;
 
-/// The fixed part of the payload: version, key id, time, price.
-const FIXED_BYTES: usize = 1 + 4 + 8 + 8;
+/// The fixed part of a version 1 payload: version, key id, time, price.
+const FIXED_BYTES_V1: usize = 1 + 4 + 8 + 8;
+
+/// The fixed part of the payload: version 1's, then user and creative keys.
+const FIXED_BYTES: usize = FIXED_BYTES_V1 + 8 + 4;
+
+/// The fixed part of a payload of `version`, if it is one this server reads.
+fn fixed_bytes(version: u8) -> Option<usize> {
+    match version {
+        VERSION => Some(FIXED_BYTES),
+        VERSION_1 => Some(FIXED_BYTES_V1),
+        _ => None,
+    }
+}
 
 /// What a token says about a bid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claims {
     pub time_ms: u64,
     pub price_cpm_micros: i64,
+    /// The request's user, hashed (0: none); frequency counts key on it.
+    pub user_key: u64,
+    /// The bid's creative id, hashed (0: none).
+    pub crid_key: u32,
     pub tenant: String,
     pub exchange: String,
     pub request: String,
@@ -67,6 +89,8 @@ pub struct Claims {
 pub struct ClaimsRef<'a> {
     pub time_ms: u64,
     pub price_cpm_micros: i64,
+    pub user_key: u64,
+    pub crid_key: u32,
     pub tenant: &'a str,
     pub exchange: &'a str,
     pub request: &'a str,
@@ -215,6 +239,8 @@ impl NoticeKeys {
         scratch.extend_from_slice(&key.id.to_be_bytes());
         scratch.extend_from_slice(&claims.time_ms.to_be_bytes());
         scratch.extend_from_slice(&claims.price_cpm_micros.to_be_bytes());
+        scratch.extend_from_slice(&claims.user_key.to_be_bytes());
+        scratch.extend_from_slice(&claims.crid_key.to_be_bytes());
         for field in [
             claims.tenant,
             claims.exchange,
@@ -242,7 +268,11 @@ impl NoticeKeys {
         let bytes = URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| TokenError::Malformed)?;
-        if bytes.len() < FIXED_BYTES + TAG_BYTES || bytes[0] != VERSION {
+        let fixed = bytes
+            .first()
+            .and_then(|v| fixed_bytes(*v))
+            .ok_or(TokenError::Malformed)?;
+        if bytes.len() < fixed + TAG_BYTES {
             return Err(TokenError::Malformed);
         }
         let (payload, tag) = bytes.split_at(bytes.len() - TAG_BYTES);
@@ -270,7 +300,11 @@ pub fn read_signed(signed: &[u8]) -> Result<Claims, TokenError> {
         .checked_sub(TAG_BYTES)
         .map(|end| &signed[..end])
         .ok_or(TokenError::Malformed)?;
-    if payload.len() < FIXED_BYTES || payload[0] != VERSION {
+    let fixed = payload
+        .first()
+        .and_then(|v| fixed_bytes(*v))
+        .ok_or(TokenError::Malformed)?;
+    if payload.len() < fixed {
         return Err(TokenError::Malformed);
     }
     read_payload(payload)
@@ -280,7 +314,15 @@ pub fn read_signed(signed: &[u8]) -> Result<Claims, TokenError> {
 fn read_payload(payload: &[u8]) -> Result<Claims, TokenError> {
     let time_ms = u64::from_be_bytes(payload[5..13].try_into().expect("8 bytes"));
     let price_cpm_micros = i64::from_be_bytes(payload[13..21].try_into().expect("8 bytes"));
-    let mut rest = &payload[FIXED_BYTES..];
+    let (user_key, crid_key, mut rest) = if payload[0] == VERSION {
+        (
+            u64::from_be_bytes(payload[21..29].try_into().expect("8 bytes")),
+            u32::from_be_bytes(payload[29..33].try_into().expect("4 bytes")),
+            &payload[FIXED_BYTES..],
+        )
+    } else {
+        (0, 0, &payload[FIXED_BYTES_V1..])
+    };
     let mut field = || -> Result<String, TokenError> {
         let (len, tail) = rest.split_first_chunk::<2>().ok_or(TokenError::Malformed)?;
         let len = usize::from(u16::from_be_bytes(*len));
@@ -291,6 +333,8 @@ fn read_payload(payload: &[u8]) -> Result<Claims, TokenError> {
     let claims = Claims {
         time_ms,
         price_cpm_micros,
+        user_key,
+        crid_key,
         tenant: field()?,
         exchange: field()?,
         request: field()?,
@@ -311,6 +355,8 @@ mod tests {
         ClaimsRef {
             time_ms: 1_700_000_000_000,
             price_cpm_micros: 2_500_000,
+            user_key: 0x0123_4567_89ab_cdef,
+            crid_key: 0xfeed_beef,
             tenant: "acme",
             exchange: "default",
             request: "req-1",
@@ -329,6 +375,7 @@ mod tests {
         assert_eq!(read.tenant, "acme");
         assert_eq!(read.bid, "7.0.42");
         assert_eq!(read.price_cpm_micros, 2_500_000);
+        assert_eq!((read.user_key, read.crid_key), (0x0123_4567_89ab_cdef, 0xfeed_beef));
 
         let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
         for i in 0..bytes.len() {
@@ -339,6 +386,25 @@ mod tests {
         }
         assert_eq!(keys.verify("not base64!"), Err(TokenError::Malformed));
         assert_eq!(keys.verify(""), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn version_1_tokens_still_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = NoticeKeys::open(dir.path()).unwrap();
+        let (mut scratch, mut token) = (Vec::new(), String::new());
+        keys.sign(&claims(), &mut scratch, &mut token);
+        // The same claims as version 1 wrote them: no user or creative key.
+        let mut v1 = vec![VERSION_1];
+        v1.extend_from_slice(&scratch[1..FIXED_BYTES_V1]);
+        v1.extend_from_slice(&scratch[FIXED_BYTES..scratch.len() - TAG_BYTES]);
+        let mut mac = keys.keys[0].mac.clone();
+        mac.update(&v1);
+        v1.extend_from_slice(&mac.finalize().into_bytes()[..TAG_BYTES]);
+        let read = keys.verify(&URL_SAFE_NO_PAD.encode(&v1)).unwrap();
+        assert_eq!((read.user_key, read.crid_key), (0, 0));
+        assert_eq!((read.tenant.as_str(), read.bid.as_str()), ("acme", "7.0.42"));
+        assert_eq!(read_signed(&v1).unwrap(), read);
     }
 
     #[test]

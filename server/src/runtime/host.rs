@@ -1,36 +1,68 @@
 //! What a strategy's instance sees of the host: the `gavel_v1` imports and
-//! the per-store state behind them (memory cap, log budget, clock).
+//! the per-store state behind them (memory cap, log budget, clock, and what
+//! the tenant's grants reach).
+//!
+//! Every import is bounded: it reads and writes only ranges the guest
+//! names inside its own memory (out of range traps), never allocates in
+//! guest memory, and the capability imports charge fuel for their work,
+//! [`HOST_CALL_FUEL`] plus one unit per [`BYTES_PER_FUEL`] bytes read or
+//! copied, so that a strategy looping over host calls runs out of fuel like
+//! one looping over its own code.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::{Caller, Engine, Extern, Linker, ResourceLimiter};
+use wasmtime::{Caller, Engine, Extern, Linker, Memory, ResourceLimiter, Trap};
 
+use super::capability::{Access, Capability};
 use super::validate::{EXPORT_MEMORY, IMPORT_MODULE};
+use crate::kv::TABLE_NAME_BYTES_MAX;
+use crate::money::frequency::crid_key;
+
+/// Fuel every capability call costs before its bytes: about what the call
+/// costs in time, in units of guest instructions.
+pub const HOST_CALL_FUEL: u64 = 50;
+
+/// Bytes read or copied per unit of fuel a capability call is charged.
+pub const BYTES_PER_FUEL: u64 = 8;
+
+/// Longest creative id `frequency` hashes; a longer key counts nothing.
+pub const FREQUENCY_KEY_BYTES_MAX: usize = 1024;
 
 /// Per-instance host state (the `T` of `Store<T>`).
 pub struct HostState {
-    tenant: std::sync::Arc<str>,
+    tenant: Arc<str>,
     memory_bytes_max: usize,
     /// Set when a `memory.grow` was refused: the trap that usually follows
     /// (an allocator abort) is then reported as a memory no-bid.
     pub(super) memory_denied: bool,
     /// Unix time in microseconds at which the current request arrived.
     pub(super) request_time_us: i64,
+    /// The current request's user key for `frequency` (0: none).
+    pub(super) user_key: u64,
+    /// The instance's exported memory, once instantiated.
+    pub(super) memory: Option<Memory>,
+    /// What the tenant's grants reach.
+    pub(super) access: Arc<Access>,
     log: LogBudget,
     pub(super) log_bytes_dropped: u64,
 }
 
 impl HostState {
     pub(super) fn new(
-        tenant: std::sync::Arc<str>,
+        tenant: Arc<str>,
         memory_bytes_max: u64,
         log_bytes_per_second: u32,
+        access: Arc<Access>,
     ) -> Self {
         Self {
             tenant,
             memory_bytes_max: usize::try_from(memory_bytes_max).unwrap_or(usize::MAX),
             memory_denied: false,
             request_time_us: 0,
+            user_key: 0,
+            memory: None,
+            access,
             log: LogBudget::new(log_bytes_per_second),
             log_bytes_dropped: 0,
         }
@@ -114,6 +146,142 @@ pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(escaped)
 }
 
+/// The instance's memory: cached at instantiation, looked up by name
+/// during it (a start function).
+fn guest_memory(caller: &mut Caller<'_, HostState>, call: &str) -> wasmtime::Result<Memory> {
+    if let Some(memory) = caller.data().memory {
+        return Ok(memory);
+    }
+    match caller.get_export(EXPORT_MEMORY) {
+        Some(Extern::Memory(memory)) => Ok(memory),
+        _ => wasmtime::bail!("{call}: no exported memory"),
+    }
+}
+
+/// The byte range `ptr..ptr + len` of guest memory, or a trap naming the
+/// call.
+fn range(data_len: usize, ptr: i32, len: i32, call: &str) -> wasmtime::Result<std::ops::Range<usize>> {
+    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+    match start.checked_add(len) {
+        Some(end) if end <= data_len => Ok(start..end),
+        _ => wasmtime::bail!("{call}: pointer range {start}+{len} is outside memory"),
+    }
+}
+
+/// Traps unless the tenant holds `capability`. Uploads importing an
+/// ungranted capability are refused and an in-use grant cannot be revoked,
+/// so this is a second line, not the first.
+fn require(caller: &Caller<'_, HostState>, capability: Capability, call: &str) -> wasmtime::Result<()> {
+    if caller.data().access.granted.contains(capability) {
+        Ok(())
+    } else {
+        wasmtime::bail!("{call}: the tenant has no `{capability}` grant")
+    }
+}
+
+/// Charges a capability call's fuel for `bytes` read or copied; out of
+/// fuel traps as running out in guest code does.
+fn charge(caller: &mut Caller<'_, HostState>, bytes: usize) -> wasmtime::Result<()> {
+    let cost = HOST_CALL_FUEL + (bytes as u64).div_ceil(BYTES_PER_FUEL);
+    // Fuel is off only in benchmarks measuring its cost.
+    let Ok(fuel) = caller.get_fuel() else {
+        return Ok(());
+    };
+    if fuel < cost {
+        caller.set_fuel(0)?;
+        return Err(Trap::OutOfFuel.into());
+    }
+    caller.set_fuel(fuel - cost)
+}
+
+/// Microseconds of the current request, or of now during init.
+fn now_us(state: &HostState) -> u64 {
+    u64::try_from(state.request_time_us)
+        .ok()
+        .filter(|t| *t > 0)
+        .unwrap_or_else(crate::money::unix_us)
+}
+
+/// `kv_get`: looks `key` up in the tenant's table `table`, copies at most
+/// `out_cap` bytes of the value to `out_ptr`, and returns the value's full
+/// length, or -1 when the table or the key is absent.
+fn kv_get(
+    mut caller: Caller<'_, HostState>,
+    (table_ptr, table_len, key_ptr, key_len, out_ptr, out_cap): (i32, i32, i32, i32, i32, i32),
+) -> wasmtime::Result<i32> {
+    const CALL: &str = "kv_get";
+    require(&caller, Capability::Kv, CALL)?;
+    let memory = guest_memory(&mut caller, CALL)?;
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let name = range(data.len(), table_ptr, table_len, CALL)?;
+    let key = range(data.len(), key_ptr, key_len, CALL)?;
+    let out = range(data.len(), out_ptr, out_cap, CALL)?;
+    let mut touched = 0;
+    let value = if name.len() > TABLE_NAME_BYTES_MAX {
+        None
+    } else {
+        touched += name.len();
+        state.access.tables.get(&data[name]).and_then(|table| {
+            if key.len() > table.key_bytes_max() {
+                return None;
+            }
+            touched += key.len();
+            table.get(&data[key])
+        })
+    };
+    let answer = match value {
+        None => -1,
+        Some(value) => {
+            let copied = value.len().min(out.len());
+            data[out.start..out.start + copied].copy_from_slice(&value[..copied]);
+            touched += copied;
+            // Values are bounded by `tables.value_bytes_max`, far below 2 GiB.
+            i32::try_from(value.len()).unwrap_or(i32::MAX)
+        }
+    };
+    charge(&mut caller, touched)?;
+    Ok(answer)
+}
+
+/// `frequency`: the tenant's wins for the request's user with creative
+/// `key` (empty: any) in the last `window_s` seconds.
+fn frequency(
+    mut caller: Caller<'_, HostState>,
+    (key_ptr, key_len, window_s): (i32, i32, i32),
+) -> wasmtime::Result<i32> {
+    const CALL: &str = "frequency";
+    require(&caller, Capability::Frequency, CALL)?;
+    let memory = guest_memory(&mut caller, CALL)?;
+    let (data, state) = (memory.data(&caller), caller.data());
+    let key = range(data.len(), key_ptr, key_len, CALL)?;
+    let bytes = key.len();
+    let count = if bytes > FREQUENCY_KEY_BYTES_MAX || state.user_key == 0 || window_s <= 0 {
+        0
+    } else {
+        let now_s = u32::try_from(now_us(state) / 1_000_000).unwrap_or(u32::MAX);
+        state.access.account.frequency.load().as_ref().map_or(0, |table| {
+            table.count(state.user_key, crid_key(&data[key]), window_s as u32, now_s)
+        })
+    };
+    charge(&mut caller, bytes.min(FREQUENCY_KEY_BYTES_MAX))?;
+    Ok(count as i32)
+}
+
+/// `budget_remaining`: what the tenant has left to spend, in currency
+/// units, or -1 without a budget.
+fn budget_remaining(mut caller: Caller<'_, HostState>) -> wasmtime::Result<f64> {
+    require(&caller, Capability::Budget, "budget_remaining")?;
+    let state = caller.data();
+    let now_ms = now_us(state) / 1000;
+    let access = &state.access;
+    let remaining = access
+        .account
+        .remaining(now_ms, &access.clock)
+        .map_or(-1.0, |micros| crate::money::amount::micros_to_units(micros.max(0)));
+    charge(&mut caller, 0)?;
+    Ok(remaining)
+}
+
 /// The `gavel_v1` imports.
 pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
@@ -126,24 +294,40 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         IMPORT_MODULE,
         "log",
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let Some(Extern::Memory(memory)) = caller.get_export(EXPORT_MEMORY) else {
-                wasmtime::bail!("log: no exported memory");
-            };
-            let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+            let memory = guest_memory(&mut caller, "log")?;
             let (data, state) = memory.data_and_store_mut(&mut caller);
-            let Some(bytes) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
-                wasmtime::bail!("log: pointer range {start}+{len} is outside memory");
-            };
-            if !state.log.take(len) {
-                state.log_bytes_dropped += len as u64;
+            let bytes = &data[range(data.len(), ptr, len, "log")?];
+            if !state.log.take(bytes.len()) {
+                state.log_bytes_dropped += bytes.len() as u64;
                 return Ok(());
             }
-            let text = String::from_utf8_lossy(&bytes[..len.min(LOG_LINE_BYTES_MAX)]);
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(LOG_LINE_BYTES_MAX)]);
             let line = escape_controls(&text);
             tracing::debug!(target: "gavel::tenant_log", tenant = %state.tenant, "{line}");
             Ok(())
         },
     )?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "kv_get",
+        |caller: Caller<'_, HostState>,
+         table_ptr: i32,
+         table_len: i32,
+         key_ptr: i32,
+         key_len: i32,
+         out_ptr: i32,
+         out_cap: i32| {
+            kv_get(caller, (table_ptr, table_len, key_ptr, key_len, out_ptr, out_cap))
+        },
+    )?;
+    linker.func_wrap(
+        IMPORT_MODULE,
+        "frequency",
+        |caller: Caller<'_, HostState>, key_ptr: i32, key_len: i32, window_s: i32| {
+            frequency(caller, (key_ptr, key_len, window_s))
+        },
+    )?;
+    linker.func_wrap(IMPORT_MODULE, "budget_remaining", budget_remaining)?;
     Ok(linker)
 }
 

@@ -10,8 +10,8 @@
 //! | [`TenantSlot`] | one tenant on one core | a persistent instance: instantiation from the pool is a few microseconds, rebuilt after any trap |
 //! | [`TenantSlot::call`] | one request | copy the request in, set fuel and epoch deadline, call, verify and check the answer |
 //!
-//! A strategy is untrusted. Its imports are checked against ABI v1 before it
-//! is compiled ([`validate`]), every call runs under fuel, a wall-clock
+//! A strategy is untrusted. Its imports are checked against ABI v1 and the
+//! tenant's grants ([`validate`], [`capability`]), every call runs under fuel, a wall-clock
 //! deadline (epoch ticks) and a memory cap, and its answer is verified and
 //! checked against the request ([`answer`]) before it can reach the auction.
 //! Any trap drops the instance; a tenant that keeps failing is skipped for a
@@ -19,6 +19,7 @@
 
 pub mod answer;
 pub mod breaker;
+pub mod capability;
 mod host;
 pub mod share;
 mod slot;
@@ -36,7 +37,8 @@ use wasmtime::{
 };
 
 pub use answer::{Answer, ValidBid};
-pub use host::HostState;
+pub use capability::{Access, Capabilities, Capability};
+pub use host::{BYTES_PER_FUEL, HOST_CALL_FUEL, HostState};
 pub use slot::{CallContext, CallTime, NoBidReason, Outcome, TenantSlot, TenantStats};
 pub use validate::{ModuleLimits, RejectReason};
 
@@ -269,6 +271,8 @@ pub struct Strategy {
     pub tenant: Arc<str>,
     pub version: u64,
     pub settings: StrategySettings,
+    /// The capabilities its imports need: the tenant must hold each.
+    pub capabilities: Capabilities,
     pre: InstancePre<HostState>,
     has_init: bool,
 }
@@ -284,6 +288,18 @@ impl std::fmt::Debug for Strategy {
 }
 
 impl Strategy {
+    /// Refuses the strategy unless `granted` holds every capability its
+    /// imports need; the error names the first import and grant missing.
+    pub fn check_granted(&self, granted: Capabilities) -> Result<(), RejectReason> {
+        match self.capabilities.missing_from(granted).iter().next() {
+            None => Ok(()),
+            Some(capability) => Err(RejectReason::NotGranted {
+                capability,
+                tenant: self.tenant.to_string(),
+            }),
+        }
+    }
+
     /// The same compiled module under another version number (the number
     /// is known only once the upload is stored).
     pub fn with_version(&self, version: u64) -> Arc<Strategy> {
@@ -291,6 +307,7 @@ impl Strategy {
             tenant: self.tenant.clone(),
             version,
             settings: self.settings.clone(),
+            capabilities: self.capabilities,
             pre: self.pre.clone(),
             has_init: self.has_init,
         })
@@ -459,6 +476,7 @@ impl Runtime {
             tenant: tenant.into(),
             version,
             settings,
+            capabilities: abi.capabilities,
             pre,
             has_init: abi.has_init,
         }))

@@ -17,7 +17,7 @@ use super::breaker::{Breaker, BreakerConfig};
 use super::host::HostState;
 use super::share::{CoreShare, FairnessConfig};
 use super::validate::{EXPORT_BID, EXPORT_INIT, EXPORT_INPUT, EXPORT_MEMORY};
-use super::{Isolation, Runtime, Strategy};
+use super::{Access, Isolation, Runtime, Strategy};
 
 /// The request as every tenant call sees it.
 pub struct CallContext<'r> {
@@ -29,6 +29,8 @@ pub struct CallContext<'r> {
     pub currency: &'r str,
     /// When the request arrived, as Unix microseconds (`request_time_us`).
     pub arrival_unix_us: i64,
+    /// The request's user for `frequency` ([`crate::money::frequency::user_key`]).
+    pub user_key: u64,
 }
 
 /// The time one call may take, decided by the fan-out from the request's
@@ -177,6 +179,8 @@ struct Live {
 
 pub struct TenantSlot {
     strategy: Arc<Strategy>,
+    /// What the tenant's grants reach; handed to every instance.
+    access: Arc<Access>,
     live: Option<Live>,
     breaker: Breaker,
     share: CoreShare,
@@ -204,12 +208,14 @@ fn ticks(budget: Duration, tick_us: u64) -> u64 {
 impl TenantSlot {
     pub fn new(
         strategy: Arc<Strategy>,
+        access: Arc<Access>,
         breaker: BreakerConfig,
         fairness: &FairnessConfig,
         stats: Arc<TenantStats>,
     ) -> Self {
         Self {
             strategy,
+            access,
             live: None,
             breaker: Breaker::new(breaker),
             share: CoreShare::new(fairness, Instant::now()),
@@ -230,6 +236,19 @@ impl TenantSlot {
         self.strategy = strategy;
         self.breaker.reset();
         self.largest_answered_bytes = 0;
+    }
+
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
+    }
+
+    /// Hands new grants or tables to the slot, between requests; the live
+    /// instance keeps running (its state survives a table swap).
+    pub fn set_access(&mut self, access: Arc<Access>) {
+        if let Some(live) = self.live.as_mut() {
+            live.store.data_mut().access = access.clone();
+        }
+        self.access = access;
     }
 
     /// The checked answer of the last call that returned [`Outcome::Bids`].
@@ -344,6 +363,7 @@ impl TenantSlot {
         let settings = &self.strategy.settings;
         let state = live.store.data_mut();
         state.request_time_us = ctx.arrival_unix_us;
+        state.user_key = ctx.user_key;
         state.memory_denied = false;
         let fuel = settings.fuel_per_call;
         // Fuel and epochs may be disabled for benchmarks only.
@@ -396,6 +416,7 @@ impl TenantSlot {
             strategy.tenant.clone(),
             settings.memory_bytes_max,
             settings.log_bytes_per_second,
+            self.access.clone(),
         );
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| state);
@@ -413,6 +434,7 @@ impl TenantSlot {
         let memory = instance
             .get_memory(&mut store, EXPORT_MEMORY)
             .ok_or(NoBidReason::InitFailed)?;
+        store.data_mut().memory = Some(memory);
         let input = instance
             .get_typed_func::<i32, i32>(&mut store, EXPORT_INPUT)
             .map_err(init_failed)?;

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use wasmparser::{Operator, Parser, Payload};
 use wasmtime::{ExternType, FuncType, Module, ValType};
 
+use super::capability::{Capabilities, Capability};
+
 /// Why a module (or its settings) was refused. Each message names the
 /// reason so that a tenant can fix it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
@@ -21,6 +23,16 @@ pub enum RejectReason {
     CompileBudget(String),
     #[error("import not allowed: {0}")]
     Imports(String),
+    /// The module imports a function of a capability the tenant was not
+    /// granted.
+    #[error(
+        "import `gavel_v1::{}` needs the `{capability}` grant, which tenant {tenant} does not have; ask the operator to grant it",
+        .capability.import()
+    )]
+    NotGranted {
+        capability: Capability,
+        tenant: String,
+    },
     #[error("exports: {0}")]
     Exports(String),
     #[error("memory: {0}")]
@@ -198,6 +210,8 @@ pub fn check_structure(wasm: &[u8], limits: &ModuleLimits) -> Result<(), RejectR
 /// What the checks learned about a valid module.
 pub struct Abi {
     pub has_init: bool,
+    /// The capabilities its imports need.
+    pub capabilities: Capabilities,
 }
 
 fn signature(ty: &FuncType) -> (Vec<&'static str>, Vec<&'static str>) {
@@ -240,6 +254,7 @@ fn expect_func(
 /// Imports only from `gavel_v1` with the right signatures; the required
 /// exports with the right types; a memory within the tenant's cap.
 pub fn check_abi(module: &Module, memory_bytes_max: u64) -> Result<Abi, RejectReason> {
+    let mut capabilities = Capabilities::default();
     for import in module.imports() {
         let (module_name, name) = (import.module(), import.name());
         if module_name != IMPORT_MODULE {
@@ -247,12 +262,19 @@ pub fn check_abi(module: &Module, memory_bytes_max: u64) -> Result<Abi, RejectRe
                 "`{module_name}::{name}`: only `{IMPORT_MODULE}` imports are allowed (no WASI)"
             )));
         }
+        let ty = import.ty();
         let result = match name {
-            "log" => expect_func(name, &import.ty(), &["i32", "i32"], &[]),
-            "request_time_us" => expect_func(name, &import.ty(), &[], &["i64"]),
+            "log" => expect_func(name, &ty, &["i32", "i32"], &[]),
+            "request_time_us" => expect_func(name, &ty, &[], &["i64"]),
+            "kv_get" => expect_func(name, &ty, &["i32"; 6], &["i32"]),
+            "frequency" => expect_func(name, &ty, &["i32", "i32", "i32"], &["i32"]),
+            "budget_remaining" => expect_func(name, &ty, &[], &["f64"]),
             _ => Err(format!("`{IMPORT_MODULE}::{name}` is not part of ABI v1")),
         };
         result.map_err(RejectReason::Imports)?;
+        if let Some(capability) = Capability::of_import(name) {
+            capabilities.insert(capability);
+        }
     }
 
     let mut has_memory = false;
@@ -306,5 +328,8 @@ pub fn check_abi(module: &Module, memory_bytes_max: u64) -> Result<Abi, RejectRe
             )));
         }
     }
-    Ok(Abi { has_init })
+    Ok(Abi {
+        has_init,
+        capabilities,
+    })
 }
