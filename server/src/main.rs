@@ -117,6 +117,24 @@ enum TenantAction {
         #[arg(long)]
         json: bool,
     },
+    /// Grant a tenant exactly these capabilities (kv, frequency, budget),
+    /// replacing what it had (operator only).
+    Grant {
+        tenant: String,
+        /// Capabilities: kv, frequency, budget.
+        #[arg(required_unless_present = "none", value_parser = ["kv", "frequency", "budget"])]
+        capabilities: Vec<String>,
+        /// Revoke every capability.
+        #[arg(long, conflicts_with = "capabilities")]
+        none: bool,
+    },
+    /// Show a tenant's granted capabilities.
+    Grants { tenant: String },
+    /// A tenant's data tables.
+    Table {
+        #[command(subcommand)]
+        action: TableAction,
+    },
     /// What a tenant has spent, reserved and has left.
     Spend {
         tenant: String,
@@ -307,6 +325,58 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+#[derive(Subcommand)]
+enum TableAction {
+    /// Upload a table from a file of JSON lines `{"key": "...", "value": "..."}`
+    /// (`-` reads stdin); replaces the table of that name.
+    Put {
+        tenant: String,
+        name: String,
+        file: PathBuf,
+    },
+    /// List a tenant's tables: entries, bytes, SHA-256.
+    List { tenant: String },
+    /// Remove a table.
+    Delete { tenant: String, name: String },
+}
+
+fn table(client: &Client, action: TableAction) -> Result<(), Box<dyn std::error::Error>> {
+    let (tenant, answer) = match action {
+        TableAction::Put { tenant, name, file } => {
+            let body = if file.as_os_str() == "-" {
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
+                body
+            } else {
+                std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?
+            };
+            client.call("PUT", &format!("/v1/tenants/{tenant}/tables/{name}"), &body)?;
+            let answer = client.call("GET", &format!("/v1/tenants/{tenant}/tables"), &[])?;
+            (tenant, answer)
+        }
+        TableAction::List { tenant } => {
+            let answer = client.call("GET", &format!("/v1/tenants/{tenant}/tables"), &[])?;
+            (tenant, answer)
+        }
+        TableAction::Delete { tenant, name } => {
+            let answer = client.call("DELETE", &format!("/v1/tenants/{tenant}/tables/{name}"), &[])?;
+            (tenant, answer)
+        }
+    };
+    println!("tables of {tenant}:");
+    println!("{:<24}  {:>10}  {:>12}  sha256", "name", "entries", "bytes");
+    for table in answer["tables"].as_array().into_iter().flatten() {
+        println!(
+            "{:<24}  {:>10}  {:>12}  {}",
+            table["name"].as_str().unwrap_or(""),
+            table["entries"],
+            table["bytes"],
+            table["sha256"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
 fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client = Client {
         admin: args.admin,
@@ -343,6 +413,20 @@ fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
             let spend = client.call("GET", &format!("/v1/tenants/{tenant}/spend"), &[])?;
             print_spend(&spend, json)?;
         }
+        TenantAction::Grant {
+            tenant,
+            capabilities,
+            none: _,
+        } => {
+            let body = serde_json::to_vec(&serde_json::json!({ "capabilities": capabilities }))?;
+            let answer = client.call("PUT", &format!("/v1/tenants/{tenant}/grants"), &body)?;
+            println!("{tenant}: {}", answer["capabilities"]);
+        }
+        TenantAction::Grants { tenant } => {
+            let answer = client.call("GET", &format!("/v1/tenants/{tenant}/grants"), &[])?;
+            println!("{tenant}: {}", answer["capabilities"]);
+        }
+        TenantAction::Table { action } => table(&client, action)?,
         TenantAction::Spend { tenant, json } => {
             let spend = client.call("GET", &format!("/v1/tenants/{tenant}/spend"), &[])?;
             print_spend(&spend, json)?;

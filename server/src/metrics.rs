@@ -22,6 +22,7 @@ use hdrhistogram::Histogram;
 use crate::counter::bump;
 
 use crate::runtime::answer::BidRejection;
+use crate::runtime::Capability;
 use crate::runtime::{NoBidReason, TenantStats};
 
 /// How often a core folds its latency histogram into the shared one.
@@ -211,6 +212,9 @@ pub struct Metrics {
     /// Per core, the tenants it has served and their counters; each entry
     /// is written only by its core.
     tenants: Vec<ArcSwap<CoreTenantStats>>,
+    /// Admin API answers by status class (1xx is never sent; index 0 is
+    /// 2xx ... 3 is 5xx).
+    admin_responses: [AtomicU64; 4],
 }
 
 /// One core's tenants and their counters.
@@ -236,7 +240,14 @@ impl Metrics {
             latency_inbox,
             latency_outbox,
             tenants: (0..cores).map(|_| ArcSwap::default()).collect(),
+            admin_responses: Default::default(),
         }
+    }
+
+    /// Counts an admin API answer.
+    pub fn admin_response(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(2, 5) - 2;
+        bump(&self.admin_responses[class], 1);
     }
 
     /// Registers core `core`'s counters for a tenant (once per tenant and
@@ -328,6 +339,12 @@ impl Metrics {
             let _ = writeln!(out, "gavel_request_duration_seconds_count {count}");
         }
 
+        out.push_str("# HELP gavel_admin_responses_total Admin API answers by status class (refused uploads, tables and grants are 4xx).\n");
+        out.push_str("# TYPE gavel_admin_responses_total counter\n");
+        for (class, n) in ["2xx", "3xx", "4xx", "5xx"].iter().zip(&self.admin_responses) {
+            let _ = writeln!(out, "gavel_admin_responses_total{{class=\"{class}\"}} {}", load(n));
+        }
+
         self.render_tenants(&mut out);
         out
     }
@@ -413,6 +430,23 @@ impl Metrics {
                     reason.as_str()
                 );
             }
+        }
+        out.push_str("# HELP gavel_tenant_host_calls_total Capability host calls, by import; kv_get misses apart.\n");
+        out.push_str("# TYPE gavel_tenant_host_calls_total counter\n");
+        for name in &names {
+            for capability in Capability::ALL {
+                let n = sum(name, &|s| load(&s.host_calls[capability as usize]));
+                let _ = writeln!(
+                    out,
+                    "gavel_tenant_host_calls_total{{tenant=\"{name}\",call=\"{}\"}} {n}",
+                    capability.import()
+                );
+            }
+            let misses = sum(name, &|s| load(&s.kv_misses));
+            let _ = writeln!(
+                out,
+                "gavel_tenant_host_calls_total{{tenant=\"{name}\",call=\"kv_get_miss\"}} {misses}"
+            );
         }
         out.push_str("# HELP gavel_tenant_rejected_bids_total Bids dropped by the host's checks, by reason.\n");
         out.push_str("# TYPE gavel_tenant_rejected_bids_total counter\n");

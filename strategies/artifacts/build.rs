@@ -4,7 +4,8 @@
 //! The strategies are built by a nested `cargo build --release`, in one
 //! invocation, into `<workspace>/target/strategies`: a target directory of
 //! its own, because the outer cargo holds the lock on the main one. The crates
-//! are found by listing `strategies/examples/*` and `strategies/hostile/*`, so
+//! are found by listing `strategies/examples/*`, `strategies/hostile/*` and
+//! `strategies/probes/*`, so
 //! adding a strategy needs no change here.
 
 use std::env;
@@ -21,6 +22,24 @@ struct Strategy {
     /// The folder name, which names the artifact: "fixed-cpm".
     name: String,
     package: String,
+    dir: PathBuf,
+}
+
+/// The data tables a strategy ships for its demo: `tables/<name>.jsonl`
+/// in its folder, sorted by name.
+fn data_tables(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = fs::read_dir(dir.join("tables")) else {
+        return Vec::new();
+    };
+    let mut tables: Vec<_> = entries
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path.file_name()?.to_str()?.strip_suffix(".jsonl")?.to_owned();
+            Some((name, path))
+        })
+        .collect();
+    tables.sort();
+    tables
 }
 
 /// A folder of strategies and the constant that lists them.
@@ -33,7 +52,7 @@ struct Kind {
     doc: &'static str,
 }
 
-const KINDS: [Kind; 2] = [
+const KINDS: [Kind; 3] = [
     Kind {
         folder: "examples",
         prefix: "strategy",
@@ -45,6 +64,12 @@ const KINDS: [Kind; 2] = [
         prefix: "hostile",
         constant: "HOSTILE",
         doc: "The hostile, test-only strategies, sorted by name.",
+    },
+    Kind {
+        folder: "probes",
+        prefix: "probe",
+        constant: "PROBES",
+        doc: "The test-only strategies that report what the host gives them, sorted by name.",
     },
 ];
 
@@ -61,6 +86,7 @@ fn main() {
         "strategies/sdk",
         "strategies/examples",
         "strategies/hostile",
+        "strategies/probes",
         "schemas/src",
         "schemas/openrtb.fbs",
         "schemas/strategy.fbs",
@@ -103,9 +129,17 @@ fn main() {
                     wasm.display()
                 ));
             }
+            let mut tables = String::new();
+            for (name, path) in data_tables(&strategy.dir) {
+                let _ = write!(
+                    tables,
+                    "({name:?}, include_bytes!({:?})), ",
+                    path.display().to_string()
+                );
+            }
             let _ = writeln!(
                 generated,
-                "    Artifact {{ name: {:?}, wasm: include_bytes!({:?}) }},",
+                "    Artifact {{ name: {:?}, wasm: include_bytes!({:?}), tables: &[{tables}] }},",
                 strategy.name,
                 wasm.display().to_string()
             );
@@ -170,7 +204,11 @@ fn discover(dir: &Path, prefix: &str) -> Vec<Strategy> {
                     path.join("Cargo.toml").display()
                 ));
             }
-            Some(Strategy { name, package })
+            Some(Strategy {
+                name,
+                package,
+                dir: path,
+            })
         })
         .collect();
     strategies.sort_by(|a, b| a.name.cmp(&b.name));

@@ -14,6 +14,11 @@
 //! | `GET /v1/tenants/{t}/budget` | operator, t | the budget |
 //! | `GET /v1/tenants/{t}/spend` | operator, t | spent, reserved, remaining, bids, wins, losses, duplicates ... |
 //! | `GET /v1/tenants/{t}/events?since=&limit=` | operator, t | the tenant's events after sequence `since` (at most `limit`, 1000) |
+//! | `PUT /v1/tenants/{t}/grants` | operator | grant capabilities: `{"capabilities": ["kv", "frequency", "budget"]}` replaces the set |
+//! | `GET /v1/tenants/{t}/grants` | operator, t | the granted capabilities |
+//! | `PUT /v1/tenants/{t}/tables/{name}` | operator, t | upload a data table: JSON lines `{"key": "...", "value": "..."}`; replaces the table of that name |
+//! | `GET /v1/tenants/{t}/tables` | operator, t | name, entries, bytes and sha256 of each table |
+//! | `DELETE /v1/tenants/{t}/tables/{name}` | operator, t | remove a table |
 //! | `POST /v1/notice-keys/rotate` | operator | a new notice signing key; tokens already out stay valid |
 //! | `POST /v1/recording/start?name=&sample_rate=&max_bytes=&max_seconds=` | operator | record bid requests to `<data_dir>/recordings/<name>.gcap` |
 //! | `POST /v1/recording/stop`, `GET /v1/recording` | operator | stop; status |
@@ -23,7 +28,10 @@
 //! `log_bytes_per_second`); unknown ones are an error. Errors answer
 //! `{"error": "..."}`: 401 without a valid token, 404 for a tenant the token
 //! does not reach (its existence is not revealed), 403 for operator-only
-//! calls, 422 for a rejected upload (with the reason), 409 for a conflict.
+//! calls, 422 for a rejected upload (with the reason, such as an import
+//! whose capability is not granted), 409 for a conflict (revoking a grant
+//! the active version uses), 400 for a malformed table line and 413 for a
+//! table over a limit (both naming the line).
 
 use serde::Serialize;
 
@@ -32,7 +40,7 @@ use crate::auth::Principal;
 use crate::fault::{ErrorKind, Fault};
 use crate::money::account::{Budget, Pacing};
 use crate::money::amount::{micros_to_units, units_to_micros};
-use crate::runtime::StrategySettings;
+use crate::runtime::{Capabilities, Capability, StrategySettings};
 use crate::store::check_tenant_id;
 use crate::tenants::TenantError;
 
@@ -141,13 +149,14 @@ pub fn handle(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
             if !principal.reaches(tenant) || !tenants.store().exists(tenant).unwrap_or(false) {
                 return error(404, &format!("tenant {tenant} not found"));
             }
-            tenant_call(method, tenant, rest, request.body, query, state)
+            tenant_call(&principal, method, tenant, rest, request.body, query, state)
         }
         _ => error(404, "no such endpoint; see the admin API in the README"),
     }
 }
 
 fn tenant_call(
+    principal: &Principal,
     method: &str,
     tenant: &str,
     rest: &[&str],
@@ -198,6 +207,25 @@ fn tenant_call(
             json(200, &view)
         }
         ("GET", ["events"]) => events(tenant, query, state),
+        ("PUT", ["grants"]) => {
+            if *principal != Principal::Operator {
+                return error(403, "only the operator grants capabilities");
+            }
+            put_grants(tenant, body, state)
+        }
+        ("GET", ["grants"]) => json(
+            200,
+            &serde_json::json!({ "capabilities": tenants.grants(tenant) }),
+        ),
+        ("GET", ["tables"]) => json(200, &serde_json::json!({ "tables": tenants.tables(tenant) })),
+        ("PUT", ["tables", name]) => match tenants.put_table(tenant, name, body) {
+            Ok(info) => json(200, &info),
+            Err(e) => tenant_error(e),
+        },
+        ("DELETE", ["tables", name]) => match tenants.delete_table(tenant, name) {
+            Ok(()) => json(200, &serde_json::json!({ "tables": tenants.tables(tenant) })),
+            Err(e) => tenant_error(e),
+        },
         ("POST", ["rollback"]) => state_reply(tenants.rollback(tenant)),
         ("POST", ["pause"]) => state_reply(tenants.set_paused(tenant, true)),
         ("POST", ["resume"]) => state_reply(tenants.set_paused(tenant, false)),
@@ -283,6 +311,40 @@ fn put_budget(tenant: &str, body: &[u8], state: &AdminState) -> Reply {
     }
     account.set_budget(&budget);
     json(200, &BudgetView::of(&budget))
+}
+
+/// `PUT .../grants`: `{"capabilities": [...]}`, the whole set.
+fn put_grants(tenant: &str, body: &[u8], state: &AdminState) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Grants {
+        capabilities: Vec<String>,
+    }
+    let grants: Grants = match serde_json::from_slice(body) {
+        Ok(grants) => grants,
+        Err(e) => {
+            return error(
+                400,
+                &format!("grants: {e}; expected {{\"capabilities\": [\"kv\", \"frequency\", \"budget\"]}}"),
+            );
+        }
+    };
+    let mut granted = Capabilities::default();
+    for name in &grants.capabilities {
+        match Capability::parse(name) {
+            Some(capability) => granted.insert(capability),
+            None => {
+                return error(
+                    400,
+                    &format!("grants: unknown capability {name:?}; use kv, frequency, budget"),
+                );
+            }
+        }
+    }
+    match state.tenants.set_grants(tenant, granted) {
+        Ok(granted) => json(200, &serde_json::json!({ "capabilities": granted })),
+        Err(e) => tenant_error(e),
+    }
 }
 
 /// Largest page of events one call returns.

@@ -202,6 +202,9 @@ fn serve(mut stream: TcpStream, state: &AdminState, load: &Load) -> io::Result<(
     }
     let reply = api_call(&mut stream, &mut buf, &head, accepted, state);
     load.api.fetch_sub(1, Ordering::AcqRel);
+    if let Some(reply) = &reply {
+        state.metrics.admin_response(reply.status);
+    }
     match reply {
         Some(reply) => write_reply(&mut stream, &reply),
         None => Ok(()),

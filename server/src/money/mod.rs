@@ -399,6 +399,18 @@ impl Money {
                 );
             }
         }
+        out.push_str("# HELP gavel_tenant_frequency_evictions_total Users whose recent wins were forgotten: the tenant's frequency table was full (frequency.users_max).\n");
+        out.push_str("# TYPE gavel_tenant_frequency_evictions_total counter\n");
+        for account in &accounts {
+            if let Some(frequency) = &*account.frequency.load() {
+                let _ = writeln!(
+                    out,
+                    "gavel_tenant_frequency_evictions_total{{tenant=\"{}\"}} {}",
+                    account.tenant,
+                    frequency.evicted.load(Ordering::Relaxed)
+                );
+            }
+        }
     }
 }
 

@@ -46,6 +46,24 @@ pub struct HostState {
     pub(super) access: Arc<Access>,
     log: LogBudget,
     pub(super) log_bytes_dropped: u64,
+    /// Capability calls since the slot last folded them into its stats.
+    pub(super) host_calls: HostCalls,
+}
+
+/// Capability calls counted in the store, folded into the tenant's
+/// counters after each call (no atomics inside a host call).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct HostCalls {
+    pub used: bool,
+    pub by_capability: [u64; Capability::ALL.len()],
+    pub kv_misses: u64,
+}
+
+impl HostCalls {
+    fn count(&mut self, capability: Capability) {
+        self.used = true;
+        self.by_capability[capability as usize] += 1;
+    }
 }
 
 impl HostState {
@@ -65,6 +83,7 @@ impl HostState {
             access,
             log: LogBudget::new(log_bytes_per_second),
             log_bytes_dropped: 0,
+            host_calls: HostCalls::default(),
         }
     }
 }
@@ -229,8 +248,12 @@ fn kv_get(
             table.get(&data[key])
         })
     };
+    state.host_calls.count(Capability::Kv);
     let answer = match value {
-        None => -1,
+        None => {
+            state.host_calls.kv_misses += 1;
+            -1
+        }
         Some(value) => {
             let copied = value.len().min(out.len());
             data[out.start..out.start + copied].copy_from_slice(&value[..copied]);
@@ -252,7 +275,8 @@ fn frequency(
     const CALL: &str = "frequency";
     require(&caller, Capability::Frequency, CALL)?;
     let memory = guest_memory(&mut caller, CALL)?;
-    let (data, state) = (memory.data(&caller), caller.data());
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    state.host_calls.count(Capability::Frequency);
     let key = range(data.len(), key_ptr, key_len, CALL)?;
     let bytes = key.len();
     let count = if bytes > FREQUENCY_KEY_BYTES_MAX || state.user_key == 0 || window_s <= 0 {
@@ -271,6 +295,7 @@ fn frequency(
 /// units, or -1 without a budget.
 fn budget_remaining(mut caller: Caller<'_, HostState>) -> wasmtime::Result<f64> {
     require(&caller, Capability::Budget, "budget_remaining")?;
+    caller.data_mut().host_calls.count(Capability::Budget);
     let state = caller.data();
     let now_ms = now_us(state) / 1000;
     let access = &state.access;

@@ -17,7 +17,7 @@ use super::breaker::{Breaker, BreakerConfig};
 use super::host::HostState;
 use super::share::{CoreShare, FairnessConfig};
 use super::validate::{EXPORT_BID, EXPORT_INIT, EXPORT_INPUT, EXPORT_MEMORY};
-use super::{Access, Isolation, Runtime, Strategy};
+use super::{Access, Capability, Isolation, Runtime, Strategy};
 
 /// The request as every tenant call sees it.
 pub struct CallContext<'r> {
@@ -164,6 +164,10 @@ pub struct TenantStats {
     pub wall_ns: AtomicU64,
     pub instantiations: AtomicU64,
     pub log_bytes_dropped: AtomicU64,
+    /// Capability host calls, by [`Capability`].
+    pub host_calls: [AtomicU64; Capability::ALL.len()],
+    /// `kv_get` calls that found no table or key.
+    pub kv_misses: AtomicU64,
     /// Failures blamed on the request, not the tenant (not counted by the
     /// breaker).
     pub failures_blamed_on_request: AtomicU64,
@@ -376,9 +380,17 @@ impl TenantSlot {
         let result = run(live, ctx.bytes);
         let fuel_left = live.store.get_fuel().unwrap_or(fuel);
         bump(&self.stats.fuel_used, fuel.saturating_sub(fuel_left));
-        let dropped = std::mem::take(&mut live.store.data_mut().log_bytes_dropped);
+        let state = live.store.data_mut();
+        let dropped = std::mem::take(&mut state.log_bytes_dropped);
         if dropped > 0 {
             bump(&self.stats.log_bytes_dropped, dropped);
+        }
+        if state.host_calls.used {
+            let calls = std::mem::take(&mut state.host_calls);
+            for (stat, n) in self.stats.host_calls.iter().zip(calls.by_capability) {
+                bump(stat, n);
+            }
+            bump(&self.stats.kv_misses, calls.kv_misses);
         }
         let output = match result {
             Ok(Some(range)) => range,

@@ -2,8 +2,9 @@
 //! server and its tests.
 //!
 //! This crate's build script builds every crate under `strategies/examples/`
-//! (package `strategy-<name>`) and `strategies/hostile/` (package
-//! `hostile-<name>`) with one nested
+//! (package `strategy-<name>`), `strategies/hostile/` (package
+//! `hostile-<name>`) and `strategies/probes/` (package `probe-<name>`) with
+//! one nested
 //! `cargo build --release --target wasm32-unknown-unknown`, into
 //! `target/strategies/`, installing the wasm target with rustup if it is
 //! missing. The modules are embedded here with `include_bytes!`, so a test
@@ -20,7 +21,9 @@
 //!
 //! Examples are the strategies documented in their crates; hostile strategies
 //! are test-only modules that misbehave on purpose (loop, overflow the stack,
-//! exhaust memory, panic, answer garbage) and must be contained by the host.
+//! exhaust memory, panic, answer garbage) and must be contained by the host;
+//! probes are test-only modules that report what the host gives them (the
+//! capability imports' answers) in the fields of their bids.
 
 /// One compiled strategy.
 #[derive(Clone, Copy)]
@@ -29,6 +32,9 @@ pub struct Artifact {
     pub name: &'static str,
     /// The WebAssembly module (release build).
     pub wasm: &'static [u8],
+    /// The data tables it ships for its demo, `(name, JSON lines)`: the
+    /// files `tables/<name>.jsonl` in its folder.
+    pub tables: &'static [(&'static str, &'static [u8])],
 }
 
 impl std::fmt::Debug for Artifact {
@@ -37,6 +43,7 @@ impl std::fmt::Debug for Artifact {
         f.debug_struct("Artifact")
             .field("name", &self.name)
             .field("wasm_bytes", &self.wasm.len())
+            .field("tables", &self.tables.len())
             .finish()
     }
 }
@@ -51,6 +58,11 @@ pub fn example(name: &str) -> Option<&'static [u8]> {
 /// The module of the hostile strategy `name` (such as `"infinite-loop"`).
 pub fn hostile(name: &str) -> Option<&'static [u8]> {
     find(HOSTILE, name)
+}
+
+/// The module of the probe strategy `name` (such as `"capabilities"`).
+pub fn probe(name: &str) -> Option<&'static [u8]> {
+    find(PROBES, name)
 }
 
 fn find(artifacts: &[Artifact], name: &str) -> Option<&'static [u8]> {

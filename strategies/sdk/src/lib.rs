@@ -48,6 +48,10 @@
 //!   time, the same for every tenant on that request.
 //! - **Logging** goes through [`log!`] to the tenant's log, which the host
 //!   rate-limits.
+//! - **Capabilities** the operator grants unlock more: the tenant's data
+//!   tables ([`kv_get`]), its wins per user ([`frequency`]) and its
+//!   remaining budget ([`budget_remaining`]). Nothing else is reachable: no
+//!   network, no files, no other tenant.
 //!
 //! # Budget and failure
 //!
@@ -67,12 +71,14 @@
 
 mod abi;
 mod bid;
+mod capability;
 mod guest;
 mod log;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
 pub use bid::{BIDS_MAX, Bid, Bids, mtype};
+pub use capability::{Value, budget_remaining, frequency, kv_get};
 pub use log::LOG_MESSAGE_BYTES_MAX;
 
 /// The flatbuffers runtime, for naming types such as `flatbuffers::Vector`.

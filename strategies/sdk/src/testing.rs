@@ -27,7 +27,9 @@
 //! ```
 //!
 //! The host functions are stubs here: [`take_log`] returns what the strategy
-//! logged and [`set_request_time_us`] sets what `request_time_us` returns.
+//! logged, [`set_request_time_us`] sets what `request_time_us` returns, and
+//! [`set_table_entry`], [`set_frequency`] and [`set_budget_remaining`] set
+//! what the capability calls see.
 //! Both are per thread, as Rust's test harness runs each test on its own
 //! thread.
 
@@ -158,6 +160,29 @@ pub fn take_log() -> Vec<String> {
 /// thread.
 pub fn set_request_time_us(time_us: i64) {
     abi::stub::set_request_time_us(time_us);
+}
+
+/// Stores `value` under `key` in table `table` for [`crate::kv_get`] on
+/// this thread.
+pub fn set_table_entry(table: &str, key: &[u8], value: &[u8]) {
+    abi::stub::set_table_entry(table, key, value);
+}
+
+/// Empties every table of this thread.
+pub fn clear_tables() {
+    abi::stub::clear_tables();
+}
+
+/// Sets what [`crate::frequency`] counts for creative `crid` on this thread
+/// (whatever the window; an empty `crid` sums every creative set).
+pub fn set_frequency(crid: &str, count: u32) {
+    abi::stub::set_frequency(crid, i32::try_from(count).unwrap_or(i32::MAX));
+}
+
+/// Sets what [`crate::budget_remaining`] returns on this thread (`None`:
+/// no budget, the default).
+pub fn set_budget_remaining(remaining: Option<f64>) {
+    abi::stub::set_budget_remaining(remaining.unwrap_or(-1.0));
 }
 
 /// An IAB example request from the OpenRTB 2.6 reference folder beside the
