@@ -22,7 +22,8 @@ use gavel::money::{CoreMoney, unix_ms};
 use gavel::runtime::breaker::BreakerConfig;
 use gavel::runtime::share::FairnessConfig;
 use gavel::runtime::{
-    CallContext, CallTime, Runtime, RuntimeConfig, StrategySettings, TenantSlot, TenantStats,
+    Access, CallContext, CallTime, Runtime, RuntimeConfig, StrategySettings, TenantSlot,
+    TenantStats,
 };
 use gavel_schemas::verify;
 
@@ -104,6 +105,7 @@ fn bench_money(c: &mut Criterion) {
         .expect("compiles");
     let mut slot = TenantSlot::new(
         strategy,
+        Access::none(tenant),
         BreakerConfig::default(),
         &FairnessConfig::default(),
         Arc::new(TenantStats::default()),
@@ -115,6 +117,7 @@ fn bench_money(c: &mut Criterion) {
         bytes: &bytes,
         currency: "USD",
         arrival_unix_us: 1_700_000_000_000_000,
+        user_key: 0,
     };
     let outcome = slot.call(
         &runtime,

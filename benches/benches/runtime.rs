@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use gavel::runtime::breaker::BreakerConfig;
 use gavel::runtime::share::FairnessConfig;
 use gavel::runtime::{
-    CallContext, CallTime, Isolation, Outcome, Runtime, RuntimeConfig, StrategySettings,
+    Access, CallContext, CallTime, Isolation, Outcome, Runtime, RuntimeConfig, StrategySettings,
     TenantSlot, TenantStats,
 };
 use gavel_schemas::verify;
@@ -51,6 +51,7 @@ fn slot(runtime: &Runtime, tenant: &str, wasm: &[u8], settings: StrategySettings
         .expect("compiles");
     TenantSlot::new(
         strategy,
+        Access::none(tenant),
         BreakerConfig::default(),
         &FairnessConfig::default(),
         Arc::new(TenantStats::default()),
@@ -65,6 +66,7 @@ fn context(bytes: &[u8]) -> CallContext<'_> {
         bytes,
         currency: "USD",
         arrival_unix_us: 1_700_000_000_000_000,
+        user_key: 0,
     }
 }
 

@@ -303,14 +303,39 @@ impl Config {
     fn validate_capabilities(&self) -> Result<(), ConfigError> {
         let tables = &self.tables;
         range("tables.tables_max", tables.tables_max as u64, 1, 1024)?;
-        range("tables.key_bytes_max", tables.key_bytes_max as u64, 1, 64 << 10)?;
-        range("tables.value_bytes_max", tables.value_bytes_max as u64, 1, 16 << 20)?;
+        range(
+            "tables.key_bytes_max",
+            tables.key_bytes_max as u64,
+            1,
+            64 << 10,
+        )?;
+        range(
+            "tables.value_bytes_max",
+            tables.value_bytes_max as u64,
+            1,
+            16 << 20,
+        )?;
         // Offsets into a table's arena are 32-bit.
-        range("tables.bytes_max", tables.bytes_max as u64, 1, (1 << 32) - 1)?;
+        range(
+            "tables.bytes_max",
+            tables.bytes_max as u64,
+            1,
+            (1 << 32) - 1,
+        )?;
         range("tables.entries_max", tables.entries_max as u64, 1, 1 << 28)?;
         let frequency = &self.frequency;
-        range("frequency.users_max", frequency.users_max as u64, 8, 1 << 24)?;
-        range("frequency.wins_per_user", frequency.wins_per_user as u64, 1, 64)?;
+        range(
+            "frequency.users_max",
+            frequency.users_max as u64,
+            8,
+            1 << 24,
+        )?;
+        range(
+            "frequency.wins_per_user",
+            frequency.wins_per_user as u64,
+            1,
+            64,
+        )?;
         range(
             "frequency.window_s_max",
             u64::from(frequency.window_s_max),

@@ -171,15 +171,27 @@ impl Table {
             if raw.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let parsed: Line<'_> =
-                serde_json::from_slice(raw).map_err(|e| TableError::Malformed {
+            let parsed: Line<'_> = serde_json::from_slice(raw).map_err(|e| {
+                // serde's own position counts within this one line.
+                let text = e.to_string();
+                let what = text.split(" at line ").next().unwrap_or(&text);
+                TableError::Malformed {
                     line,
-                    reason: format!("{e}; expected {{\"key\": \"...\", \"value\": \"...\"}}"),
-                })?;
+                    reason: format!(
+                        "column {}: {what}; expected {{\"key\": \"...\", \"value\": \"...\"}}",
+                        e.column()
+                    ),
+                }
+            })?;
             let (key, value) = (parsed.key.as_bytes(), parsed.value.as_bytes());
             for (what, bytes, limit, max) in [
                 ("key", key.len(), "key_bytes_max", limits.key_bytes_max),
-                ("value", value.len(), "value_bytes_max", limits.value_bytes_max),
+                (
+                    "value",
+                    value.len(),
+                    "value_bytes_max",
+                    limits.value_bytes_max,
+                ),
             ] {
                 if bytes > max {
                     return Err(TableError::TooLong {
@@ -207,9 +219,9 @@ impl Table {
             }
             let h = hash(key);
             let key_of = |e: &Entry| e.start as usize..(e.start + e.key_len) as usize;
-            if let Some(&found) = index.find(h, |&i: &u32| {
-                arena[key_of(&entries[i as usize])] == *key
-            }) {
+            if let Some(&found) =
+                index.find(h, |&i: &u32| arena[key_of(&entries[i as usize])] == *key)
+            {
                 return Err(TableError::DuplicateKey {
                     line,
                     first: lines_of[found as usize],
@@ -228,7 +240,9 @@ impl Table {
             let slot = entries.len() as u32;
             entries.push(entry);
             lines_of.push(line);
-            index.insert_unique(h, slot, |&i: &u32| hash(&arena[key_of(&entries[i as usize])]));
+            index.insert_unique(h, slot, |&i: &u32| {
+                hash(&arena[key_of(&entries[i as usize])])
+            });
         }
         Ok(Table {
             info: TableInfo {
@@ -237,7 +251,11 @@ impl Table {
                 bytes: arena.len(),
                 sha256: hex::encode(Sha256::digest(body)),
             },
-            key_len_max: entries.iter().map(|e| e.key_len as usize).max().unwrap_or(0),
+            key_len_max: entries
+                .iter()
+                .map(|e| e.key_len as usize)
+                .max()
+                .unwrap_or(0),
             arena: arena.into_boxed_slice(),
             entries: entries.into_boxed_slice(),
             index,
@@ -377,9 +395,15 @@ mod tests {
         let cases = [
             (format!("{ok}not json"), "line 2: "),
             (format!("{ok}{{\"key\":\"b\"}}"), "line 2: "),
-            (format!("{ok}{{\"key\":\"b\",\"value\":\"1\",\"x\":1}}"), "line 2: "),
+            (
+                format!("{ok}{{\"key\":\"b\",\"value\":\"1\",\"x\":1}}"),
+                "line 2: ",
+            ),
             (format!("{ok}{{\"key\":1,\"value\":\"1\"}}"), "line 2: "),
-            (format!("{ok}{ok}"), "line 2: key \"a\" already appeared on line 1"),
+            (
+                format!("{ok}{ok}"),
+                "line 2: key \"a\" already appeared on line 1",
+            ),
             (
                 format!("{ok}{{\"key\":\"bbbbb\",\"value\":\"1\"}}"),
                 "line 2: key is 5 bytes, over key_bytes_max 4",

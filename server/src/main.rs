@@ -359,7 +359,11 @@ fn table(client: &Client, action: TableAction) -> Result<(), Box<dyn std::error:
             (tenant, answer)
         }
         TableAction::Delete { tenant, name } => {
-            let answer = client.call("DELETE", &format!("/v1/tenants/{tenant}/tables/{name}"), &[])?;
+            let answer = client.call(
+                "DELETE",
+                &format!("/v1/tenants/{tenant}/tables/{name}"),
+                &[],
+            )?;
             (tenant, answer)
         }
     };

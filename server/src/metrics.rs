@@ -21,8 +21,8 @@ use hdrhistogram::Histogram;
 
 use crate::counter::bump;
 
-use crate::runtime::answer::BidRejection;
 use crate::runtime::Capability;
+use crate::runtime::answer::BidRejection;
 use crate::runtime::{NoBidReason, TenantStats};
 
 /// How often a core folds its latency histogram into the shared one.
@@ -341,8 +341,15 @@ impl Metrics {
 
         out.push_str("# HELP gavel_admin_responses_total Admin API answers by status class (refused uploads, tables and grants are 4xx).\n");
         out.push_str("# TYPE gavel_admin_responses_total counter\n");
-        for (class, n) in ["2xx", "3xx", "4xx", "5xx"].iter().zip(&self.admin_responses) {
-            let _ = writeln!(out, "gavel_admin_responses_total{{class=\"{class}\"}} {}", load(n));
+        for (class, n) in ["2xx", "3xx", "4xx", "5xx"]
+            .iter()
+            .zip(&self.admin_responses)
+        {
+            let _ = writeln!(
+                out,
+                "gavel_admin_responses_total{{class=\"{class}\"}} {}",
+                load(n)
+            );
         }
 
         self.render_tenants(&mut out);

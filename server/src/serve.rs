@@ -19,6 +19,7 @@ use crate::money::price::PriceKeys;
 use crate::money::token::NoticeKeys;
 use crate::money::{DEFAULT_EXCHANGE, Money, MoneySettings};
 use crate::recorder::{Recorder, RecordingSpec};
+use crate::runtime::validate::imported_capabilities;
 use crate::runtime::{Runtime, StrategySettings};
 use crate::shard::{self, Shared};
 use crate::store::Store;
@@ -249,18 +250,30 @@ fn seed_demo(tenants: &Tenants, auth: &Auth, data_dir: &Path) -> Result<(), Erro
         .map_err(Error::io("issuing the operator token"))?;
     lines.push_str(&format!("operator {token}\n"));
     for example in gavel_strategies::EXAMPLES {
+        let seed_error = |e: TenantError| match e {
+            TenantError::Store(e) => Error::Store(e),
+            TenantError::Rejected(reason) => Error::Tenant {
+                tenant: example.name.into(),
+                reason,
+            },
+            other => Error::io(format!("seeding demo tenant {}", example.name))(
+                std::io::Error::other(other.to_string()),
+            ),
+        };
+        // The seeding operator grants each example what it imports, and
+        // loads the tables it ships, before its upload is checked.
+        tenants.store().create_tenant(example.name)?;
+        tenants
+            .set_grants(example.name, imported_capabilities(example.wasm))
+            .map_err(seed_error)?;
+        for (name, body) in example.tables {
+            tenants
+                .put_table(example.name, name, body)
+                .map_err(seed_error)?;
+        }
         tenants
             .upload(example.name, example.wasm, &StrategySettings::default())
-            .map_err(|e| match e {
-                TenantError::Store(e) => Error::Store(e),
-                TenantError::Rejected(reason) => Error::Tenant {
-                    tenant: example.name.into(),
-                    reason,
-                },
-                other => Error::io(format!("seeding demo tenant {}", example.name))(
-                    std::io::Error::other(other.to_string()),
-                ),
-            })?;
+            .map_err(seed_error)?;
         let token = auth
             .issue(Principal::Tenant(example.name.into()))
             .map_err(Error::io("issuing a tenant token"))?;

@@ -335,7 +335,8 @@ impl Store {
                 .and_then(|n| n.strip_suffix(".jsonl"))
                 .filter(|n| check_table_name(n).is_ok());
             if let Some(name) = name {
-                let body = fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+                let body =
+                    fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
                 tables.push((name.to_string(), body));
             }
         }

@@ -206,7 +206,13 @@ impl Tenants {
 
     /// Gives the tenant `granted` and `tables` (in memory): the frequency
     /// table exists exactly while `frequency` is granted.
-    fn set_access(&self, control: &mut Control, tenant: &str, granted: Capabilities, tables: Arc<Tables>) {
+    fn set_access(
+        &self,
+        control: &mut Control,
+        tenant: &str,
+        granted: Capabilities,
+        tables: Arc<Tables>,
+    ) {
         let account = self.capabilities.accounts.get(tenant);
         let counting = account.frequency.load().is_some();
         if granted.contains(Capability::Frequency) && !counting {
@@ -248,8 +254,12 @@ impl Tenants {
                     Ok(table) if tables.len() < self.capabilities.tables.tables_max => {
                         tables = tables.with(Arc::new(table));
                     }
-                    Ok(_) => tracing::error!(%tenant, table = %name, "stored table over tables_max; left out"),
-                    Err(e) => tracing::error!(%tenant, table = %name, error = %e, "stored table refused; left out"),
+                    Ok(_) => {
+                        tracing::error!(%tenant, table = %name, "stored table over tables_max; left out")
+                    }
+                    Err(e) => {
+                        tracing::error!(%tenant, table = %name, error = %e, "stored table refused; left out")
+                    }
                 }
             }
             self.set_access(&mut control, &tenant, granted, Arc::new(tables));
@@ -264,7 +274,11 @@ impl Tenants {
 
     /// Replaces the tenant's grants. Refused (409) while the active
     /// version imports a capability left out; stored before it applies.
-    pub fn set_grants(&self, tenant: &str, granted: Capabilities) -> Result<Capabilities, TenantError> {
+    pub fn set_grants(
+        &self,
+        tenant: &str,
+        granted: Capabilities,
+    ) -> Result<Capabilities, TenantError> {
         let mut control = self.lock();
         if let Some((strategy, _)) = control.live.get(tenant)
             && let Some(capability) = strategy.capabilities.missing_from(granted).iter().next()
@@ -290,7 +304,12 @@ impl Tenants {
     /// Checks, stores and swaps in table `name`. The body is parsed with no
     /// lock held; the swap applies only if the tenant's tables did not
     /// change meanwhile (else 409). A refused table changes nothing.
-    pub fn put_table(&self, tenant: &str, name: &str, body: &[u8]) -> Result<TableInfo, TenantError> {
+    pub fn put_table(
+        &self,
+        tenant: &str,
+        name: &str,
+        body: &[u8],
+    ) -> Result<TableInfo, TenantError> {
         let before = self.access_of(&self.lock(), tenant);
         let limits = &self.capabilities.tables;
         if !before.tables.contains(name) && before.tables.len() >= limits.tables_max {
@@ -308,7 +327,12 @@ impl Tenants {
         }
         self.store.put_table(tenant, name, body)?;
         let info = table.info().clone();
-        self.set_access(&mut control, tenant, now.granted, Arc::new(now.tables.with(table)));
+        self.set_access(
+            &mut control,
+            tenant,
+            now.granted,
+            Arc::new(now.tables.with(table)),
+        );
         self.publish(&control);
         Ok(info)
     }
@@ -324,7 +348,12 @@ impl Tenants {
             .into());
         }
         self.store.delete_table(tenant, name)?;
-        self.set_access(&mut control, tenant, now.granted, Arc::new(now.tables.without(name)));
+        self.set_access(
+            &mut control,
+            tenant,
+            now.granted,
+            Arc::new(now.tables.without(name)),
+        );
         self.publish(&control);
         Ok(())
     }
@@ -526,9 +555,7 @@ impl Tenants {
         let after = change(&self.store)?;
         match (strategy, after.active) {
             (Some(strategy), Some(active)) if strategy.version == active => {
-                control
-                    .live
-                    .insert(tenant.into(), (strategy, after.paused));
+                control.live.insert(tenant.into(), (strategy, after.paused));
             }
             _ => {
                 if let Some(entry) = control.live.get_mut(tenant) {

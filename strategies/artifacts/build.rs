@@ -34,7 +34,11 @@ fn data_tables(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut tables: Vec<_> = entries
         .filter_map(|entry| {
             let path = entry.ok()?.path();
-            let name = path.file_name()?.to_str()?.strip_suffix(".jsonl")?.to_owned();
+            let name = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".jsonl")?
+                .to_owned();
             Some((name, path))
         })
         .collect();

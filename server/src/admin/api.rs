@@ -217,13 +217,19 @@ fn tenant_call(
             200,
             &serde_json::json!({ "capabilities": tenants.grants(tenant) }),
         ),
-        ("GET", ["tables"]) => json(200, &serde_json::json!({ "tables": tenants.tables(tenant) })),
+        ("GET", ["tables"]) => json(
+            200,
+            &serde_json::json!({ "tables": tenants.tables(tenant) }),
+        ),
         ("PUT", ["tables", name]) => match tenants.put_table(tenant, name, body) {
             Ok(info) => json(200, &info),
             Err(e) => tenant_error(e),
         },
         ("DELETE", ["tables", name]) => match tenants.delete_table(tenant, name) {
-            Ok(()) => json(200, &serde_json::json!({ "tables": tenants.tables(tenant) })),
+            Ok(()) => json(
+                200,
+                &serde_json::json!({ "tables": tenants.tables(tenant) }),
+            ),
             Err(e) => tenant_error(e),
         },
         ("POST", ["rollback"]) => state_reply(tenants.rollback(tenant)),
@@ -325,7 +331,9 @@ fn put_grants(tenant: &str, body: &[u8], state: &AdminState) -> Reply {
         Err(e) => {
             return error(
                 400,
-                &format!("grants: {e}; expected {{\"capabilities\": [\"kv\", \"frequency\", \"budget\"]}}"),
+                &format!(
+                    "grants: {e}; expected {{\"capabilities\": [\"kv\", \"frequency\", \"budget\"]}}"
+                ),
             );
         }
     };

@@ -214,7 +214,10 @@ impl Frequency {
             .iter()
             .min_by_key(|w| w.load(Ordering::Relaxed))
             .expect("wins_per_user > 0");
-        oldest.store((u64::from(now_s) << 32) | u64::from(crid), Ordering::Relaxed);
+        oldest.store(
+            (u64::from(now_s) << 32) | u64::from(crid),
+            Ordering::Relaxed,
+        );
         seq.store(before.wrapping_add(2), Ordering::Release);
     }
 

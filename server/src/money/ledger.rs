@@ -376,8 +376,14 @@ fn restore(db: &Database, accounts: &Accounts) -> Result<u64, redb::Error> {
 
 /// A change to an account, applied after the commit that made it durable.
 enum Delta {
-    Spend { account: Arc<Account>, cost: i64 },
-    Release { account: Arc<Account>, amount: i64 },
+    Spend {
+        account: Arc<Account>,
+        cost: i64,
+    },
+    Release {
+        account: Arc<Account>,
+        amount: i64,
+    },
     /// A settled win, for the tenant's frequency counts.
     Won {
         account: Arc<Account>,

@@ -375,7 +375,10 @@ mod tests {
         assert_eq!(read.tenant, "acme");
         assert_eq!(read.bid, "7.0.42");
         assert_eq!(read.price_cpm_micros, 2_500_000);
-        assert_eq!((read.user_key, read.crid_key), (0x0123_4567_89ab_cdef, 0xfeed_beef));
+        assert_eq!(
+            (read.user_key, read.crid_key),
+            (0x0123_4567_89ab_cdef, 0xfeed_beef)
+        );
 
         let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
         for i in 0..bytes.len() {
@@ -403,7 +406,10 @@ mod tests {
         v1.extend_from_slice(&mac.finalize().into_bytes()[..TAG_BYTES]);
         let read = keys.verify(&URL_SAFE_NO_PAD.encode(&v1)).unwrap();
         assert_eq!((read.user_key, read.crid_key), (0, 0));
-        assert_eq!((read.tenant.as_str(), read.bid.as_str()), ("acme", "7.0.42"));
+        assert_eq!(
+            (read.tenant.as_str(), read.bid.as_str()),
+            ("acme", "7.0.42")
+        );
         assert_eq!(read_signed(&v1).unwrap(), read);
     }
 

@@ -84,7 +84,9 @@ impl Capabilities {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Capability> {
-        Capability::ALL.into_iter().filter(move |c| self.contains(*c))
+        Capability::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
     }
 
     /// Those of `self` missing from `granted`.
@@ -133,6 +135,23 @@ pub struct Access {
     pub clock: DayClock,
 }
 
+impl Access {
+    /// Nothing granted, no tables, an account of its own and UTC days:
+    /// what a strategy runs with outside the server's tenants (a
+    /// benchmark, a test of the host alone).
+    pub fn none(tenant: &str) -> Arc<Access> {
+        Arc::new(Access {
+            granted: Capabilities::default(),
+            tables: Arc::new(Tables::default()),
+            account: crate::money::account::Accounts::default().get(tenant),
+            clock: DayClock {
+                day_ms: 86_400_000,
+                lead_per_mille: 0,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +171,10 @@ mod tests {
         let read: Capabilities = serde_json::from_str(r#"["budget","kv","kv"]"#).unwrap();
         assert_eq!(read, wanted);
         assert!(serde_json::from_str::<Capabilities>(r#"["network"]"#).is_err());
-        assert_eq!(Capability::of_import("frequency"), Some(Capability::Frequency));
+        assert_eq!(
+            Capability::of_import("frequency"),
+            Some(Capability::Frequency)
+        );
         assert_eq!(Capability::of_import("log"), None);
     }
 }

@@ -179,7 +179,12 @@ fn guest_memory(caller: &mut Caller<'_, HostState>, call: &str) -> wasmtime::Res
 
 /// The byte range `ptr..ptr + len` of guest memory, or a trap naming the
 /// call.
-fn range(data_len: usize, ptr: i32, len: i32, call: &str) -> wasmtime::Result<std::ops::Range<usize>> {
+fn range(
+    data_len: usize,
+    ptr: i32,
+    len: i32,
+    call: &str,
+) -> wasmtime::Result<std::ops::Range<usize>> {
     let (start, len) = (ptr as u32 as usize, len as u32 as usize);
     match start.checked_add(len) {
         Some(end) if end <= data_len => Ok(start..end),
@@ -190,7 +195,11 @@ fn range(data_len: usize, ptr: i32, len: i32, call: &str) -> wasmtime::Result<st
 /// Traps unless the tenant holds `capability`. Uploads importing an
 /// ungranted capability are refused and an in-use grant cannot be revoked,
 /// so this is a second line, not the first.
-fn require(caller: &Caller<'_, HostState>, capability: Capability, call: &str) -> wasmtime::Result<()> {
+fn require(
+    caller: &Caller<'_, HostState>,
+    capability: Capability,
+    call: &str,
+) -> wasmtime::Result<()> {
     if caller.data().access.granted.contains(capability) {
         Ok(())
     } else {
@@ -283,9 +292,15 @@ fn frequency(
         0
     } else {
         let now_s = u32::try_from(now_us(state) / 1_000_000).unwrap_or(u32::MAX);
-        state.access.account.frequency.load().as_ref().map_or(0, |table| {
-            table.count(state.user_key, crid_key(&data[key]), window_s as u32, now_s)
-        })
+        state
+            .access
+            .account
+            .frequency
+            .load()
+            .as_ref()
+            .map_or(0, |table| {
+                table.count(state.user_key, crid_key(&data[key]), window_s as u32, now_s)
+            })
     };
     charge(&mut caller, bytes.min(FREQUENCY_KEY_BYTES_MAX))?;
     Ok(count as i32)
@@ -302,7 +317,9 @@ fn budget_remaining(mut caller: Caller<'_, HostState>) -> wasmtime::Result<f64> 
     let remaining = access
         .account
         .remaining(now_ms, &access.clock)
-        .map_or(-1.0, |micros| crate::money::amount::micros_to_units(micros.max(0)));
+        .map_or(-1.0, |micros| {
+            crate::money::amount::micros_to_units(micros.max(0))
+        });
     charge(&mut caller, 0)?;
     Ok(remaining)
 }
@@ -342,7 +359,10 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
          key_len: i32,
          out_ptr: i32,
          out_cap: i32| {
-            kv_get(caller, (table_ptr, table_len, key_ptr, key_len, out_ptr, out_cap))
+            kv_get(
+                caller,
+                (table_ptr, table_len, key_ptr, key_len, out_ptr, out_cap),
+            )
         },
     )?;
     linker.func_wrap(

@@ -207,6 +207,26 @@ pub fn check_structure(wasm: &[u8], limits: &ModuleLimits) -> Result<(), RejectR
     Ok(())
 }
 
+/// The capabilities the `gavel_v1` imports of `wasm` need, read without
+/// compiling it (the demo seeding grants these to the examples it uploads).
+/// An unreadable module needs none here; its upload says what is wrong.
+pub fn imported_capabilities(wasm: &[u8]) -> Capabilities {
+    let mut capabilities = Capabilities::default();
+    for payload in Parser::new(0).parse_all(wasm) {
+        let Ok(Payload::ImportSection(imports)) = payload else {
+            continue;
+        };
+        for import in imports.into_imports().flatten() {
+            if import.module == IMPORT_MODULE
+                && let Some(capability) = Capability::of_import(import.name)
+            {
+                capabilities.insert(capability);
+            }
+        }
+    }
+    capabilities
+}
+
 /// What the checks learned about a valid module.
 pub struct Abi {
     pub has_init: bool,

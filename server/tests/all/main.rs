@@ -2,6 +2,7 @@
 
 mod admin;
 mod bid;
+mod capabilities;
 mod hostile;
 mod money;
 mod record;

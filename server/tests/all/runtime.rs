@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use gavel::runtime::breaker::BreakerConfig;
 use gavel::runtime::share::FairnessConfig;
 use gavel::runtime::{
-    CallContext, CallTime, Isolation, NoBidReason, Outcome, RejectReason, StrategySettings,
+    Access, CallContext, CallTime, Isolation, NoBidReason, Outcome, RejectReason, StrategySettings,
     TenantSlot, TenantStats,
 };
 use gavel_schemas::verify;
@@ -22,6 +22,7 @@ fn slot(tenant: &str, wasm: &[u8], settings: StrategySettings) -> TenantSlot {
     // as if alone on its core.
     TenantSlot::new(
         strategy,
+        Access::none(tenant),
         BreakerConfig::default(),
         &FairnessConfig::default(),
         Arc::new(TenantStats::default()),
@@ -52,6 +53,7 @@ fn call(slot: &mut TenantSlot, request: &[u8], budget: Duration) -> (Outcome, Du
         bytes: request,
         currency: "USD",
         arrival_unix_us: now_unix_us(),
+        user_key: 0,
     };
     let time = CallTime {
         now: started,

@@ -115,14 +115,16 @@ pub(crate) mod stub {
     }
 
     pub(crate) fn kv_get(table: &str, key: &[u8], out: &mut [u8]) -> i32 {
-        TABLES.with_borrow(|tables| match tables.get(&(table.to_owned(), key.to_vec())) {
-            None => -1,
-            Some(value) => {
-                let copied = value.len().min(out.len());
-                out[..copied].copy_from_slice(&value[..copied]);
-                i32::try_from(value.len()).unwrap_or(i32::MAX)
-            }
-        })
+        TABLES.with_borrow(
+            |tables| match tables.get(&(table.to_owned(), key.to_vec())) {
+                None => -1,
+                Some(value) => {
+                    let copied = value.len().min(out.len());
+                    out[..copied].copy_from_slice(&value[..copied]);
+                    i32::try_from(value.len()).unwrap_or(i32::MAX)
+                }
+            },
+        )
     }
 
     pub(crate) fn frequency(crid: &str, window_s: i32) -> i32 {

@@ -169,7 +169,10 @@ mod tests {
         testing::set_frequency("nordlys-winter-320x50", CAP - 1);
         assert_eq!(bid_prices(request), [1.00]);
         testing::set_frequency("nordlys-winter-300x250", 1);
-        assert!(bid_prices(request).is_empty(), "the cap counts every creative");
+        assert!(
+            bid_prices(request).is_empty(),
+            "the cap counts every creative"
+        );
     }
 
     #[test]
