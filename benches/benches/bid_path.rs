@@ -15,10 +15,12 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gavel::bid::{BidCore, BidRequestIn};
 use gavel::config::Config;
 use gavel::http;
-use gavel::lineup::Lineup;
+use gavel::kv::{Table, TableLimits, Tables};
+use gavel::lineup::{Entry, Lineup};
 use gavel::metrics::{CoreLatency, Metrics, RequestOutcome};
 use gavel::money::Money;
-use gavel::runtime::{Runtime, RuntimeConfig, StrategySettings};
+use gavel::runtime::validate::imported_capabilities;
+use gavel::runtime::{Access, Runtime, RuntimeConfig, StrategySettings};
 
 fn simple_banner() -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,8 +34,9 @@ fn raw_request(content_type: &str, body: &[u8]) -> Vec<u8> {
     raw
 }
 
-/// A core with `tenants` strategies: the five examples in turn, starting
-/// with fixed-cpm (which bids on the simple banner).
+/// A core with `tenants` strategies: the examples in turn, starting with
+/// fixed-cpm (which bids on the simple banner), each with the grants its
+/// imports need and the tables it ships, as the demo seeds them.
 fn core(runtime: &Arc<Runtime>, money: &Arc<Money>, tenants: usize) -> BidCore {
     let lineup = Arc::new(Lineup::default());
     let strategies = (0..tenants)
@@ -44,14 +47,21 @@ fn core(runtime: &Arc<Runtime>, money: &Arc<Money>, tenants: usize) -> BidCore {
                 .position(|e| e.name == "fixed-cpm")
                 .expect("fixed-cpm");
             let example = &examples[(first + i) % examples.len()];
-            runtime
-                .compile(
-                    &format!("{}-{i}", example.name),
-                    1,
-                    example.wasm,
-                    StrategySettings::default(),
-                )
-                .expect("compiles")
+            let tenant = format!("{}-{i}", example.name);
+            let tables = example.tables.iter().map(|(name, body)| {
+                let limits = TableLimits::default();
+                Arc::new(Table::parse(name, body, &limits, 0, 0).expect("a valid table"))
+            });
+            let access = Arc::new(Access {
+                granted: imported_capabilities(example.wasm),
+                tables: Arc::new(Tables::new(tables.collect())),
+                account: money.accounts.get(&tenant),
+                clock: money.settings.clock,
+            });
+            let strategy = runtime
+                .compile(&tenant, 1, example.wasm, StrategySettings::default())
+                .expect("compiles");
+            Entry { strategy, access }
         })
         .collect();
     lineup.publish(strategies);

@@ -56,6 +56,8 @@ fn bench_money(c: &mut Criterion) {
     let claims = ClaimsRef {
         time_ms: 1_700_000_000_000,
         price_cpm_micros: 1_500_000,
+        user_key: 0x5a17_c0ff_ee00_0001,
+        crid_key: 0x00c0_ffee,
         tenant: "fixed-cpm",
         exchange: "default",
         request: "80ce30c53c16e6ede735f123ef6e32361bfc7b22",
@@ -105,7 +107,7 @@ fn bench_money(c: &mut Criterion) {
         .expect("compiles");
     let mut slot = TenantSlot::new(
         strategy,
-        Access::none(tenant),
+        Access::none("fixed-cpm"),
         BreakerConfig::default(),
         &FairnessConfig::default(),
         Arc::new(TenantStats::default()),

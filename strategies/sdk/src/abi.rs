@@ -106,10 +106,13 @@ pub(crate) mod stub {
 
     use std::collections::HashMap;
 
+    /// (table, key) -> value.
+    type Tables = HashMap<(String, Vec<u8>), Vec<u8>>;
+
     thread_local! {
         static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
         static REQUEST_TIME_US: Cell<i64> = const { Cell::new(0) };
-        static TABLES: RefCell<HashMap<(String, Vec<u8>), Vec<u8>>> = RefCell::new(HashMap::new());
+        static TABLES: RefCell<Tables> = RefCell::new(HashMap::new());
         static FREQUENCY: RefCell<HashMap<String, i32>> = RefCell::new(HashMap::new());
         static BUDGET_REMAINING: Cell<f64> = const { Cell::new(-1.0) };
     }
