@@ -388,7 +388,7 @@ mod tests {
             key_bytes_max: 4,
             value_bytes_max: 4,
             entries_max: 2,
-            bytes_max: 12,
+            bytes_max: 9,
             ..TableLimits::default()
         };
         let ok = "{\"key\":\"a\",\"value\":\"1\"}\n";
@@ -418,7 +418,7 @@ mod tests {
             ),
             (
                 format!("{ok}{{\"key\":\"bbbb\",\"value\":\"1111\"}}\n"),
-                "over the tenant's bytes_max (12) at line 2",
+                "over the tenant's bytes_max (9) at line 2",
             ),
         ];
         for (body, expected) in cases {
