@@ -19,7 +19,7 @@ caller_dir=$PWD
 cd "$(dirname "$0")"
 fuzz_dir=$PWD
 
-targets=(json_request flatbuffers_request strategy_bids capture_reader http_head strategy_answer module_structure notice)
+targets=(json_request flatbuffers_request strategy_bids capture_reader http_head strategy_answer module_structure notice data_table)
 
 # Largest input per target. Real requests are 1-10 KB and answers smaller;
 # 64 KiB leaves room for every structure the decoders have while keeping
@@ -34,6 +34,8 @@ max_len_bytes() {
         strategy_answer | module_structure) echo 65536 ;;
         # A token is at most 2,048 characters; a little more tests the limit.
         notice) echo 4096 ;;
+        # Tables under the target's limits are at most about 2 KiB.
+        data_table) echo 8192 ;;
         *) echo "unknown target '$1'; targets: ${targets[*]}" >&2; exit 2 ;;
     esac
 }

@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 
 use gavel::http::{self, HeadLimits};
+use gavel::kv::{Table, TableLimits};
 use gavel::money::amount::parse_decimal_micros;
 use gavel::money::price::{PriceKeys, clearing_cpm_micros};
 use gavel::money::token::{ClaimsRef, NoticeKeys};
@@ -271,11 +272,9 @@ pub fn notice(bytes: &[u8]) -> Verdict {
                 );
                 // Signing writes the current version: a version 1 token
                 // (still read) comes back longer, with the same claims.
-                let version_1 = base64::Engine::decode(
-                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                    text,
-                )
-                .is_ok_and(|bytes| bytes.first() == Some(&1));
+                let version_1 =
+                    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
+                        .is_ok_and(|bytes| bytes.first() == Some(&1));
                 if version_1 {
                     assert_eq!(notice_keys().verify(&again), Ok(claims), "claims changed");
                 } else {
@@ -313,4 +312,64 @@ fn base64_iv(text: &str) -> [u8; 16] {
         .decode(text)
         .expect("it decrypted, so it decodes");
     bytes[..16].try_into().expect("28 bytes")
+}
+
+/// Small limits, so that the fuzzer reaches every one of them.
+const TABLE_LIMITS: TableLimits = TableLimits {
+    tables_max: 4,
+    entries_max: 64,
+    key_bytes_max: 32,
+    value_bytes_max: 64,
+    bytes_max: 1024,
+};
+
+/// `data_table`: a tenant's uploaded table (JSON lines).
+///
+/// - Parsing never panics, whatever the bytes.
+/// - An accepted table holds exactly its lines: every line's key finds its
+///   value, the counts match, and keys that differ by one trailing byte
+///   from a stored key are absent unless stored themselves.
+/// - A refusal names a line or a limit.
+pub fn data_table(bytes: &[u8]) -> Verdict {
+    match Table::parse("fuzz", bytes, &TABLE_LIMITS, 0, 0) {
+        Ok(table) => {
+            let mut keys = std::collections::HashSet::new();
+            let mut stored = 0;
+            for raw in bytes.split(|b| *b == b'\n') {
+                if raw.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let line: serde_json::Value =
+                    serde_json::from_slice(raw).expect("an accepted line is JSON");
+                let (key, value) = (
+                    line["key"].as_str().expect("a string key"),
+                    line["value"].as_str().expect("a string value"),
+                );
+                assert_eq!(
+                    table.get(key.as_bytes()),
+                    Some(value.as_bytes()),
+                    "line {key:?}"
+                );
+                keys.insert(key.as_bytes().to_vec());
+                stored += key.len() + value.len();
+            }
+            for key in &keys {
+                let longer = [key.as_slice(), b"\x01"].concat();
+                if !keys.contains(&longer) {
+                    assert_eq!(table.get(&longer), None, "a key never stored was found");
+                }
+            }
+            assert_eq!(table.info().entries, keys.len());
+            assert_eq!(table.info().bytes, stored);
+            Verdict::Accepted
+        }
+        Err(error) => {
+            let text = error.to_string();
+            assert!(
+                text.contains("line ") || text.contains("_max"),
+                "a refusal names a line or a limit: {text}"
+            );
+            Verdict::Rejected
+        }
+    }
 }

@@ -313,7 +313,8 @@ impl Tables {
         self.tables.iter()
     }
 
-    /// Entries and bytes held by every table but `except`.
+    /// Entries and bytes held by every table but `except` (`""` for all:
+    /// no table has an empty name).
     pub fn usage_except(&self, except: &str) -> (usize, usize) {
         self.tables
             .iter()

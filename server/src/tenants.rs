@@ -296,6 +296,37 @@ impl Tenants {
         Ok(granted)
     }
 
+    /// Per tenant, its tables' entries and bytes, and its frequency
+    /// table's memory (Prometheus text).
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let control = self.lock();
+        type Gauge = (&'static str, &'static str, fn(&Access) -> usize);
+        let gauges: [Gauge; 3] = [
+            (
+                "gavel_tenant_table_entries",
+                "Entries in the tenant's data tables (tables.entries_max).",
+                |a| a.tables.usage_except("").0,
+            ),
+            (
+                "gavel_tenant_table_bytes",
+                "Key and value bytes of the tenant's data tables (tables.bytes_max).",
+                |a| a.tables.usage_except("").1,
+            ),
+            (
+                "gavel_tenant_frequency_bytes",
+                "Memory of the tenant's frequency counts (frequency.users_max).",
+                |a| a.account.frequency.load().as_ref().map_or(0, |f| f.bytes()),
+            ),
+        ];
+        for (metric, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+            for (tenant, access) in &control.access {
+                let _ = writeln!(out, "{metric}{{tenant=\"{tenant}\"}} {}", value(access));
+            }
+        }
+    }
+
     /// The tenant's tables.
     pub fn tables(&self, tenant: &str) -> Vec<TableInfo> {
         self.access_of(&self.lock(), tenant).tables.infos()

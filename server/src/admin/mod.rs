@@ -256,6 +256,7 @@ fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
             let mut text = state.metrics.render();
             render_recorder(&state.recorder, &mut text);
             state.money.render_metrics(&mut text);
+            state.tenants.render_metrics(&mut text);
             Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",

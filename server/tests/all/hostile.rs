@@ -703,6 +703,14 @@ mod config {
                 "exchanges.default.encryption_key = \"a2V5\"",
                 "exchanges.default",
             ),
+            ("tables.tables_max = 0", "tables.tables_max"),
+            ("tables.key_bytes_max = 100000", "tables.key_bytes_max"),
+            ("tables.bytes_max = 8589934592", "tables.bytes_max"),
+            ("tables.entries_max = 0", "tables.entries_max"),
+            ("tables.rows_max = 1", "unknown field"),
+            ("frequency.users_max = 4", "frequency.users_max"),
+            ("frequency.wins_per_user = 0", "frequency.wins_per_user"),
+            ("frequency.window_s_max = 0", "frequency.window_s_max"),
         ];
         for (toml, key) in cases {
             let error = refused(toml);
