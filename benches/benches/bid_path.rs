@@ -56,6 +56,7 @@ fn core(runtime: &Arc<Runtime>, money: &Arc<Money>, tenants: usize) -> BidCore {
                 granted: imported_capabilities(example.wasm),
                 tables: Arc::new(Tables::new(tables.collect())),
                 account: money.accounts.get(&tenant),
+                frequency: None,
                 clock: money.settings.clock,
             });
             let strategy = runtime

@@ -102,11 +102,13 @@ fn bench_capabilities(c: &mut Criterion) {
     for t in 0..5 {
         frequency.record(USER_KEY, crid_key(b"probe"), 1_700_000_000 + t);
     }
-    account.frequency.store(Some(Arc::new(frequency)));
+    let frequency = Arc::new(frequency);
+    account.frequency.store(Some(frequency.clone()));
     let access = Arc::new(Access {
         granted: Capability::ALL.into_iter().collect::<Capabilities>(),
         tables: Arc::new(Tables::new(vec![table.clone()])),
         account,
+        frequency: Some(frequency),
         clock: DayClock {
             day_ms: 86_400_000,
             lead_per_mille: 10,
@@ -199,7 +201,7 @@ fn bench_capabilities(c: &mut Criterion) {
     group.bench_function("table_get_1M_hot", |b| {
         b.iter(|| table.get(black_box(b"user-000042")).map(<[u8]>::len))
     });
-    let frequency = access.account.frequency.load_full().expect("a table");
+    let frequency = access.frequency.clone().expect("a table");
     let crid = crid_key(b"probe");
     group.bench_function("frequency_count", |b| {
         b.iter(|| frequency.count(black_box(USER_KEY), crid, 3600, 1_700_000_010))

@@ -186,6 +186,7 @@ impl Tenants {
                 granted: Capabilities::default(),
                 tables: Arc::new(Tables::default()),
                 account: self.capabilities.accounts.get(tenant),
+                frequency: None,
                 clock: self.capabilities.clock,
             })
         })
@@ -227,6 +228,7 @@ impl Tenants {
             Arc::new(Access {
                 granted,
                 tables,
+                frequency: account.frequency.load_full(),
                 account,
                 clock: self.capabilities.clock,
             }),
@@ -316,7 +318,7 @@ impl Tenants {
             (
                 "gavel_tenant_frequency_bytes",
                 "Memory of the tenant's frequency counts (frequency.users_max).",
-                |a| a.account.frequency.load().as_ref().map_or(0, |f| f.bytes()),
+                |a| a.frequency.as_ref().map_or(0, |f| f.bytes()),
             ),
         ];
         for (metric, help, value) in gauges {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::Tables;
 use crate::money::account::{Account, DayClock};
+use crate::money::frequency::Frequency;
 
 /// One grantable capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -130,8 +131,11 @@ impl<'de> Deserialize<'de> for Capabilities {
 pub struct Access {
     pub granted: Capabilities,
     pub tables: Arc<Tables>,
-    /// Spend and budget for `budget_remaining`; win counts for `frequency`.
+    /// Spend and budget for `budget_remaining`.
     pub account: Arc<Account>,
+    /// Win counts for `frequency`: the account's table, held here so that
+    /// a call reads it without an atomic (`None` unless granted).
+    pub frequency: Option<Arc<Frequency>>,
     pub clock: DayClock,
 }
 
@@ -144,6 +148,7 @@ impl Access {
             granted: Capabilities::default(),
             tables: Arc::new(Tables::default()),
             account: crate::money::account::Accounts::default().get(tenant),
+            frequency: None,
             clock: DayClock {
                 day_ms: 86_400_000,
                 lead_per_mille: 0,

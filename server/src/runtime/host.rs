@@ -292,15 +292,9 @@ fn frequency(
         0
     } else {
         let now_s = u32::try_from(now_us(state) / 1_000_000).unwrap_or(u32::MAX);
-        state
-            .access
-            .account
-            .frequency
-            .load()
-            .as_ref()
-            .map_or(0, |table| {
-                table.count(state.user_key, crid_key(&data[key]), window_s as u32, now_s)
-            })
+        state.access.frequency.as_ref().map_or(0, |table| {
+            table.count(state.user_key, crid_key(&data[key]), window_s as u32, now_s)
+        })
     };
     charge(&mut caller, bytes.min(FREQUENCY_KEY_BYTES_MAX))?;
     Ok(count as i32)
