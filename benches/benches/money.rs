@@ -32,6 +32,8 @@ use gavel_schemas::verify;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The request's user, hashed, as the bid path passes it.
+const USER_KEY: u64 = 0x5a17_c0ff_ee00_0001;
 fn request() -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/openrtb-2.6/jsonschema/examples/bid-requests/simple-banner.json");
@@ -56,7 +58,7 @@ fn bench_money(c: &mut Criterion) {
     let claims = ClaimsRef {
         time_ms: 1_700_000_000_000,
         price_cpm_micros: 1_500_000,
-        user_key: 0x5a17_c0ff_ee00_0001,
+        user_key: USER_KEY,
         crid_key: 0x00c0_ffee,
         tenant: "fixed-cpm",
         exchange: "default",
@@ -155,7 +157,7 @@ fn bench_money(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..round {
                     kept.clone_from(&winners);
-                    core.issue(&view, &slots, &accounts, &mut kept, 0, unix_ms());
+                    core.issue(&view, &slots, &accounts, &mut kept, 0, unix_ms(), USER_KEY);
                 }
                 timed += start.elapsed();
                 left -= round;
@@ -173,7 +175,7 @@ fn bench_money(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..RECORDS {
                 kept.clone_from(&winners);
-                core.issue(&view, &slots, &accounts, &mut kept, 0, unix_ms());
+                core.issue(&view, &slots, &accounts, &mut kept, 0, unix_ms(), USER_KEY);
             }
             drain();
         })
@@ -181,7 +183,7 @@ fn bench_money(c: &mut Criterion) {
 
     // Notices through the ledger: a batch in flight at once, as many
     // exchange connections would send them; each waits for the commit.
-    core.issue(&view, &slots, &accounts, &mut kept, 0, unix_ms());
+    core.issue(&view, &slots, &accounts, &mut kept, 0, unix_ms(), USER_KEY);
     let nurl = core.notices()[0].nurl.clone();
     let query = nurl
         .split_once('?')

@@ -166,6 +166,8 @@ impl BidCore {
             // budgets' day and the tokens' time.
             let now_us = crate::money::unix_us();
             let now_ms = now_us / 1000;
+            // Once per request: frequency calls and notice tokens key on it.
+            let user_key = crate::money::frequency::user_key(&verified.view());
             fan_out(
                 &mut self.tenants,
                 &self.runtime,
@@ -175,6 +177,7 @@ impl BidCore {
                 verified,
                 &budget,
                 now_us,
+                user_key,
             );
             auction::run(self.tenants.slots(), &self.outcomes, &mut self.winners);
             if !self.winners.is_empty() {
@@ -185,6 +188,7 @@ impl BidCore {
                     &mut self.winners,
                     request.exchange,
                     now_ms,
+                    user_key,
                 );
             }
             if !self.winners.is_empty() {
@@ -370,6 +374,7 @@ fn fan_out(
     request: VerifiedBidRequest<'_>,
     budget: &Budget,
     now_us: u64,
+    user_key: u64,
 ) {
     outcomes.clear();
     let now_ms = now_us / 1000;
@@ -379,7 +384,7 @@ fn fan_out(
         bytes: request.bytes(),
         currency,
         arrival_unix_us: now_us as i64,
-        user_key: crate::money::frequency::user_key(&view),
+        user_key,
     };
     let (slots, accounts) = tenants.slots_and_accounts();
     let count = slots.len();

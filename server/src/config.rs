@@ -14,6 +14,9 @@ use crate::runtime::RuntimeConfig;
 use crate::runtime::breaker::{BreakerConfig, WINDOW_CALLS_MAX};
 use crate::runtime::share::FairnessConfig;
 
+/// The most memory one tenant's frequency counts may take.
+const FREQUENCY_BYTES_PER_TENANT_MAX: u64 = 1 << 30;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -341,7 +344,15 @@ impl Config {
             u64::from(frequency.window_s_max),
             1,
             366 * 86_400,
-        )
+        )?;
+        // What one tenant granted `frequency` holds (see money::frequency).
+        let bytes = frequency.users_max as u64 * (16 + 8 * frequency.wins_per_user as u64);
+        if bytes > FREQUENCY_BYTES_PER_TENANT_MAX {
+            return invalid(format!(
+                "frequency.users_max x (16 + 8 x frequency.wins_per_user) is {bytes} bytes per tenant, over {FREQUENCY_BYTES_PER_TENANT_MAX} (1 GiB)"
+            ));
+        }
+        Ok(())
     }
 
     fn validate_money(&self) -> Result<(), ConfigError> {

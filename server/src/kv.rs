@@ -7,8 +7,9 @@
 //! changes: a malformed line, a repeated key or a table over a limit is
 //! refused with the line named, and the previous table stays. In memory a
 //! table is one byte arena (every key and value back to back), an entry
-//! array and a `hashbrown` index over it, hashed with XXH3: a lookup is one
-//! hash and one or two cache lines, with no lock and no allocation. One
+//! array and a `hashbrown` index over it, hashed with XXH3 under a random
+//! per-process seed: a lookup is one hash and one or two cache lines, with
+//! no lock and no allocation. One
 //! copy is shared read-only by every core; an upload builds a new one and
 //! the lineup swaps it in between requests, as it swaps strategies.
 
@@ -145,8 +146,16 @@ impl std::fmt::Debug for Table {
     }
 }
 
+/// Hashes a key with this process's random seed: a tenant cannot compute
+/// colliding keys offline to slow the index (hashes are never stored).
 fn hash(bytes: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(bytes)
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // std's `RandomState` draws its keys from the OS once per process.
+    let seed = *SEED.get_or_init(|| {
+        use std::hash::BuildHasher as _;
+        std::collections::hash_map::RandomState::new().hash_one(0x6761_7665_6c6b_7673_u64)
+    });
+    xxhash_rust::xxh3::xxh3_64_with_seed(bytes, seed)
 }
 
 impl Table {
@@ -291,8 +300,8 @@ impl Table {
 /// A tenant's tables, by name: the immutable set one lineup carries.
 #[derive(Debug, Default)]
 pub struct Tables {
-    /// Sorted by name; at most `tables_max`, so a scan is as fast as any
-    /// map for the names a strategy asks for.
+    /// Sorted by name (the listing's order). A lookup scans them: at most
+    /// `tables_max` (16 by default) short names, as fast as a map here.
     tables: Vec<Arc<Table>>,
 }
 

@@ -179,6 +179,18 @@ impl Tenants {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The tenant's access, created empty (nothing granted, no tables)
+    /// and kept if it had none: the same `Arc` until a grant or a table
+    /// changes, which is what cores and [`Self::put_table`] compare.
+    fn ensure_access(&self, control: &mut Control, tenant: &str) -> Arc<Access> {
+        let access = self.access_of(control, tenant);
+        control
+            .access
+            .entry(tenant.to_string())
+            .or_insert(access)
+            .clone()
+    }
+
     /// The tenant's access, or an empty one (nothing granted).
     fn access_of(&self, control: &Control, tenant: &str) -> Arc<Access> {
         control.access.get(tenant).cloned().unwrap_or_else(|| {
@@ -192,17 +204,21 @@ impl Tenants {
         })
     }
 
-    fn publish(&self, control: &Control) {
-        let active = control
+    fn publish(&self, control: &mut Control) {
+        let active: Vec<(String, Arc<Strategy>)> = control
             .live
             .iter()
             .filter(|(_, (_, paused))| !paused)
-            .map(|(tenant, (strategy, _))| Entry {
-                strategy: strategy.clone(),
-                access: self.access_of(control, tenant),
+            .map(|(tenant, (strategy, _))| (tenant.clone(), strategy.clone()))
+            .collect();
+        let entries = active
+            .into_iter()
+            .map(|(tenant, strategy)| Entry {
+                strategy,
+                access: self.ensure_access(control, &tenant),
             })
             .collect();
-        self.lineup.publish(active);
+        self.lineup.publish(entries);
     }
 
     /// Gives the tenant `granted` and `tables` (in memory): the frequency
@@ -249,8 +265,15 @@ impl Tenants {
                     Capabilities::default()
                 }
             };
+            let stored = match self.store.tables(&tenant) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::error!(%tenant, error = %e, "tables unreadable; none loaded");
+                    Vec::new()
+                }
+            };
             let mut tables = Tables::default();
-            for (name, body) in self.store.tables(&tenant)? {
+            for (name, body) in stored {
                 let (entries, bytes) = tables.usage_except(&name);
                 match Table::parse(&name, &body, &self.capabilities.tables, entries, bytes) {
                     Ok(table) if tables.len() < self.capabilities.tables.tables_max => {
@@ -294,7 +317,7 @@ impl Tenants {
         self.store.set_grants(tenant, granted)?;
         let tables = self.access_of(&control, tenant).tables.clone();
         self.set_access(&mut control, tenant, granted, tables);
-        self.publish(&control);
+        self.publish(&mut control);
         Ok(granted)
     }
 
@@ -343,7 +366,7 @@ impl Tenants {
         name: &str,
         body: &[u8],
     ) -> Result<TableInfo, TenantError> {
-        let before = self.access_of(&self.lock(), tenant);
+        let before = self.ensure_access(&mut self.lock(), tenant);
         let limits = &self.capabilities.tables;
         if !before.tables.contains(name) && before.tables.len() >= limits.tables_max {
             return Err(TableError::TooManyTables {
@@ -366,20 +389,15 @@ impl Tenants {
             now.granted,
             Arc::new(now.tables.with(table)),
         );
-        self.publish(&control);
+        self.publish(&mut control);
         Ok(info)
     }
 
     pub fn delete_table(&self, tenant: &str, name: &str) -> Result<(), TenantError> {
         let mut control = self.lock();
         let now = self.access_of(&control, tenant);
-        if !now.tables.contains(name) {
-            return Err(StoreError::NoTable {
-                tenant: tenant.into(),
-                table: name.into(),
-            }
-            .into());
-        }
+        // Also a stored table left out at start-up (over a limit lowered
+        // since): the store says whether it exists.
         self.store.delete_table(tenant, name)?;
         self.set_access(
             &mut control,
@@ -387,7 +405,7 @@ impl Tenants {
             now.granted,
             Arc::new(now.tables.without(name)),
         );
-        self.publish(&control);
+        self.publish(&mut control);
         Ok(())
     }
 
@@ -458,11 +476,18 @@ impl Tenants {
                         // version, which stands.
                         let mut control = self.lock();
                         let unchanged = self.store.state(&tenant).is_ok_and(|now| now == state);
+                        // A grant revoked while this compiled (the admin
+                        // port is open): the version does not go live.
+                        let granted = self.access_of(&control, &tenant).granted;
+                        if let Err(e) = strategy.check_granted(granted) {
+                            tracing::error!(%tenant, version, error = %e, "stored version not granted");
+                            continue;
+                        }
                         if unchanged && !control.live.contains_key(&tenant) {
                             control
                                 .live
                                 .insert(tenant.clone(), (strategy, state.paused));
-                            self.publish(&control);
+                            self.publish(&mut control);
                             loaded += 1;
                         }
                         break;
@@ -558,7 +583,7 @@ impl Tenants {
         remember(&mut self.compiled(), strategy.clone());
         let state = self.store.activate(tenant, meta.version)?;
         control.live.insert(tenant.into(), (strategy, state.paused));
-        self.publish(&control);
+        self.publish(&mut control);
         Ok(meta)
     }
 
@@ -596,7 +621,7 @@ impl Tenants {
                 }
             }
         }
-        self.publish(&control);
+        self.publish(&mut control);
         Ok(after)
     }
 

@@ -22,8 +22,9 @@
 //!
 //! Each slot is a sequence lock over atomics: the writer makes the sequence
 //! odd, writes, makes it even; a reader retries when the sequence moved. A
-//! reader never waits for the writer: after [`READ_TRIES`] torn reads (the
-//! ledger thread descheduled mid-write) it answers 0.
+//! reader never waits for the writer: after [`READ_TRIES`] torn reads of a
+//! slot (the ledger thread descheduled mid-write) it gives that slot up,
+//! and a user it could not read counts 0.
 //!
 //! # What is approximate, and what a restart forgets
 //!

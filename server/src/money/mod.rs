@@ -445,10 +445,12 @@ impl CoreMoney {
         account.may_call(now_ms, &self.money.settings.clock)
     }
 
-    /// For every winner: reserves its price, signs its token, queues its
-    /// record for the ledger and builds its notice URLs. A winner whose
+    /// For every winner: reserves its price, signs its token (with the
+    /// request's `user_key` and the bid's creative), queues its record for
+    /// the ledger and builds its notice URLs. A winner whose
     /// reservation would pass its tenant's budget (or that the ledger
     /// cannot take) is removed. `notices()` then lines up with `winners`.
+    #[allow(clippy::too_many_arguments)]
     pub fn issue(
         &mut self,
         request: &BidRequest<'_>,
@@ -457,6 +459,7 @@ impl CoreMoney {
         winners: &mut Vec<Winner>,
         exchange: usize,
         now_ms: u64,
+        user_key: u64,
     ) {
         // Borrowed field by field: the closure below needs the buffers
         // mutably and the shared state by reference, with no Arc clone.
@@ -473,7 +476,6 @@ impl CoreMoney {
         let exchange_name = money.settings.exchanges[exchange].0.as_str();
         let request_id = request.id();
         let imps = request.imp();
-        let user_key = frequency::user_key(request);
         winners.retain(|winner| {
             let slot = &slots[winner.slot];
             let account = &accounts[winner.slot];

@@ -495,3 +495,28 @@ fn budget_remaining_follows_spend_and_grants_and_tables_survive_a_restart() {
     // held (they expire with events.reservation_ttl_ms).
     assert_eq!(remaining, "0.996500");
 }
+
+#[test]
+fn a_tenant_created_while_serving_uploads_tables_before_any_grant() {
+    let s = start("");
+    let (status, body) = call(&s.server, "POST", "/v1/tenants/fresh", &s.operator, b"");
+    assert_eq!(status, 201, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in 0..3 {
+        let table = format!("{{\"key\": \"u1\", \"value\": \"v{n}\"}}");
+        let (status, body) = call(
+            &s.server,
+            "PUT",
+            "/v1/tenants/fresh/tables/segments",
+            &token,
+            table.as_bytes(),
+        );
+        assert_eq!(status, 200, "upload {n}: {body}");
+    }
+    let (status, body) = call(&s.server, "GET", "/v1/tenants/fresh/tables", &token, b"");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"segments\""), "{body}");
+}

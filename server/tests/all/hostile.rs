@@ -711,6 +711,10 @@ mod config {
             ("frequency.users_max = 4", "frequency.users_max"),
             ("frequency.wins_per_user = 0", "frequency.wins_per_user"),
             ("frequency.window_s_max = 0", "frequency.window_s_max"),
+            (
+                "frequency.users_max = 16777216\nfrequency.wins_per_user = 64",
+                "bytes per tenant",
+            ),
         ];
         for (toml, key) in cases {
             let error = refused(toml);

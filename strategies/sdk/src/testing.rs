@@ -30,8 +30,8 @@
 //! logged, [`set_request_time_us`] sets what `request_time_us` returns, and
 //! [`set_table_entry`], [`set_frequency`] and [`set_budget_remaining`] set
 //! what the capability calls see.
-//! Both are per thread, as Rust's test harness runs each test on its own
-//! thread.
+//! All of them are per thread, as Rust's test harness runs each test on
+//! its own thread.
 
 use gavel_schemas::verify;
 
