@@ -101,6 +101,9 @@ pub fn check_table_name(name: &str) -> Result<(), TableError> {
     }
 }
 
+/// What a line must look like, for error messages.
+const LINE_FORM: &str = "expected a JSON object {\"key\": \"...\", \"value\": \"...\"}";
+
 /// One line of an uploaded table.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,16 +183,21 @@ impl Table {
             if raw.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            // serde would also take a struct from an array, `["k", "v"]`:
+            // only an object is a line.
+            if raw.trim_ascii_start().first() != Some(&b'{') {
+                return Err(TableError::Malformed {
+                    line,
+                    reason: LINE_FORM.into(),
+                });
+            }
             let parsed: Line<'_> = serde_json::from_slice(raw).map_err(|e| {
                 // serde's own position counts within this one line.
                 let text = e.to_string();
                 let what = text.split(" at line ").next().unwrap_or(&text);
                 TableError::Malformed {
                     line,
-                    reason: format!(
-                        "column {}: {what}; expected {{\"key\": \"...\", \"value\": \"...\"}}",
-                        e.column()
-                    ),
+                    reason: format!("column {}: {what}; {LINE_FORM}", e.column()),
                 }
             })?;
             let (key, value) = (parsed.key.as_bytes(), parsed.value.as_bytes());
@@ -404,6 +412,10 @@ mod tests {
         let ok = "{\"key\":\"a\",\"value\":\"1\"}\n";
         let cases = [
             (format!("{ok}not json"), "line 2: "),
+            (
+                format!("{ok}[\"b\", \"1\"]"),
+                "line 2: expected a JSON object",
+            ),
             (format!("{ok}{{\"key\":\"b\"}}"), "line 2: "),
             (
                 format!("{ok}{{\"key\":\"b\",\"value\":\"1\",\"x\":1}}"),
