@@ -76,6 +76,7 @@ pub mod lineup;
 pub mod metrics;
 pub mod money;
 pub mod recorder;
+pub mod rollout;
 pub mod runtime;
 pub mod serve;
 pub mod shard;

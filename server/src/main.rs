@@ -65,6 +65,33 @@ enum StrategyAction {
         #[arg(long)]
         per_request: bool,
     },
+    /// Run a module on one request locally, with the server's host, limits
+    /// and checks (no server needed): prints the checked bids or the
+    /// no-bid reason, the fuel and time used and the strategy's log.
+    Run {
+        /// The WebAssembly module.
+        module: PathBuf,
+        /// An OpenRTB 2.6 JSON request or a BidRequest flatbuffer (`-`: stdin).
+        request: PathBuf,
+        /// Fuel per call (default 10000000).
+        #[arg(long)]
+        fuel_per_call: Option<u64>,
+        /// Wall-clock budget per call in microseconds (default 5000).
+        #[arg(long)]
+        deadline_us: Option<u64>,
+        /// Linear memory cap in bytes (default 16 MiB).
+        #[arg(long)]
+        memory_bytes_max: Option<u64>,
+        /// A data table for `kv_get`, as NAME=FILE (JSON lines); repeatable.
+        #[arg(long, value_name = "NAME=FILE")]
+        table: Vec<String>,
+        /// The bidder's currency.
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List tenants, their versions and state.
     List,
     /// Make a stored version live.
@@ -212,6 +239,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Strategy(StrategyArgs {
+            action: action @ StrategyAction::Run { .. },
+            ..
+        }) => {
+            return match run_locally(action) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("gavel: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Strategy(args) => strategy(args),
         Command::Tenant(args) => tenant(args),
         Command::CompileModule => return gavel::compiler::child_main(),
@@ -263,6 +302,59 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `gavel strategy run`: exits 0 on bids or a no-bid, 2 when the strategy
+/// failed (trap, fuel, deadline, memory, broken answer), 1 when it could
+/// not run (a module the server would refuse, a bad request or table).
+fn run_locally(action: StrategyAction) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use gavel::rollout::local::{self, LocalRun};
+    let StrategyAction::Run {
+        module,
+        request,
+        fuel_per_call,
+        deadline_us,
+        memory_bytes_max,
+        table,
+        currency,
+        json,
+    } = action
+    else {
+        return Err("not a local run".into());
+    };
+    let read = |path: &PathBuf| {
+        local::read_input(path).map_err(|e| format!("reading {}: {e}", path.display()))
+    };
+    let mut tables = Vec::new();
+    for spec in &table {
+        let (name, file) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--table {spec}: use NAME=FILE"))?;
+        tables.push((name.to_string(), read(&PathBuf::from(file))?));
+    }
+    let defaults = StrategySettings::default();
+    let report = local::run(&LocalRun {
+        wasm: read(&module)?,
+        request: read(&request)?,
+        settings: StrategySettings {
+            fuel_per_call: fuel_per_call.unwrap_or(defaults.fuel_per_call),
+            deadline_us: deadline_us.unwrap_or(defaults.deadline_us),
+            memory_bytes_max: memory_bytes_max.unwrap_or(defaults.memory_bytes_max),
+            ..defaults
+        },
+        tables,
+        currency,
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", local::render(&report));
+    }
+    Ok(if local::failed(&report) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client = Client {
         admin: args.admin,
@@ -297,6 +389,7 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
             );
             client.call("POST", &path, &wasm)?
         }
+        StrategyAction::Run { .. } => return Err("a local run needs no admin port".into()),
         StrategyAction::List => client.call("GET", "/v1/tenants", &[])?,
         StrategyAction::Activate { tenant, version } => client.call(
             "POST",

@@ -48,6 +48,31 @@ pub struct HostState {
     pub(super) log_bytes_dropped: u64,
     /// Capability calls since the slot last folded them into its stats.
     pub(super) host_calls: HostCalls,
+    /// Where log lines go instead of the server's log (a local run).
+    pub(super) log_capture: Option<LogCapture>,
+}
+
+/// Log lines kept for a local run (`gavel strategy run`), beyond the
+/// instance's life: a trap drops the instance, and the lines before it are
+/// what the author needs most. At most [`LOG_CAPTURE_LINES_MAX`] lines.
+#[derive(Clone, Debug, Default)]
+pub struct LogCapture(Arc<std::sync::Mutex<Vec<String>>>);
+
+/// Lines a [`LogCapture`] keeps; later ones are dropped.
+pub const LOG_CAPTURE_LINES_MAX: usize = 10_000;
+
+impl LogCapture {
+    fn push(&self, line: &str) {
+        let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.len() < LOG_CAPTURE_LINES_MAX {
+            lines.push(line.to_string());
+        }
+    }
+
+    /// The lines logged so far, emptied.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// Capability calls counted in the store, folded into the tenant's
@@ -84,6 +109,7 @@ impl HostState {
             log: LogBudget::new(log_bytes_per_second),
             log_bytes_dropped: 0,
             host_calls: HostCalls::default(),
+            log_capture: None,
         }
     }
 }
@@ -339,7 +365,12 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             }
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(LOG_LINE_BYTES_MAX)]);
             let line = escape_controls(&text);
-            tracing::debug!(target: "gavel::tenant_log", tenant = %state.tenant, "{line}");
+            match &state.log_capture {
+                Some(capture) => capture.push(&line),
+                None => {
+                    tracing::debug!(target: "gavel::tenant_log", tenant = %state.tenant, "{line}")
+                }
+            }
             Ok(())
         },
     )?;

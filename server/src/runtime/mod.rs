@@ -38,7 +38,7 @@ use wasmtime::{
 
 pub use answer::{Answer, ValidBid};
 pub use capability::{Access, Capabilities, Capability};
-pub use host::{BYTES_PER_FUEL, HOST_CALL_FUEL, HostState};
+pub use host::{BYTES_PER_FUEL, HOST_CALL_FUEL, HostState, LOG_CAPTURE_LINES_MAX, LogCapture};
 pub use slot::{CallContext, CallTime, NoBidReason, Outcome, TenantSlot, TenantStats};
 pub use validate::{ModuleLimits, RejectReason};
 

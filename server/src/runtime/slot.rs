@@ -14,7 +14,7 @@ use crate::counter::bump;
 
 use super::answer::{Answer, BidRejection, Rules};
 use super::breaker::{Breaker, BreakerConfig};
-use super::host::HostState;
+use super::host::{HostState, LogCapture};
 use super::share::{CoreShare, FairnessConfig};
 use super::validate::{EXPORT_BID, EXPORT_INIT, EXPORT_INPUT, EXPORT_MEMORY};
 use super::{Access, Capability, Isolation, Runtime, Strategy};
@@ -185,6 +185,8 @@ pub struct TenantSlot {
     strategy: Arc<Strategy>,
     /// What the tenant's grants reach; handed to every instance.
     access: Arc<Access>,
+    /// Where the instances' log lines go instead of the server's log.
+    log_capture: Option<LogCapture>,
     live: Option<Live>,
     breaker: Breaker,
     share: CoreShare,
@@ -220,6 +222,7 @@ impl TenantSlot {
         Self {
             strategy,
             access,
+            log_capture: None,
             live: None,
             breaker: Breaker::new(breaker),
             share: CoreShare::new(fairness, Instant::now()),
@@ -240,6 +243,12 @@ impl TenantSlot {
         self.strategy = strategy;
         self.breaker.reset();
         self.largest_answered_bytes = 0;
+    }
+
+    /// Sends the log lines of every instance made from now on to `capture`.
+    pub fn capture_log(&mut self, capture: LogCapture) {
+        self.live = None;
+        self.log_capture = Some(capture);
     }
 
     pub fn access(&self) -> &Arc<Access> {
@@ -424,12 +433,13 @@ impl TenantSlot {
         let strategy = &self.strategy;
         let caps = &runtime.config.caps;
         let settings = &strategy.settings;
-        let state = HostState::new(
+        let mut state = HostState::new(
             strategy.tenant.clone(),
             settings.memory_bytes_max,
             settings.log_bytes_per_second,
             self.access.clone(),
         );
+        state.log_capture = self.log_capture.clone();
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| state);
         let _ = store.set_fuel(caps.init_fuel);

@@ -6,5 +6,6 @@ mod capabilities;
 mod hostile;
 mod money;
 mod record;
+mod rollout;
 mod runtime;
 mod support;

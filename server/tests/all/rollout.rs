@@ -1,0 +1,168 @@
+//! Safe rollout, first rung: `gavel strategy run`, a module on one request
+//! with the server's host, limits and checks and no server.
+
+use std::process::Command;
+
+use crate::support::*;
+
+/// Runs `gavel strategy run` on `wasm` and `request` (a file path, or `-`
+/// with `stdin`) with `args`; (exit code, JSON report or stderr).
+fn run(wasm: &[u8], request: &str, args: &[&str], stdin: Option<&[u8]>) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("module.wasm");
+    std::fs::write(&module, wasm).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gavel"));
+    command
+        .args(["strategy", "run"])
+        .arg(&module)
+        .arg(request)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("gavel runs");
+    if let Some(bytes) = stdin {
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    drop(child.stdin.take());
+    let output = child.wait_with_output().unwrap();
+    let text = if output.status.success() || output.status.code() == Some(2) {
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    } else {
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn simple_banner() -> String {
+    openrtb_dir()
+        .join("jsonschema/examples/bid-requests/simple-banner.json")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn every_example_and_hostile_strategy_gets_its_documented_answer() {
+    let request = simple_banner();
+    // (strategy, the creative it bids or its no-bid reason)
+    let examples = [
+        ("fixed-cpm", "lr-autumn-blend-300x250-v2"),
+        ("floor-margin", "hlc-fjords-html5-responsive-v4"),
+        ("pacing", "bwa-studio-buds-300x250-v5"),
+        ("targeting", "no_bid"),
+        ("deal-bidder", "no_bid"),
+        ("audience", "no_bid"),
+    ];
+    // Settings far apart, so that which budget runs out first does not
+    // depend on the machine's speed.
+    let short_time = ["--fuel-per-call", "100000000", "--deadline-us", "1000"];
+    let little_fuel = ["--fuel-per-call", "1000000", "--deadline-us", "50000"];
+    let generous = ["--fuel-per-call", "100000000", "--deadline-us", "50000"];
+    let hostile: [(&str, &[&str], &str); 11] = [
+        ("bad-output", &[], "bad_output"),
+        ("huge-output", &[], "bad_output"),
+        ("out-of-range", &[], "bad_output"),
+        ("bad-prices", &[], "invalid_bids"),
+        ("unknown-imp", &[], "invalid_bids"),
+        ("deep-recursion", &[], "trap"),
+        ("panic", &[], "trap"),
+        ("init-never-returns", &[], "init_failed"),
+        ("infinite-loop", &short_time, "deadline"),
+        ("infinite-loop", &little_fuel, "out_of_fuel"),
+        ("memory-bomb", &generous, "memory"),
+    ];
+    let answer = |report: &serde_json::Value| -> String {
+        match report["no_bid"].as_str() {
+            Some(reason) => reason.to_string(),
+            None => report["bids"][0]["crid"].as_str().unwrap().to_string(),
+        }
+    };
+    for (name, expected) in examples {
+        let wasm = gavel_strategies::example(name).unwrap();
+        let (code, out) = run(wasm, &request, &["--json"], None);
+        assert_eq!(code, 0, "{name}: {out}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(answer(&report), expected, "{name}");
+        assert!(report["wall_us"].as_u64().unwrap() > 0);
+    }
+    for (name, args, expected) in hostile {
+        let wasm = gavel_strategies::hostile(name).unwrap();
+        let mut args = args.to_vec();
+        args.push("--json");
+        let (code, out) = run(wasm, &request, &args, None);
+        let report: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{name}: {e}: {out}"));
+        assert_eq!(answer(&report), expected, "{name}");
+        let failed = !matches!(expected, "invalid_bids" | "no_bid");
+        assert_eq!(code, if failed { 2 } else { 0 }, "{name}");
+    }
+    // The checks the host applies are named.
+    let (_, out) = run(
+        gavel_strategies::hostile("unknown-imp").unwrap(),
+        &request,
+        &["--json"],
+        None,
+    );
+    assert!(out.contains("unknown_imp"), "{out}");
+}
+
+#[test]
+fn tables_stdin_flatbuffers_and_refusals() {
+    let probe = gavel_strategies::probe("capabilities").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("probe.jsonl");
+    std::fs::write(&table, "{\"key\": \"u1\", \"value\": \"hello\"}\n").unwrap();
+    let table_arg = format!("probe={}", table.display());
+    let request = br#"{"id": "r", "imp": [{"id": "1", "tagid": "3,60", "banner": {"w": 300, "h": 250}}], "user": {"id": "u1"}}"#;
+    let (code, out) = run(
+        probe,
+        "-",
+        &["--table", &table_arg, "--json"],
+        Some(request),
+    );
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report["bids"][0]["cid"], "5:hel",
+        "cut to the 3-byte buffer"
+    );
+    assert_eq!(report["bids"][0]["adm"], "none", "no budget locally");
+    assert_eq!(
+        report["capabilities"],
+        serde_json::json!(["kv", "frequency", "budget"])
+    );
+
+    // The same request as a flatbuffer file, and the human-readable form.
+    let fb = dir.path().join("request.fb");
+    std::fs::write(&fb, flatbuffer(request)).unwrap();
+    let (code, out) = run(probe, fb.to_str().unwrap(), &["--table", &table_arg], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("bids (1):"), "{out}");
+    assert!(out.contains("\"cid\":\"5:hel\""), "{out}");
+    assert!(out.contains("fuel used: "), "{out}");
+
+    // What the server would refuse is refused, with the reason.
+    let (code, out) = run(b"not wasm", &simple_banner(), &[], None);
+    assert_eq!(code, 1);
+    assert!(out.contains("would be refused at upload"), "{out}");
+    let (code, out) = run(probe, "-", &[], Some(b"{\"id\": 1}"));
+    assert_eq!(code, 1);
+    assert!(out.contains("not a valid OpenRTB"), "{out}");
+    let (code, out) = run(
+        probe,
+        &simple_banner(),
+        &["--table", &format!("probe={}", fb.display())],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("table probe: line 1"), "{out}");
+    let (code, out) = run(
+        gavel_strategies::example("fixed-cpm").unwrap(),
+        &simple_banner(),
+        &["--fuel-per-call", "1000000000000"],
+        None,
+    );
+    assert_eq!(code, 1, "over the operator's cap: {out}");
+    assert!(out.contains("fuel_per_call"), "{out}");
+}
