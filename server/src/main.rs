@@ -64,6 +64,10 @@ enum StrategyAction {
         /// A fresh instance for every request instead of one per core.
         #[arg(long)]
         per_request: bool,
+        /// Store and compile the version without making it live
+        /// (`activate=false`); `activate` makes it live later.
+        #[arg(long)]
+        inactive: bool,
     },
     /// Run a module on one request locally, with the server's host, limits
     /// and checks (no server needed): prints the checked bids or the
@@ -368,6 +372,7 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
             deadline_us,
             memory_bytes_max,
             per_request,
+            inactive,
         } => {
             let wasm =
                 std::fs::read(&module).map_err(|e| format!("reading {}: {e}", module.display()))?;
@@ -384,8 +389,9 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
                 ..defaults
             };
             let path = format!(
-                "/v1/tenants/{tenant}/versions?{}",
-                client::settings_query(&settings)
+                "/v1/tenants/{tenant}/versions?{}{}",
+                client::settings_query(&settings),
+                if inactive { "&activate=false" } else { "" }
             );
             client.call("POST", &path, &wasm)?
         }

@@ -272,7 +272,12 @@ fn seed_demo(tenants: &Tenants, auth: &Auth, data_dir: &Path) -> Result<(), Erro
                 .map_err(seed_error)?;
         }
         tenants
-            .upload(example.name, example.wasm, &StrategySettings::default())
+            .upload(
+                example.name,
+                example.wasm,
+                &StrategySettings::default(),
+                true,
+            )
             .map_err(seed_error)?;
         let token = auth
             .issue(Principal::Tenant(example.name.into()))

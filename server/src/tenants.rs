@@ -565,12 +565,15 @@ impl Tenants {
         }
     }
 
-    /// Validates, stores and activates a new version.
+    /// Validates, stores and (when `activate`) activates a new version. An
+    /// inactive upload is checked and compiled all the same, so activating
+    /// it later is instant.
     pub fn upload(
         &self,
         tenant: &str,
         wasm: &[u8],
         settings: &StrategySettings,
+        activate: bool,
     ) -> Result<VersionMeta, TenantError> {
         crate::store::check_tenant_id(tenant)?;
         let checked = self.check(tenant, wasm, settings)?;
@@ -581,6 +584,9 @@ impl Tenants {
         // The checked compilation is the one that goes live: no second compile.
         let strategy = checked.with_version(meta.version);
         remember(&mut self.compiled(), strategy.clone());
+        if !activate {
+            return Ok(meta);
+        }
         let state = self.store.activate(tenant, meta.version)?;
         control.live.insert(tenant.into(), (strategy, state.paused));
         self.publish(&mut control);

@@ -5,7 +5,7 @@
 //! | `GET /v1/tenants` | any token | the tenants it reaches, with versions and state |
 //! | `POST /v1/tenants/{t}` | operator | create a tenant; answers its token, once |
 //! | `GET /v1/tenants/{t}` | operator, t | one tenant |
-//! | `POST /v1/tenants/{t}/versions?settings` | operator, t | upload: the body is the wasm module; validated, stored, activated |
+//! | `POST /v1/tenants/{t}/versions?settings` | operator, t | upload: the body is the wasm module; validated, stored, activated (`activate=false`: stored and compiled, not live) |
 //! | `POST /v1/tenants/{t}/versions/{n}/activate` | operator, t | make version n live |
 //! | `POST /v1/tenants/{t}/rollback` | operator, t | back to the previous active version |
 //! | `POST /v1/tenants/{t}/pause`, `/resume` | operator, t | stop or restart bidding |
@@ -175,11 +175,15 @@ fn tenant_call(
             Err(e) => tenant_error(e),
         },
         ("POST", ["versions"]) => {
-            let settings: StrategySettings = match serde_urlencoded::from_str(query) {
+            let (activate, settings_query) = match take_activate(query) {
+                Ok(split) => split,
+                Err(e) => return error(400, &e),
+            };
+            let settings: StrategySettings = match serde_urlencoded::from_str(&settings_query) {
                 Ok(settings) => settings,
                 Err(e) => return error(400, &format!("settings: {e}")),
             };
-            match tenants.upload(tenant, body, &settings) {
+            match tenants.upload(tenant, body, &settings, activate) {
                 Ok(meta) => json(201, &meta),
                 Err(e) => tenant_error(e),
             }
@@ -237,6 +241,24 @@ fn tenant_call(
         ("POST", ["resume"]) => state_reply(tenants.set_paused(tenant, false)),
         _ => error(404, "no such endpoint; see the admin API in the README"),
     }
+}
+
+/// Splits `activate=true|false` (default true) off an upload's query; the
+/// rest are the strategy settings.
+fn take_activate(query: &str) -> Result<(bool, String), String> {
+    let mut activate = true;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("activate", "true")) => activate = true,
+            Some(("activate", "false")) => activate = false,
+            Some(("activate", other)) => {
+                return Err(format!("activate must be true or false, got {other:?}"));
+            }
+            _ => rest.push(pair),
+        }
+    }
+    Ok((activate, rest.join("&")))
 }
 
 /// A budget in currency units, as the API shows it.

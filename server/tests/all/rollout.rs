@@ -3,6 +3,9 @@
 
 use std::process::Command;
 
+use gavel::auth::{Auth, Principal};
+use gavel::runtime::StrategySettings;
+
 use crate::support::*;
 
 /// Runs `gavel strategy run` on `wasm` and `request` (a file path, or `-`
@@ -165,4 +168,59 @@ fn tables_stdin_flatbuffers_and_refusals() {
     );
     assert_eq!(code, 1, "over the operator's cap: {out}");
     assert!(out.contains("fuel_per_call"), "{out}");
+}
+
+#[test]
+fn an_inactive_upload_is_stored_and_compiled_but_not_live() {
+    let fixed = gavel_strategies::example("fixed-cpm").unwrap();
+    let dir = data_dir_with(&[("acme", fixed, StrategySettings::default())]);
+    let acme = Auth::open(dir.path())
+        .unwrap()
+        .issue(Principal::Tenant("acme".into()))
+        .unwrap();
+    let server = Server::start(dir, "");
+    let pacing = gavel_strategies::example("pacing").unwrap();
+    let upload = |query: &str| {
+        admin_call(
+            &server,
+            "POST",
+            &format!("/v1/tenants/acme/versions{query}"),
+            &acme,
+            pacing,
+        )
+    };
+    let response = upload("?activate=maybe");
+    assert_eq!(response.status, 400);
+    let response = upload("?activate=false&deadline_us=3000");
+    assert_eq!(
+        response.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert_eq!(response.json()["version"], 2);
+    assert_eq!(response.json()["settings"]["deadline_us"], 3000);
+    let crid = |server: &Server| {
+        post_json(server.bid, &example_json("simple-banner")).json()["seatbid"][0]["bid"][0]["crid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        crid(&server),
+        "lr-autumn-blend-300x250-v2",
+        "still fixed-cpm"
+    );
+    let view = admin_call(&server, "GET", "/v1/tenants/acme", &acme, b"").json();
+    assert_eq!(view["state"]["active"], 1);
+    assert_eq!(view["versions"].as_array().unwrap().len(), 2);
+    let response = admin_call(
+        &server,
+        "POST",
+        "/v1/tenants/acme/versions/2/activate",
+        &acme,
+        b"",
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(crid(&server), "bwa-studio-buds-300x250-v5", "now pacing");
 }
