@@ -96,6 +96,36 @@ enum StrategyAction {
         #[arg(long)]
         json: bool,
     },
+    /// Run a baseline and a candidate module on every request of a capture
+    /// (offline, on every core) and report what would change.
+    Whatif {
+        /// The capture: a recording (`.gcap`) or the load generator's.
+        capture: PathBuf,
+        /// The module live today.
+        #[arg(long)]
+        baseline: PathBuf,
+        /// The module to try.
+        #[arg(long)]
+        candidate: PathBuf,
+        /// Also write the report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Fuel per call for both (default 10000000).
+        #[arg(long)]
+        fuel_per_call: Option<u64>,
+        /// Wall-clock budget per call in microseconds for both (default 5000).
+        #[arg(long)]
+        deadline_us: Option<u64>,
+        /// A data table for `kv_get`, as NAME=FILE (JSON lines); repeatable.
+        #[arg(long, value_name = "NAME=FILE")]
+        table: Vec<String>,
+        /// The bidder's currency.
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// Threads (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
     /// List tenants, their versions and state.
     List,
     /// Make a stored version live.
@@ -244,7 +274,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Strategy(StrategyArgs {
-            action: action @ StrategyAction::Run { .. },
+            action: action @ (StrategyAction::Run { .. } | StrategyAction::Whatif { .. }),
             ..
         }) => {
             return match run_locally(action) {
@@ -311,6 +341,56 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 /// not run (a module the server would refuse, a bad request or table).
 fn run_locally(action: StrategyAction) -> Result<ExitCode, Box<dyn std::error::Error>> {
     use gavel::rollout::local::{self, LocalRun};
+    let read = |path: &PathBuf| {
+        local::read_input(path).map_err(|e| format!("reading {}: {e}", path.display()))
+    };
+    let tables_of = |specs: &[String]| -> Result<Vec<(String, Vec<u8>)>, String> {
+        specs
+            .iter()
+            .map(|spec| {
+                let (name, file) = spec
+                    .split_once('=')
+                    .ok_or_else(|| format!("--table {spec}: use NAME=FILE"))?;
+                Ok((name.to_string(), read(&PathBuf::from(file))?))
+            })
+            .collect()
+    };
+    let defaults = StrategySettings::default();
+    if let StrategyAction::Whatif {
+        capture,
+        baseline,
+        candidate,
+        json,
+        fuel_per_call,
+        deadline_us,
+        table,
+        currency,
+        threads,
+    } = action
+    {
+        use gavel::rollout::whatif::{self, WhatIf};
+        let report = whatif::compare(
+            &capture,
+            &WhatIf {
+                baseline: read(&baseline)?,
+                candidate: read(&candidate)?,
+                settings: StrategySettings {
+                    fuel_per_call: fuel_per_call.unwrap_or(defaults.fuel_per_call),
+                    deadline_us: deadline_us.unwrap_or(defaults.deadline_us),
+                    ..defaults
+                },
+                tables: tables_of(&table)?,
+                currency,
+                threads,
+            },
+        )?;
+        print!("{}", whatif::render(&report));
+        if let Some(path) = json {
+            std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let StrategyAction::Run {
         module,
         request,
@@ -324,17 +404,7 @@ fn run_locally(action: StrategyAction) -> Result<ExitCode, Box<dyn std::error::E
     else {
         return Err("not a local run".into());
     };
-    let read = |path: &PathBuf| {
-        local::read_input(path).map_err(|e| format!("reading {}: {e}", path.display()))
-    };
-    let mut tables = Vec::new();
-    for spec in &table {
-        let (name, file) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("--table {spec}: use NAME=FILE"))?;
-        tables.push((name.to_string(), read(&PathBuf::from(file))?));
-    }
-    let defaults = StrategySettings::default();
+    let tables = tables_of(&table)?;
     let report = local::run(&LocalRun {
         wasm: read(&module)?,
         request: read(&request)?,
@@ -395,7 +465,9 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
             );
             client.call("POST", &path, &wasm)?
         }
-        StrategyAction::Run { .. } => return Err("a local run needs no admin port".into()),
+        StrategyAction::Run { .. } | StrategyAction::Whatif { .. } => {
+            return Err("a local run needs no admin port".into());
+        }
         StrategyAction::List => client.call("GET", "/v1/tenants", &[])?,
         StrategyAction::Activate { tenant, version } => client.call(
             "POST",

@@ -79,7 +79,7 @@ pub struct Report {
 }
 
 /// The request as a verified flatbuffer: JSON when it starts with `{`.
-fn request_flatbuffer(bytes: &[u8]) -> Result<Vec<u8>, LocalRunError> {
+pub fn request_flatbuffer(bytes: &[u8]) -> Result<Vec<u8>, LocalRunError> {
     let request_error = |e: String| LocalRunError::Request(e);
     if bytes.trim_ascii_start().first() == Some(&b'{') {
         let mut encoder = gavel_schemas::json::Encoder::new();
@@ -129,99 +129,193 @@ fn bid_json(bid: gavel_schemas::strategy::StrategyBid<'_>) -> serde_json::Value 
     serde_json::Value::Object(object)
 }
 
-/// Runs the module once on the request.
-pub fn run(run: &LocalRun) -> Result<Report, LocalRunError> {
-    let runtime = Runtime::new(RuntimeConfig {
-        // One instance, plus room for a rebuild.
-        instances_max: 4,
+/// A compiled module with its tables, ready to make slots on any thread:
+/// what a local run and a what-if share.
+pub struct Harness {
+    pub runtime: Arc<Runtime>,
+    pub strategy: Arc<crate::runtime::Strategy>,
+    access: Arc<Access>,
+    pub currency: String,
+    /// Time to validate and compile the module.
+    pub compile_ms: u64,
+}
+
+/// One call's result.
+pub struct Called {
+    pub outcome: Outcome,
+    /// The checked bids as OpenRTB `Bid` objects.
+    pub bids: Vec<serde_json::Value>,
+    pub fuel: u64,
+    pub wall: Duration,
+}
+
+/// Starts an engine for `instances` instances at once.
+pub fn engine(instances: u32) -> Result<Arc<Runtime>, LocalRunError> {
+    Runtime::new(RuntimeConfig {
+        // Each slot may hold an instance and, while rebuilding, a second.
+        instances_max: instances.max(1) * 2,
         ..RuntimeConfig::default()
     })
-    .map_err(|e| LocalRunError::Engine(format!("{e:#}")))?;
-    let request = request_flatbuffer(&run.request)?;
+    .map(Arc::new)
+    .map_err(|e| LocalRunError::Engine(format!("{e:#}")))
+}
+
+/// Loads `(name, JSON lines)` tables with the server's default limits.
+pub fn load_tables(tables: &[(String, Vec<u8>)]) -> Result<Tables, LocalRunError> {
     let limits = TableLimits::default();
-    let mut tables = Tables::default();
-    for (name, body) in &run.tables {
-        let (entries, bytes) = tables.usage_except(name);
+    let mut loaded = Tables::default();
+    for (name, body) in tables {
+        let (entries, bytes) = loaded.usage_except(name);
         let table = Table::parse(name, body, &limits, entries, bytes).map_err(|e| {
             LocalRunError::Table {
                 name: name.clone(),
                 reason: e.to_string(),
             }
         })?;
-        tables = tables.with(Arc::new(table));
+        loaded = loaded.with(Arc::new(table));
+    }
+    Ok(loaded)
+}
+
+impl Harness {
+    /// Validates and compiles `wasm` as an upload is, granting it every
+    /// capability it imports.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        wasm: &[u8],
+        settings: StrategySettings,
+        tables: Arc<Tables>,
+        currency: &str,
+    ) -> Result<Self, LocalRunError> {
+        let started = Instant::now();
+        let strategy = runtime
+            .compile(LOCAL_TENANT, 1, wasm, settings)
+            .map_err(|e| LocalRunError::Rejected(e.to_string()))?;
+        let compile_ms = started.elapsed().as_millis() as u64;
+        let none = Access::none(LOCAL_TENANT);
+        let access = Arc::new(Access {
+            granted: strategy.capabilities,
+            tables,
+            account: none.account.clone(),
+            frequency: None,
+            clock: none.clock,
+        });
+        Ok(Self {
+            runtime,
+            strategy,
+            access,
+            currency: currency.to_string(),
+            compile_ms,
+        })
     }
 
-    let started = Instant::now();
-    let strategy = runtime
-        .compile(LOCAL_TENANT, 1, &run.wasm, run.settings.clone())
-        .map_err(|e| LocalRunError::Rejected(e.to_string()))?;
-    let compile_ms = started.elapsed().as_millis() as u64;
-    let none = Access::none(LOCAL_TENANT);
-    let access = Arc::new(Access {
-        granted: strategy.capabilities,
-        tables: Arc::new(tables),
-        account: none.account.clone(),
-        frequency: None,
-        clock: none.clock,
-    });
-    let stats = Arc::new(TenantStats::default());
-    let mut slot = TenantSlot::new(
-        strategy.clone(),
-        access,
-        BreakerConfig::default(),
-        &FairnessConfig::default(),
-        stats.clone(),
-    );
+    /// A slot of its own (one per thread), with its counters.
+    pub fn slot(&self) -> (TenantSlot, Arc<TenantStats>) {
+        let stats = Arc::new(TenantStats::default());
+        let slot = TenantSlot::new(
+            self.strategy.clone(),
+            self.access.clone(),
+            BreakerConfig {
+                // Every request is tried: a what-if compares them all.
+                failures_max: u32::MAX,
+                ..BreakerConfig::default()
+            },
+            &FairnessConfig::default(),
+            stats.clone(),
+        );
+        (slot, stats)
+    }
+
+    /// Calls `slot` on a verified request flatbuffer, alone on its core,
+    /// within the call's own deadline plus the init budget (the request's
+    /// `tmax` does not apply off the server).
+    pub fn call(&self, slot: &mut TenantSlot, stats: &TenantStats, request: &[u8]) -> Called {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let view = match verify::bid_request(request) {
+            Ok(view) => view,
+            Err(_) => {
+                return Called {
+                    outcome: Outcome::NoBid(NoBidReason::GuestError),
+                    bids: Vec::new(),
+                    fuel: 0,
+                    wall: Duration::ZERO,
+                };
+            }
+        };
+        let ctx = CallContext {
+            request: view,
+            bytes: request,
+            currency: &self.currency,
+            arrival_unix_us: crate::money::unix_us() as i64,
+            user_key: crate::money::frequency::user_key(&view),
+        };
+        let fuel_before = load(&stats.fuel_used);
+        let now = Instant::now();
+        let time = CallTime {
+            now,
+            time: Duration::from_micros(
+                self.strategy.settings.deadline_us + self.runtime.config().caps.init_deadline_us,
+            ),
+            shared: false,
+        };
+        let outcome = slot.call(&self.runtime, &ctx, time);
+        let wall = now.elapsed();
+        let bids = match outcome {
+            Outcome::Bids(_) => slot
+                .answer()
+                .bids()
+                .iter()
+                .map(|valid| bid_json(slot.answer().bid(valid)))
+                .collect(),
+            Outcome::NoBid(_) => Vec::new(),
+        };
+        Called {
+            outcome,
+            bids,
+            fuel: load(&stats.fuel_used) - fuel_before,
+            wall,
+        }
+    }
+}
+
+/// Runs the module once on the request.
+pub fn run(run: &LocalRun) -> Result<Report, LocalRunError> {
+    let request = request_flatbuffer(&run.request)?;
+    let tables = Arc::new(load_tables(&run.tables)?);
+    let harness = Harness::new(
+        engine(1)?,
+        &run.wasm,
+        run.settings.clone(),
+        tables,
+        &run.currency,
+    )?;
+    let (mut slot, stats) = harness.slot();
     let log = LogCapture::default();
     slot.capture_log(log.clone());
-    let view = verify::bid_request(&request).map_err(|e| LocalRunError::Request(e.to_string()))?;
-    let ctx = CallContext {
-        request: view,
-        bytes: &request,
-        currency: &run.currency,
-        arrival_unix_us: crate::money::unix_us() as i64,
-        user_key: crate::money::frequency::user_key(&view),
-    };
-    let now = Instant::now();
-    // The call's own deadline bounds it; the request's tmax does not apply
-    // to a local run, and instantiation gets its init budget on top.
-    let time = CallTime {
-        now,
-        time: Duration::from_micros(
-            run.settings.deadline_us + runtime.config().caps.init_deadline_us,
-        ),
-        shared: false,
-    };
-    let outcome = slot.call(&runtime, &ctx, time);
-    let wall_us = now.elapsed().as_micros() as u64;
-
+    let called = harness.call(&mut slot, &stats, &request);
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let rejected_bids = BidRejection::ALL
         .into_iter()
         .map(|why| (why.as_str(), load(&stats.rejected_bids[why as usize])))
         .filter(|(_, n)| *n > 0)
         .collect();
-    let bids = match outcome {
-        Outcome::Bids(_) => slot
-            .answer()
-            .bids()
-            .iter()
-            .map(|valid| bid_json(slot.answer().bid(valid)))
-            .collect(),
-        Outcome::NoBid(_) => Vec::new(),
-    };
     Ok(Report {
-        bids,
-        no_bid: match outcome {
+        bids: called.bids,
+        no_bid: match called.outcome {
             Outcome::Bids(_) => None,
             Outcome::NoBid(reason) => Some(reason.as_str()),
         },
         rejected_bids,
-        fuel_used: load(&stats.fuel_used),
-        wall_us,
-        compile_ms,
+        fuel_used: called.fuel,
+        wall_us: called.wall.as_micros() as u64,
+        compile_ms: harness.compile_ms,
         log: log.take(),
-        capabilities: strategy.capabilities.iter().map(|c| c.as_str()).collect(),
+        capabilities: harness
+            .strategy
+            .capabilities
+            .iter()
+            .map(|c| c.as_str())
+            .collect(),
     })
 }
 

@@ -224,3 +224,94 @@ fn an_inactive_upload_is_stored_and_compiled_but_not_live() {
     assert_eq!(response.status, 200);
     assert_eq!(crid(&server), "bwa-studio-buds-300x250-v5", "now pacing");
 }
+
+/// A capture of the IAB examples, `rounds` times over, plus one request
+/// the server would refuse.
+fn capture(dir: &std::path::Path, rounds: usize) -> std::path::PathBuf {
+    use gavel_schemas::capture::{CaptureWriter, ContentType, Header};
+    let path = dir.join("traffic.gcap");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = CaptureWriter::new(file, &Header::now("test")).unwrap();
+    let mut offset = 0;
+    for _ in 0..rounds {
+        for name in ["simple-banner", "mobile-app", "video", "pmp-direct-deal"] {
+            offset += 1000;
+            writer
+                .write(offset, ContentType::Json, &example_json(name))
+                .unwrap();
+        }
+    }
+    writer
+        .write(offset + 1000, ContentType::Json, b"{\"id\": 7}")
+        .unwrap();
+    writer.finish().unwrap();
+    path
+}
+
+fn whatif(capture: &std::path::Path, baseline: &[u8], candidate: &[u8]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, json) = (
+        dir.path().join("a.wasm"),
+        dir.path().join("b.wasm"),
+        dir.path().join("report.json"),
+    );
+    std::fs::write(&a, baseline).unwrap();
+    std::fs::write(&b, candidate).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["strategy", "whatif"])
+        .arg(capture)
+        .arg("--baseline")
+        .arg(&a)
+        .arg("--candidate")
+        .arg(&b)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.starts_with("requests: "), "{text}");
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+#[test]
+fn whatif_finds_no_divergence_between_equal_modules_and_the_changes_between_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = capture(dir.path(), 25);
+    let fixed = gavel_strategies::example("fixed-cpm").unwrap();
+    let same = whatif(&capture, fixed, fixed);
+    assert_eq!(same["requests"], 100);
+    assert_eq!(same["errors"], 1, "the refused record");
+    assert!(
+        same["error_examples"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("record 100:")
+    );
+    assert_eq!(same["diverged"], 0);
+    // fixed-cpm bids 1.50 on the simple banner and the mobile app.
+    assert_eq!(same["baseline"]["bids"], 50);
+    assert_eq!(same["baseline"]["price_p50"], 1.5);
+    assert_eq!(same["baseline"]["estimated_spend"], 0.075);
+    assert_eq!(
+        same["baseline"]["no_bids"],
+        serde_json::json!([["no_bid", 50]])
+    );
+    assert!(same["baseline"]["fuel_p50"].as_u64().unwrap() > 100);
+
+    // pacing bids 2.00 on the simple banner, ten times a second at most:
+    // every simple banner and mobile app diverges.
+    let pacing = gavel_strategies::example("pacing").unwrap();
+    let different = whatif(&capture, fixed, pacing);
+    assert_eq!(different["requests"], 100);
+    let diverged = different["diverged"].as_u64().unwrap();
+    assert!(diverged >= 25, "{different}");
+    let example = &different["divergences"][0];
+    assert_eq!(example["index"], 0, "the first simple banner");
+    assert_eq!(example["baseline"]["bids"][0]["price"], 1.5);
+    assert_ne!(example["candidate"], example["baseline"]);
+}
