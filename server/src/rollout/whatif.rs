@@ -167,9 +167,17 @@ impl Tally {
     }
 }
 
+/// A capture's requests as verified flatbuffers, and the records the
+/// server would refuse.
+struct Requests {
+    requests: Vec<Vec<u8>>,
+    errors: u64,
+    examples: Vec<String>,
+}
+
 /// Reads every record of the capture at `path` as a verified request
 /// flatbuffer; the ones the server would refuse become errors.
-fn read_capture(path: &Path) -> Result<(Vec<Vec<u8>>, u64, Vec<String>), LocalRunError> {
+fn read_capture(path: &Path) -> Result<Requests, LocalRunError> {
     let file = std::fs::File::open(path).map_err(|e| {
         LocalRunError::Request(format!("opening the capture {}: {e}", path.display()))
     })?;
@@ -202,12 +210,20 @@ fn read_capture(path: &Path) -> Result<(Vec<Vec<u8>>, u64, Vec<String>), LocalRu
         }
         index += 1;
     }
-    Ok((requests, errors, examples))
+    Ok(Requests {
+        requests,
+        errors,
+        examples,
+    })
 }
 
 /// Runs both modules on every request of the capture at `path`.
 pub fn compare(path: &Path, what: &WhatIf) -> Result<Report, LocalRunError> {
-    let (requests, errors, error_examples) = read_capture(path)?;
+    let Requests {
+        requests,
+        errors,
+        examples: error_examples,
+    } = read_capture(path)?;
     let threads = match what.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
