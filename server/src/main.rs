@@ -110,6 +110,9 @@ enum StrategyAction {
         /// Also write the report as JSON to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Also draw the two bid price distributions as SVG to this file.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
         /// Fuel per call for both (default 10000000).
         #[arg(long)]
         fuel_per_call: Option<u64>,
@@ -361,6 +364,7 @@ fn run_locally(action: StrategyAction) -> Result<ExitCode, Box<dyn std::error::E
         baseline,
         candidate,
         json,
+        plot,
         fuel_per_call,
         deadline_us,
         table,
@@ -388,6 +392,10 @@ fn run_locally(action: StrategyAction) -> Result<ExitCode, Box<dyn std::error::E
         if let Some(path) = json {
             std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
                 .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        if let Some(path) = plot {
+            let svg = whatif::plot_svg(&report).map_err(|e| format!("drawing the plot: {e}"))?;
+            std::fs::write(&path, svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
         }
         return Ok(ExitCode::SUCCESS);
     }

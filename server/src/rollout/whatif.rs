@@ -86,6 +86,12 @@ pub struct Report {
     pub threads: usize,
     /// Requests compared per second, both modules run.
     pub requests_per_second: f64,
+    /// Every bid's price (per request, summed over its impressions),
+    /// sorted: what the plot draws.
+    #[serde(skip)]
+    pub baseline_prices: Vec<f64>,
+    #[serde(skip)]
+    pub candidate_prices: Vec<f64>,
 }
 
 /// Per-thread accumulation of one side.
@@ -133,7 +139,8 @@ impl Tally {
         }
     }
 
-    fn side(mut self, requests: u64) -> Side {
+    /// The figures, and the sorted prices.
+    fn side(mut self, requests: u64) -> (Side, Vec<f64>) {
         self.prices.sort_by(f64::total_cmp);
         let quantile = |q: f64| -> f64 {
             if self.prices.is_empty() {
@@ -142,7 +149,7 @@ impl Tally {
             let index = ((self.prices.len() - 1) as f64 * q).round() as usize;
             self.prices[index]
         };
-        Side {
+        let side = Side {
             bids: self.prices.len() as u64,
             bid_rate: if requests == 0 {
                 0.0
@@ -163,7 +170,8 @@ impl Tally {
                 .map(|r| (r.as_str(), self.no_bids[r as usize]))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
-        }
+        };
+        (side, self.prices)
     }
 }
 
@@ -240,7 +248,7 @@ pub fn compare(path: &Path, what: &WhatIf) -> Result<Report, LocalRunError> {
             &what.currency,
         )
     };
-    let (baseline, candidate) = (harness(&what.baseline)?, harness(&what.candidate)?);
+    let (baseline_module, candidate_module) = (harness(&what.baseline)?, harness(&what.candidate)?);
     let started = std::time::Instant::now();
     let per_thread = requests.len().div_ceil(threads).max(1);
     let results: Vec<(Tally, Tally, u64, Vec<Divergence>)> = std::thread::scope(|scope| {
@@ -248,7 +256,7 @@ pub fn compare(path: &Path, what: &WhatIf) -> Result<Report, LocalRunError> {
             .chunks(per_thread)
             .enumerate()
             .map(|(part, chunk)| {
-                let (baseline, candidate) = (&baseline, &candidate);
+                let (baseline, candidate) = (&baseline_module, &candidate_module);
                 scope.spawn(move || {
                     let (mut slot_a, stats_a) = baseline.slot();
                     let (mut slot_b, stats_b) = candidate.slot();
@@ -295,10 +303,14 @@ pub fn compare(path: &Path, what: &WhatIf) -> Result<Report, LocalRunError> {
     divergences.sort_by_key(|d| d.index);
     divergences.truncate(EXAMPLES_KEPT);
     let n = requests.len() as u64;
+    let (baseline, baseline_prices) = tally_a.side(n);
+    let (candidate, candidate_prices) = tally_b.side(n);
     Ok(Report {
         requests: n,
-        baseline: tally_a.side(n),
-        candidate: tally_b.side(n),
+        baseline,
+        candidate,
+        baseline_prices,
+        candidate_prices,
         diverged,
         divergences,
         errors,
@@ -395,4 +407,68 @@ fn no_bids(reasons: &[(&'static str, u64)]) -> String {
         .map(|(r, n)| format!("{r}={n}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The two bid price distributions as SVG: each bid's price against the
+/// share of that side's bids priced at or below it.
+pub fn plot_svg(report: &Report) -> Result<String, Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 600)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let y_max = report
+            .baseline_prices
+            .last()
+            .copied()
+            .unwrap_or(0.0)
+            .max(report.candidate_prices.last().copied().unwrap_or(0.0))
+            .max(0.01)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Bid prices on {} requests: {} diverged",
+                    report.requests, report.diverged
+                ),
+                ("sans-serif", 22),
+            )
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..100.0, 0.0..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc("share of the side's bids at or below (%)")
+            .y_desc("bid price (CPM, summed per request)")
+            .draw()?;
+        let curve = |prices: &[f64]| -> Vec<(f64, f64)> {
+            let n = prices.len().max(1) as f64;
+            prices
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (100.0 * (i + 1) as f64 / n, *p))
+                .collect()
+        };
+        let series = [
+            ("baseline", &report.baseline_prices, RGBColor(30, 90, 200)),
+            ("candidate", &report.candidate_prices, RGBColor(200, 30, 30)),
+        ];
+        for (name, prices, color) in series {
+            chart
+                .draw_series(LineSeries::new(curve(prices), color.stroke_width(2)))?
+                .label(format!("{name} ({} bids)", prices.len()))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    Ok(svg)
 }

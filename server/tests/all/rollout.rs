@@ -266,6 +266,8 @@ fn whatif(capture: &std::path::Path, baseline: &[u8], candidate: &[u8]) -> serde
         .arg(&b)
         .arg("--json")
         .arg(&json)
+        .arg("--plot")
+        .arg(dir.path().join("prices.svg"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
@@ -275,6 +277,11 @@ fn whatif(capture: &std::path::Path, baseline: &[u8], candidate: &[u8]) -> serde
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(text.starts_with("requests: "), "{text}");
+    let svg = std::fs::read_to_string(dir.path().join("prices.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("baseline ("),
+        "a plot"
+    );
     serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
 }
 
