@@ -55,8 +55,8 @@ pub struct Side {
     pub estimated_spend: f64,
     pub fuel_p50: u64,
     pub fuel_p99: u64,
-    pub time_us_p50: u64,
-    pub time_us_p99: u64,
+    pub time_ns_p50: u64,
+    pub time_ns_p99: u64,
     /// No-bids by reason (`no_bid` is the strategy's own choice).
     pub no_bids: Vec<(&'static str, u64)>,
 }
@@ -98,7 +98,7 @@ pub struct Report {
 struct Tally {
     prices: Vec<f64>,
     fuel: Histogram<u64>,
-    time_us: Histogram<u64>,
+    time_ns: Histogram<u64>,
     no_bids: [u64; NoBidReason::ALL.len()],
 }
 
@@ -111,7 +111,7 @@ impl Tally {
         Self {
             prices: Vec::new(),
             fuel: histogram(),
-            time_us: histogram(),
+            time_ns: histogram(),
             no_bids: [0; NoBidReason::ALL.len()],
         }
     }
@@ -125,15 +125,15 @@ impl Tally {
             Outcome::NoBid(reason) => self.no_bids[reason as usize] += 1,
         }
         self.fuel.saturating_record(called.fuel);
-        self.time_us
-            .saturating_record(called.wall.as_micros() as u64);
+        self.time_ns
+            .saturating_record(called.wall.as_nanos() as u64);
     }
 
     fn merge(&mut self, other: Tally) {
         self.prices.extend(other.prices);
         // Same bounds: adding cannot fail.
         let _ = self.fuel.add(&other.fuel);
-        let _ = self.time_us.add(&other.time_us);
+        let _ = self.time_ns.add(&other.time_ns);
         for (mine, theirs) in self.no_bids.iter_mut().zip(other.no_bids) {
             *mine += theirs;
         }
@@ -160,11 +160,11 @@ impl Tally {
             price_p90: quantile(0.9),
             price_p99: quantile(0.99),
             price_max: self.prices.last().copied().unwrap_or(0.0),
-            estimated_spend: self.prices.iter().sum::<f64>() / 1000.0,
+            estimated_spend: self.prices.iter().fold(0.0, |sum, p| sum + p) / 1000.0,
             fuel_p50: self.fuel.value_at_quantile(0.5),
             fuel_p99: self.fuel.value_at_quantile(0.99),
-            time_us_p50: self.time_us.value_at_quantile(0.5),
-            time_us_p99: self.time_us.value_at_quantile(0.99),
+            time_ns_p50: self.time_ns.value_at_quantile(0.5),
+            time_ns_p99: self.time_ns.value_at_quantile(0.99),
             no_bids: NoBidReason::ALL
                 .into_iter()
                 .map(|r| (r.as_str(), self.no_bids[r as usize]))
@@ -376,9 +376,9 @@ pub fn render(report: &Report) -> String {
         ("fuel p50", a.fuel_p50.to_string(), b.fuel_p50.to_string()),
         ("fuel p99", a.fuel_p99.to_string(), b.fuel_p99.to_string()),
         (
-            "time p50 / p99 (us)",
-            format!("{} / {}", a.time_us_p50, a.time_us_p99),
-            format!("{} / {}", b.time_us_p50, b.time_us_p99),
+            "time p50 / p99 (ns)",
+            format!("{} / {}", a.time_ns_p50, a.time_ns_p99),
+            format!("{} / {}", b.time_ns_p50, b.time_ns_p99),
         ),
         ("no-bids", no_bids(&a.no_bids), no_bids(&b.no_bids)),
     ];

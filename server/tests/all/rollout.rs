@@ -317,6 +317,13 @@ fn whatif_finds_no_divergence_between_equal_modules_and_the_changes_between_othe
     assert_eq!(different["requests"], 100);
     let diverged = different["diverged"].as_u64().unwrap();
     assert!(diverged >= 25, "{different}");
+    // A candidate that never bids: nothing to spend, printed as 0.
+    let audience = gavel_strategies::example("audience").unwrap();
+    let silent = whatif(&capture, fixed, audience);
+    assert_eq!(silent["candidate"]["bids"], 0);
+    assert_eq!(silent["candidate"]["estimated_spend"].to_string(), "0.0");
+    assert_eq!(silent["diverged"], 50);
+    assert!(silent["candidate"]["time_ns_p50"].as_u64().unwrap() > 0);
     let example = &different["divergences"][0];
     assert_eq!(example["index"], 0, "the first simple banner");
     assert_eq!(example["baseline"]["bids"][0]["price"], 1.5);
