@@ -86,15 +86,21 @@ pub enum TableError {
     TooManyTables { max: usize },
 }
 
-pub fn check_table_name(name: &str) -> Result<(), TableError> {
+/// Whether `name` is 1 to `bytes_max` of A-Z, a-z, 0-9, '-' and '_',
+/// starting with a letter or digit: the rule of tenant ids and table names,
+/// safe as a file name and in a URL path.
+pub fn is_plain_name(name: &str, bytes_max: usize) -> bool {
     let bytes = name.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= TABLE_NAME_BYTES_MAX
+    !bytes.is_empty()
+        && bytes.len() <= bytes_max
         && bytes[0].is_ascii_alphanumeric()
         && bytes
             .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+}
+
+pub fn check_table_name(name: &str) -> Result<(), TableError> {
+    if is_plain_name(name, TABLE_NAME_BYTES_MAX) {
         Ok(())
     } else {
         Err(TableError::BadName(name.into()))

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::durable::{fail_point, remove_temporaries, temp_name, write_atomic};
-use crate::kv::check_table_name;
+use crate::kv::{check_table_name, is_plain_name};
 use crate::money::account::Budget;
 use crate::runtime::{Capabilities, StrategySettings};
 
@@ -127,14 +127,7 @@ struct Grants {
 }
 
 pub fn check_tenant_id(tenant: &str) -> Result<(), StoreError> {
-    let bytes = tenant.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= TENANT_ID_BYTES_MAX
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
-    if ok {
+    if is_plain_name(tenant, TENANT_ID_BYTES_MAX) {
         Ok(())
     } else {
         Err(StoreError::BadTenantId(tenant.into()))
