@@ -62,7 +62,12 @@ fn core(runtime: &Arc<Runtime>, money: &Arc<Money>, tenants: usize) -> BidCore {
             let strategy = runtime
                 .compile(&tenant, 1, example.wasm, StrategySettings::default())
                 .expect("compiles");
-            Entry { strategy, access }
+            Entry {
+                strategy,
+                access,
+                canary: None,
+                shadow: None,
+            }
         })
         .collect();
     lineup.publish(strategies);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gavel::auction::{self, Winner};
 use gavel::config::Config;
+use gavel::lineup::Lane;
 use gavel::money::account::{Accounts, DayClock};
 use gavel::money::ledger::NoticeKind;
 use gavel::money::token::{ClaimsRef, NoticeKeys};
@@ -132,7 +133,7 @@ fn bench_money(c: &mut Criterion) {
             shared: false,
         },
     );
-    let slots = vec![slot];
+    let slots = vec![Lane::new(slot)];
     let mut winners: Vec<Winner> = Vec::new();
     auction::run(&slots, &[outcome], &mut winners);
     assert_eq!(winners.len(), 1, "fixed-cpm wins the simple banner");

@@ -11,7 +11,8 @@ use gavel_schemas::openrtb::{
     Bid, BidArgs, BidRequest, BidResponse, BidResponseArgs, SeatBid, SeatBidArgs,
 };
 
-use crate::runtime::{Outcome, TenantSlot, ValidBid};
+use crate::lineup::Lane;
+use crate::runtime::{Outcome, ValidBid};
 
 /// One impression's winner.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -20,15 +21,15 @@ pub struct Winner {
     pub bid: ValidBid,
 }
 
-/// Picks a winner per impression from the slots that bid. `outcomes[i]`
-/// belongs to `slots[i]`; `winners` is cleared and refilled.
-pub fn run(slots: &[TenantSlot], outcomes: &[Outcome], winners: &mut Vec<Winner>) {
+/// Picks a winner per impression from the lanes that bid. `outcomes[i]`
+/// belongs to `lanes[i]`; `winners` is cleared and refilled.
+pub fn run(lanes: &[Lane], outcomes: &[Outcome], winners: &mut Vec<Winner>) {
     winners.clear();
-    for (slot_index, (slot, outcome)) in slots.iter().zip(outcomes).enumerate() {
+    for (slot_index, (lane, outcome)) in lanes.iter().zip(outcomes).enumerate() {
         if !matches!(outcome, Outcome::Bids(_)) {
             continue;
         }
-        for bid in slot.answer().bids() {
+        for bid in lane.answering().answer().bids() {
             match winners
                 .iter_mut()
                 .find(|w| w.bid.imp_index == bid.imp_index)
@@ -102,7 +103,7 @@ impl ResponseBuilder {
     pub fn bids(
         &mut self,
         request: &BidRequest<'_>,
-        slots: &[TenantSlot],
+        lanes: &[Lane],
         winners: &[Winner],
         notices: &[BidNotice],
         currency: &str,
@@ -125,7 +126,7 @@ impl ResponseBuilder {
             let (seat_notices, notices_tail) = notices.split_at(count);
             rest = tail;
             notices = notices_tail;
-            let slot = &slots[first.slot];
+            let slot = lanes[first.slot].answering();
             bids.clear();
             for (winner, notice) in seat_winners.iter().zip(seat_notices) {
                 let offered = slot.answer().bid(&winner.bid);

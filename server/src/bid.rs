@@ -20,9 +20,11 @@ use gavel_schemas::verify::{self, VerifiedBidRequest};
 use crate::auction::{self, ResponseBuilder, Winner};
 use crate::config::{BidConfig, Config, NoBidStyle};
 use crate::http::{Head, Response};
-use crate::lineup::{CoreTenants, Lineup};
+use crate::lineup::{CoreTenants, Lane, Lineup};
 use crate::metrics::{CoreLatency, CoreMetrics, Format, Metrics, RequestOutcome};
 use crate::money::{CoreMoney, Money};
+use crate::rollout::canary::Arm;
+use crate::rollout::shadow::CoreShadows;
 use crate::runtime::{CallContext, CallTime, NoBidReason, Outcome, Runtime};
 
 /// OpenRTB no-bid reason "insufficient auction time".
@@ -46,6 +48,7 @@ pub struct BidCore {
     outcomes: Vec<Outcome>,
     winners: Vec<Winner>,
     money: CoreMoney,
+    shadows: CoreShadows,
 }
 
 /// One request as the bid path sees it.
@@ -97,7 +100,23 @@ impl BidCore {
             outcomes: Vec::new(),
             winners: Vec::new(),
             money: CoreMoney::new(money, core),
+            shadows: CoreShadows::new(&config.shadow),
         }
+    }
+
+    /// Runs the shadow calls the last request was sampled for: call it
+    /// once that request's answer is written. `busy` says whether another
+    /// request waits on the core (then they are skipped).
+    pub fn run_shadows(&mut self, busy: impl Fn() -> bool) {
+        self.shadows.run(
+            self.tenants
+                .lanes_mut()
+                .iter_mut()
+                .filter_map(Lane::shadow_and_active),
+            &self.runtime,
+            &self.config.currency,
+            busy,
+        );
     }
 
     /// Answers one `POST /bid`, appending the HTTP response to `out`.
@@ -168,7 +187,7 @@ impl BidCore {
             let now_ms = now_us / 1000;
             // Once per request: frequency calls and notice tokens key on it.
             let user_key = crate::money::frequency::user_key(&verified.view());
-            fan_out(
+            let sampled = fan_out(
                 &mut self.tenants,
                 &self.runtime,
                 &self.money,
@@ -179,11 +198,14 @@ impl BidCore {
                 now_us,
                 user_key,
             );
-            auction::run(self.tenants.slots(), &self.outcomes, &mut self.winners);
+            if sampled {
+                self.shadows.keep(verified.bytes(), now_us as i64, user_key);
+            }
+            auction::run(self.tenants.lanes(), &self.outcomes, &mut self.winners);
             if !self.winners.is_empty() {
                 self.money.issue(
                     &verified.view(),
-                    self.tenants.slots(),
+                    self.tenants.lanes(),
                     self.tenants.accounts(),
                     &mut self.winners,
                     request.exchange,
@@ -194,7 +216,7 @@ impl BidCore {
             if !self.winners.is_empty() {
                 self.response.bids(
                     &verified.view(),
-                    self.tenants.slots(),
+                    self.tenants.lanes(),
                     &self.winners,
                     self.money.notices(),
                     &config.currency,
@@ -362,8 +384,10 @@ fn write_response(
 }
 
 /// Calls every eligible tenant in lineup order, each within its part of
-/// the budget; `outcomes[i]` is `slots[i]`'s. A tenant with no budget
-/// left (or ahead of its pacing) is not called.
+/// the budget; `outcomes[i]` is `lanes[i]`'s. A tenant with no budget
+/// left (or ahead of its pacing) is not called. A tenant's canary answers
+/// for the users it takes, and both versions' calls feed its guard.
+/// Returns whether a shadow marked the request.
 #[allow(clippy::too_many_arguments)]
 fn fan_out(
     tenants: &mut CoreTenants,
@@ -375,7 +399,7 @@ fn fan_out(
     budget: &Budget,
     now_us: u64,
     user_key: u64,
-) {
+) -> bool {
     outcomes.clear();
     let now_ms = now_us / 1000;
     let view = request.view();
@@ -386,27 +410,39 @@ fn fan_out(
         arrival_unix_us: now_us as i64,
         user_key,
     };
-    let (slots, accounts) = tenants.slots_and_accounts();
-    let count = slots.len();
-    for (index, (slot, account)) in slots.iter_mut().zip(accounts).enumerate() {
-        let outcome = if !seat_allowed(&view, &slot.strategy().tenant) {
+    let (lanes, accounts) = tenants.lanes_and_accounts();
+    let count = lanes.len();
+    let mut sampled = false;
+    for (index, (lane, account)) in lanes.iter_mut().zip(accounts).enumerate() {
+        lane.reset_route();
+        let outcome = if !seat_allowed(&view, &lane.active.strategy().tenant) {
             Outcome::NoBid(NoBidReason::NoBid)
         } else if let Err(refusal) = money.may_call(account, now_ms) {
             let reason = refusal.into();
-            slot.skipped(reason);
+            lane.active.skipped(reason);
             Outcome::NoBid(reason)
         } else {
             let now = Instant::now();
             match budget.for_call(now, count - index) {
                 Some(time) => {
                     let shared = count > 1;
-                    slot.call(runtime, &ctx, CallTime { now, time, shared })
+                    let (slot, on_canary) = lane.route(user_key);
+                    let outcome = slot.call(runtime, &ctx, CallTime { now, time, shared });
+                    if let Some(canary) = &lane.canary {
+                        let arm = if on_canary { Arm::Canary } else { Arm::Active };
+                        canary.canary.record(arm, outcome, now_us / 1_000_000);
+                    }
+                    if !on_canary && let Some(shadow) = lane.shadow.as_mut() {
+                        sampled |= shadow.sample(outcome);
+                    }
+                    outcome
                 }
                 None => Outcome::NoBid(NoBidReason::NoTime),
             }
         };
         outcomes.push(outcome);
     }
+    sampled
 }
 
 /// A request answered with an error status and a short reason.

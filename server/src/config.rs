@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::TableLimits;
 use crate::money::frequency::FrequencyConfig;
+use crate::rollout::canary::CanaryConfig;
+use crate::rollout::shadow::ShadowConfig;
 use crate::runtime::RuntimeConfig;
 use crate::runtime::breaker::{BreakerConfig, WINDOW_CALLS_MAX};
 use crate::runtime::share::FairnessConfig;
@@ -36,6 +38,10 @@ pub struct Config {
     /// Exchanges with their own bid route, `POST /bid/{name}`, and price
     /// keys. Plain `/bid` is the exchange `default` (clear prices).
     pub exchanges: BTreeMap<String, ExchangeConfig>,
+    /// Shadows' share of each core (safe rollout).
+    pub shadow: ShadowConfig,
+    /// Canaries' guard rails (safe rollout).
+    pub canary: CanaryConfig,
 }
 
 /// The money loop's notices, ledger and event log.
@@ -300,7 +306,18 @@ impl Config {
         self.validate_runtime()?;
         self.validate_breaker_and_fairness()?;
         self.validate_money()?;
-        self.validate_capabilities()
+        self.validate_capabilities()?;
+        self.validate_rollout()
+    }
+
+    fn validate_rollout(&self) -> Result<(), ConfigError> {
+        range("shadow.window_ms", self.shadow.window_ms, 1, 60_000)?;
+        let caps = &self.runtime.caps;
+        let longest = std::time::Duration::from_micros(
+            caps.deadline_us_max.saturating_add(caps.init_deadline_us),
+        );
+        self.shadow.check(longest).map_err(ConfigError::Invalid)?;
+        self.canary.check().map_err(ConfigError::Invalid)
     }
 
     fn validate_capabilities(&self) -> Result<(), ConfigError> {

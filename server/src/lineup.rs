@@ -1,11 +1,17 @@
-//! The tenant lineup: which strategy version every core should run, and
-//! what each tenant's grants reach (its tables, its account).
+//! The tenant lineup: which strategy version every core should run, what
+//! each tenant's grants reach (its tables, its account), and the versions
+//! on trial (a canary, a shadow).
 //!
 //! The loader (startup, admin API) publishes a new lineup; each core checks
 //! the generation between requests (one atomic load) and, when it moved,
 //! swaps its slots' strategies and access. A request in flight finishes on
 //! the version and tables it started with, and nothing on the bid path
 //! waits for a reload.
+//!
+//! On a core each tenant is a [`Lane`]: the active version's slot and,
+//! while one runs, the canary's and the shadow's. The fan-out routes each
+//! request to the active or the canary slot; the auction, the money loop
+//! and the response read whichever answered ([`Lane::answering`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +23,8 @@ use crate::metrics::Metrics;
 use crate::money::account::Account;
 use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;
+use crate::rollout::canary::{Canary, CanaryLane};
+use crate::rollout::shadow::{Shadow, ShadowLane};
 use crate::runtime::{Access, Strategy, TenantSlot, TenantStats};
 
 /// One tenant in the lineup.
@@ -24,6 +32,78 @@ use crate::runtime::{Access, Strategy, TenantSlot, TenantStats};
 pub struct Entry {
     pub strategy: Arc<Strategy>,
     pub access: Arc<Access>,
+    pub canary: Option<Arc<Canary>>,
+    pub shadow: Option<Arc<Shadow>>,
+}
+
+/// One tenant on one core.
+pub struct Lane {
+    pub active: TenantSlot,
+    pub canary: Option<CanaryLane>,
+    pub shadow: Option<ShadowLane>,
+    /// The canary answered the current request.
+    on_canary: bool,
+}
+
+impl Lane {
+    pub fn new(active: TenantSlot) -> Self {
+        Self {
+            active,
+            canary: None,
+            shadow: None,
+            on_canary: false,
+        }
+    }
+
+    /// The slot that answered the current request.
+    pub fn answering(&self) -> &TenantSlot {
+        match (&self.canary, self.on_canary) {
+            (Some(canary), true) => &canary.slot,
+            _ => &self.active,
+        }
+    }
+
+    /// Routes the current request: to the canary when one runs and takes
+    /// this user. Returns the slot to call and whether it is the canary's.
+    pub fn route(&mut self, user_key: u64) -> (&mut TenantSlot, bool) {
+        self.on_canary = self
+            .canary
+            .as_ref()
+            .is_some_and(|lane| lane.canary.routes(user_key));
+        match (&mut self.canary, self.on_canary) {
+            (Some(canary), true) => (&mut canary.slot, true),
+            _ => (&mut self.active, false),
+        }
+    }
+
+    /// Before a request that does not reach [`Self::route`]: the active
+    /// slot answers (for the no-bid it counts).
+    pub fn reset_route(&mut self) {
+        self.on_canary = false;
+    }
+
+    /// The shadow's lane and the active slot it is compared with.
+    pub fn shadow_and_active(&mut self) -> Option<(&mut ShadowLane, &TenantSlot)> {
+        let Self { active, shadow, .. } = self;
+        shadow.as_mut().map(|shadow| (shadow, &*active))
+    }
+
+    fn set_access(&mut self, access: &Arc<Access>) {
+        if !Arc::ptr_eq(self.active.access(), access) {
+            self.active.set_access(access.clone());
+        }
+        for slot in [
+            self.canary.as_mut().map(|c| &mut c.slot),
+            self.shadow.as_mut().map(|s| &mut s.slot),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !Arc::ptr_eq(slot.access(), access) {
+                slot.set_access(access.clone());
+            }
+        }
+    }
 }
 
 /// The active strategies, ordered by tenant id: that order is the fan-out
@@ -58,8 +138,8 @@ impl Lineup {
 pub struct CoreTenants {
     core: usize,
     seen: u64,
-    slots: Vec<TenantSlot>,
-    /// `accounts[i]` is `slots[i]`'s tenant's account.
+    lanes: Vec<Lane>,
+    /// `accounts[i]` is `lanes[i]`'s tenant's account.
     accounts: Vec<Arc<Account>>,
     /// Counters outlive versions: one set per tenant on this core.
     stats: HashMap<Arc<str>, Arc<TenantStats>>,
@@ -73,7 +153,7 @@ impl CoreTenants {
         Self {
             core,
             seen: u64::MAX,
-            slots: Vec::new(),
+            lanes: Vec::new(),
             accounts: Vec::new(),
             stats: HashMap::new(),
             breaker,
@@ -81,13 +161,17 @@ impl CoreTenants {
         }
     }
 
-    pub fn slots(&self) -> &[TenantSlot] {
-        &self.slots
+    pub fn lanes(&self) -> &[Lane] {
+        &self.lanes
     }
 
-    /// The slots, and their tenants' accounts in the same order.
-    pub fn slots_and_accounts(&mut self) -> (&mut [TenantSlot], &[Arc<Account>]) {
-        (&mut self.slots, &self.accounts)
+    pub fn lanes_mut(&mut self) -> &mut [Lane] {
+        &mut self.lanes
+    }
+
+    /// The lanes, and their tenants' accounts in the same order.
+    pub fn lanes_and_accounts(&mut self) -> (&mut [Lane], &[Arc<Account>]) {
+        (&mut self.lanes, &self.accounts)
     }
 
     pub fn accounts(&self) -> &[Arc<Account>] {
@@ -102,51 +186,86 @@ impl CoreTenants {
         }
         self.seen = generation;
         let wanted = lineup.current();
-        let mut old: HashMap<Arc<str>, TenantSlot> = self
-            .slots
+        let mut old: HashMap<Arc<str>, Lane> = self
+            .lanes
             .drain(..)
-            .map(|slot| (slot.strategy().tenant.clone(), slot))
+            .map(|lane| (lane.active.strategy().tenant.clone(), lane))
             .collect();
-        for Entry { strategy, access } in wanted.iter() {
-            let slot = match old.remove(&strategy.tenant) {
-                Some(mut slot) => {
-                    if !Arc::ptr_eq(slot.strategy(), strategy) {
-                        slot.replace(strategy.clone());
+        for entry in wanted.iter() {
+            let Entry {
+                strategy, access, ..
+            } = entry;
+            let stats = self.stats(&strategy.tenant, metrics);
+            let mut lane = match old.remove(&strategy.tenant) {
+                Some(mut lane) => {
+                    if !Arc::ptr_eq(lane.active.strategy(), strategy) {
+                        lane.active.replace(strategy.clone());
                     }
-                    if !Arc::ptr_eq(slot.access(), access) {
-                        slot.set_access(access.clone());
-                    }
-                    slot
+                    lane
                 }
-                None => {
-                    let stats = self
-                        .stats
-                        .entry(strategy.tenant.clone())
-                        .or_insert_with(|| {
-                            let stats = Arc::new(TenantStats::default());
-                            metrics.register_tenant(
-                                self.core,
-                                strategy.tenant.clone(),
-                                stats.clone(),
-                            );
-                            stats
-                        })
-                        .clone();
-                    TenantSlot::new(
-                        strategy.clone(),
-                        access.clone(),
-                        self.breaker.clone(),
-                        &self.fairness,
-                        stats,
-                    )
-                }
+                None => Lane::new(self.slot(strategy, access, stats.clone())),
             };
-            self.slots.push(slot);
+            lane.set_access(access);
+            // A trial keeps its slot (and instance) while it is the same
+            // trial; a new one starts on a fresh slot.
+            lane.canary = match (&entry.canary, lane.canary.take()) {
+                (Some(wanted), Some(have)) if Arc::ptr_eq(wanted, &have.canary) => Some(have),
+                (Some(wanted), _) => Some(CanaryLane {
+                    canary: wanted.clone(),
+                    // Canary calls are the tenant's calls: the same counters.
+                    slot: self.slot(&wanted.strategy, access, stats),
+                }),
+                (None, _) => None,
+            };
+            lane.shadow = match (&entry.shadow, lane.shadow.take()) {
+                (Some(wanted), Some(have)) if Arc::ptr_eq(wanted, &have.shadow) => Some(have),
+                (Some(wanted), _) => Some(ShadowLane::new(
+                    wanted.clone(),
+                    // A shadow's calls are not the tenant's bids: counters
+                    // of its own, reported by the shadow.
+                    self.slot(
+                        &wanted.strategy,
+                        access,
+                        Arc::new(TenantStats::default()),
+                    ),
+                    self.core,
+                )),
+                (None, _) => None,
+            };
+            self.lanes.push(lane);
         }
         self.accounts = self
-            .slots
+            .lanes
             .iter()
-            .map(|slot| slot.access().account.clone())
+            .map(|lane| lane.active.access().account.clone())
             .collect();
+    }
+
+    /// The tenant's counters on this core, registered with the metrics on
+    /// first use.
+    fn stats(&mut self, tenant: &Arc<str>, metrics: &Metrics) -> Arc<TenantStats> {
+        self.stats
+            .entry(tenant.clone())
+            .or_insert_with(|| {
+                let stats = Arc::new(TenantStats::default());
+                metrics.register_tenant(self.core, tenant.clone(), stats.clone());
+                stats
+            })
+            .clone()
+    }
+
+    fn slot(
+        &self,
+        strategy: &Arc<Strategy>,
+        access: &Arc<Access>,
+        stats: Arc<TenantStats>,
+    ) -> TenantSlot {
+        TenantSlot::new(
+            strategy.clone(),
+            access.clone(),
+            self.breaker.clone(),
+            &self.fairness,
+            stats,
+        )
     }
 }

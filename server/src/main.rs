@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use gavel::client::{self, Client};
 use gavel::config::{Config, DataDir};
+use gavel::rollout::shadow::{self, ShadowReport};
 use gavel::runtime::{Isolation, StrategySettings};
 
 #[global_allocator]
@@ -128,6 +129,48 @@ enum StrategyAction {
         /// Threads (default: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+    },
+    /// Shadow a stored version on a sample of the tenant's live requests
+    /// (after each answer; it never bids), or, without VERSION, show the
+    /// running shadow's report.
+    Shadow {
+        tenant: String,
+        /// The version to shadow; absent: show the report.
+        version: Option<u64>,
+        /// Share of the tenant's requests to shadow, 0 < R <= 1 (default 0.1).
+        #[arg(long)]
+        sample_rate: Option<f64>,
+        /// Stop the shadow and show its final report.
+        #[arg(long, conflicts_with_all = ["version", "sample_rate"])]
+        stop: bool,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Canary a stored version on a share of the tenant's users (sticky per
+    /// user, rolled back by itself when it fails more than the active
+    /// version), or, without VERSION, show the canary.
+    Canary {
+        tenant: String,
+        /// The version to canary; absent: show the canary.
+        version: Option<u64>,
+        /// Share of the tenant's users, 0 < P <= 100.
+        #[arg(long, requires = "version")]
+        percent: Option<f64>,
+        /// Stop the canary (or clear how it ended).
+        #[arg(long, conflicts_with_all = ["version", "percent"])]
+        stop: bool,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a version live for everyone (promotes its canary).
+    Promote {
+        tenant: String,
+        version: u64,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
     },
     /// List tenants, their versions and state.
     List,
@@ -476,6 +519,75 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
         StrategyAction::Run { .. } | StrategyAction::Whatif { .. } => {
             return Err("a local run needs no admin port".into());
         }
+        StrategyAction::Shadow {
+            tenant,
+            version,
+            sample_rate,
+            stop,
+            json,
+        } => {
+            let path = format!("/v1/tenants/{tenant}/shadow");
+            let answer = match (version, stop) {
+                (_, true) => client.call("DELETE", &path, &[])?,
+                (Some(version), false) => {
+                    let rate = sample_rate
+                        .map(|r| format!("?sample_rate={r}"))
+                        .unwrap_or_default();
+                    let started = client.call(
+                        "POST",
+                        &format!("/v1/tenants/{tenant}/versions/{version}/shadow{rate}"),
+                        &[],
+                    )?;
+                    return print_or(json, &started, || {
+                        format!(
+                            "tenant {tenant}: shadowing version {version} on {} of its requests; `gavel strategy shadow {tenant}` shows the report\n",
+                            started["sample_rate"]
+                        )
+                    });
+                }
+                (None, false) => client.call("GET", &path, &[])?,
+            };
+            let report: ShadowReport = serde_json::from_value(answer.clone())?;
+            return print_or(json, &answer, || shadow::render(&report));
+        }
+        StrategyAction::Canary {
+            tenant,
+            version,
+            percent,
+            stop,
+            json,
+        } => {
+            let answer = match (version, percent, stop) {
+                (_, _, true) => client.call("DELETE", &format!("/v1/tenants/{tenant}/canary"), &[])?,
+                (Some(version), Some(percent), false) => client.call(
+                    "POST",
+                    &format!("/v1/tenants/{tenant}/versions/{version}/canary?percent={percent}"),
+                    &[],
+                )?,
+                (Some(_), None, false) => {
+                    return Err("a canary needs --percent P (0 < P <= 100)".into());
+                }
+                (None, _, false) => {
+                    let view = client.call("GET", &format!("/v1/tenants/{tenant}"), &[])?;
+                    view.get("canary").cloned().unwrap_or_default()
+                }
+            };
+            return print_or(json, &answer, || canary_text(&tenant, &answer, stop));
+        }
+        StrategyAction::Promote {
+            tenant,
+            version,
+            json,
+        } => {
+            let state = client.call(
+                "POST",
+                &format!("/v1/tenants/{tenant}/versions/{version}/activate"),
+                &[],
+            )?;
+            return print_or(json, &state, || {
+                format!("tenant {tenant}: version {version} is live for every user\n")
+            });
+        }
         StrategyAction::List => client.call("GET", "/v1/tenants", &[])?,
         StrategyAction::Activate { tenant, version } => client.call(
             "POST",
@@ -502,6 +614,48 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
+}
+
+/// Prints `value` as JSON when asked, else `text()`.
+fn print_or(
+    json: bool,
+    value: &serde_json::Value,
+    text: impl FnOnce() -> String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text());
+    }
+    Ok(())
+}
+
+/// A canary (as `GET /v1/tenants/{t}` shows it) for people.
+fn canary_text(tenant: &str, canary: &serde_json::Value, stopped: bool) -> String {
+    if canary.is_null() {
+        return format!("tenant {tenant} has no canary\n");
+    }
+    let (version, percent, state) = (&canary["version"], &canary["percent"], &canary["state"]);
+    let state = state.as_str().unwrap_or("unknown");
+    let mut text = if stopped {
+        format!("tenant {tenant}: canary of version {version} ({state}) stopped; every user bids with the active version\n")
+    } else {
+        format!("tenant {tenant}: canary of version {version} for {percent} % of users: {state}\n")
+    };
+    if let Some(reason) = canary["reason"].as_str() {
+        text.push_str(&format!("reason: {reason}\n"));
+    }
+    let window = &canary["window"];
+    if window.is_object() {
+        text.push_str(&format!(
+            "last window: canary {} calls, {} failed; active {} calls, {} failed\n",
+            window["canary_calls"],
+            window["canary_failures"],
+            window["active_calls"],
+            window["active_failures"]
+        ));
+    }
+    text
 }
 
 #[derive(Subcommand)]

@@ -23,7 +23,7 @@ use crate::runtime::validate::imported_capabilities;
 use crate::runtime::{Runtime, StrategySettings};
 use crate::shard::{self, Shared};
 use crate::store::Store;
-use crate::tenants::{CapabilitySettings, TenantError, Tenants};
+use crate::tenants::{CapabilitySettings, RolloutSettings, TenantError, Tenants};
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
 /// `recording`: record sampled bid requests to this capture file from the
@@ -72,7 +72,23 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
             tables: config.tables.clone(),
             frequency: config.frequency.clone(),
         },
+        RolloutSettings {
+            canary: config.canary.clone(),
+            cores,
+            events: money.ledger_handle(),
+        },
     ));
+    // Canary guards report rollbacks from the cores; the control plane
+    // records them here, off the bid path.
+    let (watched, tripped) = (tenants.clone(), tenants.tripped());
+    std::thread::Builder::new()
+        .name("gavel-canary".into())
+        .spawn(move || {
+            for trip in tripped {
+                watched.canary_tripped(&trip);
+            }
+        })
+        .map_err(Error::io("starting the canary thread"))?;
     // Grants and tables before the bid port opens: a strategy never starts
     // without its data.
     tenants.load_access().map_err(Error::Store)?;

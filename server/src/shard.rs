@@ -165,6 +165,7 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
     // The bid task: one request at a time, yielding between them so that
     // connections keep reading.
     let recorder = shared.recorder.clone();
+    let bid_core = core.clone();
     let bid_task = glommio::spawn_local(async move {
         let mut bid = bid;
         let sampler = CoreSampler::new(core_index);
@@ -198,7 +199,12 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
                     body,
                 );
             }
+            // The connection, woken by the answer, runs first and writes
+            // it (glommio sends at once when the socket takes it); then
+            // the shadows sampled on this request run, unless another
+            // request is already waiting.
             futures_lite::future::yield_now().await;
+            bid.run_shadows(|| bid_core.jobs.len() > 0);
         }
     });
     let fold_shared = shared.clone();

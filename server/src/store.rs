@@ -7,6 +7,7 @@
 //! <data_dir>/tenants/<tenant>/budget.json         total and daily budget, pacing (if set)
 //! <data_dir>/tenants/<tenant>/grants.json         capabilities the operator granted (if any)
 //! <data_dir>/tenants/<tenant>/tables/<name>.jsonl a data table, as uploaded
+//! <data_dir>/tenants/<tenant>/rollout.json        its shadow and canary (if any)
 //! ```
 //!
 //! Every file is written atomically (temporary file, fsync, rename, fsync
@@ -35,6 +36,7 @@ use sha2::{Digest, Sha256};
 use crate::durable::{fail_point, remove_temporaries, temp_name, write_atomic};
 use crate::kv::{check_table_name, is_plain_name};
 use crate::money::account::Budget;
+use crate::rollout::canary::CanaryState;
 use crate::runtime::{Capabilities, StrategySettings};
 
 /// Versions kept in the rollback history per tenant.
@@ -117,6 +119,43 @@ pub struct TenantState {
     /// even after a delete, so a number always means the same module.
     #[serde(default)]
     pub next_version: u64,
+}
+
+/// A tenant's versions on trial (`rollout.json`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryRecord>,
+}
+
+/// A running shadow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowRecord {
+    pub version: u64,
+    pub sample_rate: f64,
+    /// Unix ms.
+    pub started_ms: u64,
+}
+
+/// A canary, running or ended by the guard or a promotion.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryRecord {
+    pub version: u64,
+    /// Share of the tenant's users, in percent.
+    pub percent: f64,
+    pub state: CanaryState,
+    /// Why it was rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Unix ms.
+    pub started_ms: u64,
+    /// When the state last changed (Unix ms).
+    pub changed_ms: u64,
 }
 
 /// `grants.json`.
@@ -294,6 +333,30 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Capabilities::default()),
             Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
         }
+    }
+
+    /// The tenant's shadow and canary (none when never set).
+    pub fn rollout(&self, tenant: &str) -> Result<RolloutState, StoreError> {
+        let path = self.tenant_dir(tenant)?.join("rollout.json");
+        match fs::read(&path) {
+            Ok(text) => serde_json::from_slice(&text).map_err(|e| StoreError::Io {
+                context: format!("parsing {}", path.display()),
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(RolloutState::default()),
+            Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    /// Stores the tenant's shadow and canary durably (atomic replace).
+    pub fn set_rollout(&self, tenant: &str, rollout: &RolloutState) -> Result<(), StoreError> {
+        if !self.exists(tenant)? {
+            return Err(StoreError::NoTenant(tenant.into()));
+        }
+        let path = self.tenant_dir(tenant)?.join("rollout.json");
+        let text = serde_json::to_vec_pretty(rollout)
+            .map_err(|e| io_err("encoding the rollout")(io::Error::other(e)))?;
+        write_atomic(&path, &text).map_err(io_err(format!("writing {}", path.display())))
     }
 
     /// Stores the tenant's grants durably (atomic replace).

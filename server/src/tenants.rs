@@ -11,6 +11,13 @@
 //! changes and published with its strategy. A module importing a function
 //! of an ungranted capability is refused at upload and at activation
 //! (422), and a grant the active version uses cannot be revoked (409).
+//!
+//! Versions on trial travel with the lineup too: a tenant's shadow (run
+//! after the answer on sampled requests, [`crate::rollout::shadow`]) and
+//! canary (a share of its users, [`crate::rollout::canary`]). Their state
+//! is stored (`rollout.json`) so a restart resumes them; every change is
+//! a log line and an event. A canary's guard tells the control plane
+//! through [`Tenants::tripped`] when it rolls the canary back.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -23,14 +30,22 @@ use crate::fault::{ErrorKind, Fault};
 use crate::kv::{Table, TableError, TableInfo, TableLimits, Tables};
 use crate::lineup::{Entry, Lineup};
 use crate::money::account::{Accounts, DayClock};
+use crate::money::events::{Event, EventKind, RolloutChange};
 use crate::money::frequency::{Frequency, FrequencyConfig};
+use crate::money::ledger::LedgerHandle;
+use crate::rollout::canary::{
+    Canary, CanaryConfig, CanaryState, Tripped, WindowCounts, share_of,
+};
+use crate::rollout::shadow::{Shadow, ShadowReport, sample_ppm};
 use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;
 use crate::runtime::{
     Access, CallContext, CallTime, Capabilities, Capability, NoBidReason, Outcome, RejectReason,
     Runtime, Strategy, StrategySettings, TenantSlot, TenantStats,
 };
-use crate::store::{Store, StoreError, TenantState, VersionMeta};
+use crate::store::{
+    CanaryRecord, ShadowRecord, Store, StoreError, TenantState, VersionMeta,
+};
 
 /// The request every upload is tried on before it may go live: a typical
 /// banner request on a site.
@@ -62,6 +77,15 @@ pub enum TenantError {
         version: u64,
         capability: Capability,
     },
+    /// A malformed argument (a sample rate, a percentage).
+    #[error("{0}")]
+    Invalid(String),
+    /// A trial that cannot start or change as asked.
+    #[error("{0}")]
+    Trial(String),
+    /// No shadow or canary to read or stop.
+    #[error("tenant {tenant} has no {trial}")]
+    NoTrial { tenant: String, trial: &'static str },
 }
 
 impl From<CompileError> for TenantError {
@@ -80,7 +104,11 @@ impl TenantError {
             TenantError::Rejected(_) => ErrorKind::Rejected,
             TenantError::Compile(CompileError::Busy { .. }) => ErrorKind::Busy,
             TenantError::Compile(_) => ErrorKind::Internal,
-            TenantError::Conflict(_) | TenantError::GrantInUse { .. } => ErrorKind::Conflict,
+            TenantError::Conflict(_) | TenantError::GrantInUse { .. } | TenantError::Trial(_) => {
+                ErrorKind::Conflict
+            }
+            TenantError::Invalid(_) => ErrorKind::BadRequest,
+            TenantError::NoTrial { .. } => ErrorKind::NotFound,
             TenantError::Store(e) => e.kind(),
             TenantError::Table(e) => match e {
                 TableError::BadName(_)
@@ -107,10 +135,26 @@ pub struct TenantView {
     /// Whether the active version is compiled and bidding on every core.
     pub live: bool,
     pub versions: Vec<VersionMeta>,
+    /// The version on canary, if any: running, or how it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryView>,
+    /// The version on shadow, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowRecord>,
     /// Why the tenant's stored files cannot be read, when they cannot: the
     /// operator must look; the tenant does not bid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub damaged: Option<String>,
+}
+
+/// A canary as the admin API shows it: its record and, while it runs, the
+/// guard's window.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CanaryView {
+    #[serde(flatten)]
+    pub record: CanaryRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowCounts>,
 }
 
 pub struct Tenants {
@@ -126,6 +170,21 @@ pub struct Tenants {
     /// as instant as the swap itself. Versions are immutable and their
     /// numbers never reused, so (tenant, version) is a complete key.
     compiled: Mutex<Vec<Arc<Strategy>>>,
+    rollout: RolloutSettings,
+    /// Canary guards report here; [`Self::tripped`] hands out the other end.
+    tripped: (
+        crossbeam_channel::Sender<Tripped>,
+        crossbeam_channel::Receiver<Tripped>,
+    ),
+}
+
+/// What trials need from the rest of the server.
+pub struct RolloutSettings {
+    pub canary: CanaryConfig,
+    /// Serving cores (one shadow tally each).
+    pub cores: usize,
+    /// Where canary and shadow events go.
+    pub events: LedgerHandle,
 }
 
 /// What the capabilities need from the rest of the server.
@@ -144,6 +203,15 @@ struct Control {
     live: BTreeMap<String, (Arc<Strategy>, bool)>,
     /// What each tenant's grants reach; absent: nothing granted, no tables.
     access: BTreeMap<String, Arc<Access>>,
+    /// Each tenant's running shadow and canary.
+    trials: BTreeMap<String, Trials>,
+}
+
+/// A tenant's versions on trial, as the cores run them.
+#[derive(Clone, Default)]
+struct Trials {
+    shadow: Option<Arc<Shadow>>,
+    canary: Option<Arc<Canary>>,
 }
 
 /// Compiled versions kept for instant switching, across all tenants (the
@@ -157,6 +225,7 @@ impl Tenants {
         compiler: Compiler,
         lineup: Arc<Lineup>,
         capabilities: CapabilitySettings,
+        rollout: RolloutSettings,
     ) -> Self {
         Self {
             store,
@@ -166,7 +235,15 @@ impl Tenants {
             capabilities,
             control: Mutex::new(Control::default()),
             compiled: Mutex::new(Vec::new()),
+            rollout,
+            tripped: crossbeam_channel::unbounded(),
         }
+    }
+
+    /// Where canary guards report a rollback: the caller runs
+    /// [`Self::canary_tripped`] for each.
+    pub fn tripped(&self) -> crossbeam_channel::Receiver<Tripped> {
+        self.tripped.1.clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -213,9 +290,14 @@ impl Tenants {
             .collect();
         let entries = active
             .into_iter()
-            .map(|(tenant, strategy)| Entry {
-                strategy,
-                access: self.ensure_access(control, &tenant),
+            .map(|(tenant, strategy)| {
+                let trials = control.trials.get(&tenant).cloned().unwrap_or_default();
+                Entry {
+                    strategy,
+                    access: self.ensure_access(control, &tenant),
+                    canary: trials.canary.filter(|c| !c.guard.is_rolled_back()),
+                    shadow: trials.shadow,
+                }
             })
             .collect();
         self.lineup.publish(entries);
@@ -489,6 +571,8 @@ impl Tenants {
                                 .insert(tenant.clone(), (strategy, state.paused));
                             self.publish(&mut control);
                             loaded += 1;
+                            drop(control);
+                            self.load_trials(&tenant);
                         }
                         break;
                     }
@@ -631,12 +715,15 @@ impl Tenants {
         Ok(after)
     }
 
+    /// Makes `version` live; a canary of it is promoted.
     pub fn activate(&self, tenant: &str, version: u64) -> Result<TenantState, TenantError> {
-        self.switch(
+        let state = self.switch(
             tenant,
             |_| Ok(Some(version)),
             |store| store.activate(tenant, version),
-        )
+        )?;
+        self.promoted(tenant, version);
+        Ok(state)
     }
 
     pub fn rollback(&self, tenant: &str) -> Result<TenantState, TenantError> {
@@ -660,20 +747,424 @@ impl Tenants {
 
     pub fn delete_version(&self, tenant: &str, version: u64) -> Result<TenantState, TenantError> {
         let _control = self.lock();
+        let stored = self.store.rollout(tenant)?;
+        let trial = match (&stored.shadow, &stored.canary) {
+            (Some(shadow), _) if shadow.version == version => Some("shadow"),
+            (_, Some(canary)) if canary.version == version && canary.state == CanaryState::Running => {
+                Some("canary")
+            }
+            _ => None,
+        };
+        if let Some(trial) = trial {
+            return Err(TenantError::Trial(format!(
+                "version {version} of tenant {tenant} is on {trial}; stop the {trial} first"
+            )));
+        }
         let state = self.store.delete_version(tenant, version)?;
         self.forget(tenant, version);
         Ok(state)
+    }
+
+    /// Logs a trial's change and writes its event.
+    fn trial_event(&self, tenant: &str, kind: EventKind, change: RolloutChange) {
+        let trial = if kind == EventKind::Canary {
+            "canary"
+        } else {
+            "shadow"
+        };
+        match &change.reason {
+            Some(reason) => tracing::warn!(
+                %tenant, trial, version = change.version, state = %change.state, %reason,
+                "{trial} {}", change.state
+            ),
+            None => tracing::info!(
+                %tenant, trial, version = change.version, state = %change.state,
+                "{trial} {}", change.state
+            ),
+        }
+        let event = Event::rollout(tenant, crate::money::unix_ms(), kind, change);
+        if self.rollout.events.event(event).is_err() {
+            tracing::error!(%tenant, trial, "the event log is behind: this event is lost");
+        }
+    }
+
+    /// A version to try next to the active one: stored, compiled,
+    /// granted, and not the active version itself.
+    fn trial_strategy(&self, tenant: &str, version: u64) -> Result<Arc<Strategy>, TenantError> {
+        let state = self.store.state(tenant)?;
+        if state.active == Some(version) {
+            return Err(TenantError::Trial(format!(
+                "version {version} is the active version of tenant {tenant}: a trial runs another version beside it"
+            )));
+        }
+        if state.active.is_none() {
+            return Err(TenantError::Trial(format!(
+                "tenant {tenant} has no active version to compare a trial with; activate one first"
+            )));
+        }
+        self.compile(tenant, version)
+    }
+
+    /// Checks under the lock that `strategy` may still run beside the
+    /// active version: granted, and the active version unchanged since
+    /// `before` was read.
+    fn check_trial(
+        &self,
+        control: &Control,
+        tenant: &str,
+        strategy: &Strategy,
+        before: &TenantState,
+    ) -> Result<(), TenantError> {
+        if self.store.state(tenant)? != *before {
+            return Err(TenantError::Conflict(tenant.into()));
+        }
+        strategy.check_granted(self.access_of(control, tenant).granted)?;
+        Ok(())
+    }
+
+    /// Starts (or replaces) the tenant's shadow: version `version` on
+    /// `sample_rate` of its live requests.
+    pub fn start_shadow(
+        &self,
+        tenant: &str,
+        version: u64,
+        sample_rate: f64,
+    ) -> Result<ShadowRecord, TenantError> {
+        let ppm = sample_ppm(sample_rate).map_err(TenantError::Invalid)?;
+        let before = self.store.state(tenant)?;
+        let strategy = self.trial_strategy(tenant, version)?;
+        let mut control = self.lock();
+        self.check_trial(&control, tenant, &strategy, &before)?;
+        let record = ShadowRecord {
+            version,
+            sample_rate,
+            started_ms: crate::money::unix_ms(),
+        };
+        let mut stored = self.store.rollout(tenant)?;
+        stored.shadow = Some(record.clone());
+        self.store.set_rollout(tenant, &stored)?;
+        let shadow = Shadow::new(strategy, ppm, self.rollout.cores, record.started_ms);
+        control.trials.entry(tenant.into()).or_default().shadow = Some(Arc::new(shadow));
+        self.publish(&mut control);
+        drop(control);
+        self.trial_event(
+            tenant,
+            EventKind::Shadow,
+            RolloutChange {
+                version,
+                state: "started".into(),
+                percent: None,
+                sample_rate: Some(sample_rate),
+                reason: None,
+            },
+        );
+        Ok(record)
+    }
+
+    /// The running shadow's figures so far.
+    pub fn shadow_report(&self, tenant: &str) -> Result<ShadowReport, TenantError> {
+        let control = self.lock();
+        let active = control.live.get(tenant).map(|(s, _)| s.version);
+        control
+            .trials
+            .get(tenant)
+            .and_then(|t| t.shadow.as_ref())
+            .map(|shadow| shadow.report(active))
+            .ok_or(TenantError::NoTrial {
+                tenant: tenant.into(),
+                trial: "shadow",
+            })
+    }
+
+    /// Stops the tenant's shadow; answers its final figures.
+    pub fn stop_shadow(&self, tenant: &str, reason: Option<&str>) -> Result<ShadowReport, TenantError> {
+        let mut control = self.lock();
+        let Some(shadow) = control.trials.get_mut(tenant).and_then(|t| t.shadow.take()) else {
+            return Err(TenantError::NoTrial {
+                tenant: tenant.into(),
+                trial: "shadow",
+            });
+        };
+        let mut stored = self.store.rollout(tenant)?;
+        stored.shadow = None;
+        if let Err(e) = self.store.set_rollout(tenant, &stored) {
+            control.trials.entry(tenant.into()).or_default().shadow = Some(shadow);
+            return Err(e.into());
+        }
+        self.publish(&mut control);
+        let active = control.live.get(tenant).map(|(s, _)| s.version);
+        drop(control);
+        self.trial_event(
+            tenant,
+            EventKind::Shadow,
+            RolloutChange {
+                version: shadow.version(),
+                state: "stopped".into(),
+                percent: None,
+                sample_rate: Some(f64::from(shadow.sample_ppm) / 1e6),
+                reason: reason.map(str::to_string),
+            },
+        );
+        Ok(shadow.report(active))
+    }
+
+    /// Starts (or replaces) the tenant's canary: version `version` for
+    /// `percent` % of its users.
+    pub fn start_canary(
+        &self,
+        tenant: &str,
+        version: u64,
+        percent: f64,
+    ) -> Result<CanaryView, TenantError> {
+        let share = share_of(percent).map_err(TenantError::Invalid)?;
+        let before = self.store.state(tenant)?;
+        let strategy = self.trial_strategy(tenant, version)?;
+        let mut control = self.lock();
+        self.check_trial(&control, tenant, &strategy, &before)?;
+        let now = crate::money::unix_ms();
+        let record = CanaryRecord {
+            version,
+            percent,
+            state: CanaryState::Running,
+            reason: None,
+            started_ms: now,
+            changed_ms: now,
+        };
+        let mut stored = self.store.rollout(tenant)?;
+        stored.canary = Some(record.clone());
+        self.store.set_rollout(tenant, &stored)?;
+        let canary = Canary::new(strategy, share, &self.rollout.canary, self.tripped.0.clone());
+        control.trials.entry(tenant.into()).or_default().canary = Some(Arc::new(canary));
+        self.publish(&mut control);
+        drop(control);
+        self.trial_event(
+            tenant,
+            EventKind::Canary,
+            RolloutChange {
+                version,
+                state: "started".into(),
+                percent: Some(percent),
+                sample_rate: None,
+                reason: None,
+            },
+        );
+        Ok(CanaryView {
+            record,
+            window: None,
+        })
+    }
+
+    /// Removes the tenant's canary, running or ended.
+    pub fn stop_canary(&self, tenant: &str) -> Result<CanaryRecord, TenantError> {
+        let mut control = self.lock();
+        let mut stored = self.store.rollout(tenant)?;
+        let Some(record) = stored.canary.take() else {
+            return Err(TenantError::NoTrial {
+                tenant: tenant.into(),
+                trial: "canary",
+            });
+        };
+        self.store.set_rollout(tenant, &stored)?;
+        if let Some(trials) = control.trials.get_mut(tenant) {
+            trials.canary = None;
+        }
+        self.publish(&mut control);
+        drop(control);
+        self.trial_event(
+            tenant,
+            EventKind::Canary,
+            RolloutChange {
+                version: record.version,
+                state: "stopped".into(),
+                percent: Some(record.percent),
+                sample_rate: None,
+                reason: None,
+            },
+        );
+        Ok(record)
+    }
+
+    /// A canary's guard rolled it back: its users are already back on the
+    /// active version; this records it, logs it, writes the event and
+    /// publishes a lineup without it. A report about a canary since
+    /// replaced or stopped changes nothing.
+    pub fn canary_tripped(&self, tripped: &Tripped) {
+        let mut control = self.lock();
+        let current = control
+            .trials
+            .get(&tripped.tenant)
+            .and_then(|t| t.canary.as_ref())
+            .is_some_and(|c| c.version() == tripped.version && c.guard.is_rolled_back());
+        if !current {
+            return;
+        }
+        if let Some(trials) = control.trials.get_mut(&tripped.tenant) {
+            trials.canary = None;
+        }
+        self.publish(&mut control);
+        let stored = self.store.rollout(&tripped.tenant).and_then(|mut stored| {
+            if let Some(record) = stored
+                .canary
+                .as_mut()
+                .filter(|r| r.version == tripped.version)
+            {
+                record.state = CanaryState::RolledBack;
+                record.reason = Some(tripped.reason.clone());
+                record.changed_ms = crate::money::unix_ms();
+            }
+            self.store.set_rollout(&tripped.tenant, &stored)
+        });
+        drop(control);
+        if let Err(e) = stored {
+            // Routing stopped and the lineup dropped it; only the record
+            // is stale, so a restart would run the canary again: say so.
+            tracing::error!(tenant = %tripped.tenant, error = %e, "recording a canary rollback failed");
+        }
+        self.trial_event(
+            &tripped.tenant,
+            EventKind::Canary,
+            RolloutChange {
+                version: tripped.version,
+                state: "rolled_back".into(),
+                percent: None,
+                sample_rate: None,
+                reason: Some(tripped.reason.clone()),
+            },
+        );
+    }
+
+    /// After `version` became active: a canary of it is promoted, a shadow
+    /// of it stops (there is nothing left to compare).
+    fn promoted(&self, tenant: &str, version: u64) {
+        let mut control = self.lock();
+        let Ok(mut stored) = self.store.rollout(tenant) else {
+            return;
+        };
+        let canary = stored
+            .canary
+            .as_mut()
+            .filter(|r| r.version == version && r.state == CanaryState::Running);
+        let promoted = canary.map(|record| {
+            record.state = CanaryState::Promoted;
+            record.changed_ms = crate::money::unix_ms();
+            record.percent
+        });
+        let shadowed = stored.shadow.as_ref().is_some_and(|r| r.version == version);
+        if promoted.is_none() && !shadowed {
+            return;
+        }
+        if promoted.is_some()
+            && let Some(trials) = control.trials.get_mut(tenant)
+        {
+            trials.canary = None;
+        }
+        if let Err(e) = self.store.set_rollout(tenant, &stored) {
+            tracing::error!(%tenant, error = %e, "recording a canary promotion failed");
+        }
+        self.publish(&mut control);
+        drop(control);
+        if let Some(percent) = promoted {
+            self.trial_event(
+                tenant,
+                EventKind::Canary,
+                RolloutChange {
+                    version,
+                    state: "promoted".into(),
+                    percent: Some(percent),
+                    sample_rate: None,
+                    reason: None,
+                },
+            );
+        }
+        if shadowed {
+            let _ = self.stop_shadow(tenant, Some("the shadowed version became active"));
+        }
+    }
+
+    /// Resumes the tenant's stored shadow and running canary, after its
+    /// active version is loaded. One that no longer loads is reported and
+    /// left out; its record stays for the operator.
+    fn load_trials(&self, tenant: &str) {
+        let stored = match self.store.rollout(tenant) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(%tenant, error = %e, "rollout state unreadable; no trial resumed");
+                return;
+            }
+        };
+        let load = |version: u64| {
+            self.compile(tenant, version).and_then(|strategy| {
+                strategy.check_granted(self.grants(tenant))?;
+                Ok(strategy)
+            })
+        };
+        let mut trials = Trials::default();
+        if let Some(record) = &stored.shadow {
+            match (load(record.version), sample_ppm(record.sample_rate)) {
+                (Ok(strategy), Ok(ppm)) => {
+                    trials.shadow = Some(Arc::new(Shadow::new(
+                        strategy,
+                        ppm,
+                        self.rollout.cores,
+                        record.started_ms,
+                    )))
+                }
+                (Err(e), _) => {
+                    tracing::error!(%tenant, version = record.version, error = %e, "shadow version does not load; shadow not resumed")
+                }
+                (_, Err(e)) => {
+                    tracing::error!(%tenant, error = %e, "stored shadow refused; not resumed")
+                }
+            }
+        }
+        if let Some(record) = stored
+            .canary
+            .as_ref()
+            .filter(|r| r.state == CanaryState::Running)
+        {
+            match (load(record.version), share_of(record.percent)) {
+                (Ok(strategy), Ok(share)) => {
+                    trials.canary = Some(Arc::new(Canary::new(
+                        strategy,
+                        share,
+                        &self.rollout.canary,
+                        self.tripped.0.clone(),
+                    )))
+                }
+                (Err(e), _) => {
+                    tracing::error!(%tenant, version = record.version, error = %e, "canary version does not load; canary not resumed")
+                }
+                (_, Err(e)) => {
+                    tracing::error!(%tenant, error = %e, "stored canary refused; not resumed")
+                }
+            }
+        }
+        if trials.shadow.is_some() || trials.canary.is_some() {
+            let mut control = self.lock();
+            control.trials.insert(tenant.into(), trials);
+            self.publish(&mut control);
+        }
     }
 
     pub fn view(&self, tenant: &str) -> Result<TenantView, TenantError> {
         let control = self.lock();
         let state = self.store.state(tenant)?;
         let live_version = control.live.get(tenant).map(|(s, _)| s.version);
+        let rollout = self.store.rollout(tenant)?;
+        let running = control.trials.get(tenant).and_then(|t| t.canary.as_ref());
+        let now_s = crate::money::unix_ms() / 1000;
         Ok(TenantView {
             tenant: tenant.into(),
             live: live_version.is_some() && live_version == state.active,
             state,
             versions: self.store.versions(tenant)?,
+            canary: rollout.canary.map(|record| CanaryView {
+                window: running
+                    .filter(|c| c.version() == record.version)
+                    .map(|c| c.guard.counts(now_s)),
+                record,
+            }),
+            shadow: rollout.shadow,
             damaged: None,
         })
     }
@@ -688,6 +1179,8 @@ impl Tenants {
                 state: TenantState::default(),
                 live: false,
                 versions: Vec::new(),
+                canary: None,
+                shadow: None,
                 damaged: Some(match e {
                     TenantError::Store(StoreError::NoTenant(_)) => "state.json is missing".into(),
                     e @ TenantError::Store(StoreError::Damaged { .. }) => e.to_string(),

@@ -6,7 +6,7 @@
 //! | `POST /v1/tenants/{t}` | operator | create a tenant; answers its token, once |
 //! | `GET /v1/tenants/{t}` | operator, t | one tenant |
 //! | `POST /v1/tenants/{t}/versions?settings` | operator, t | upload: the body is the wasm module; validated, stored, activated (`activate=false`: stored and compiled, not live) |
-//! | `POST /v1/tenants/{t}/versions/{n}/activate` | operator, t | make version n live |
+//! | `POST /v1/tenants/{t}/versions/{n}/activate` | operator, t | make version n live (promotes a canary of n) |
 //! | `POST /v1/tenants/{t}/rollback` | operator, t | back to the previous active version |
 //! | `POST /v1/tenants/{t}/pause`, `/resume` | operator, t | stop or restart bidding |
 //! | `DELETE /v1/tenants/{t}/versions/{n}` | operator, t | delete a version that is not active |
@@ -19,6 +19,11 @@
 //! | `PUT /v1/tenants/{t}/tables/{name}` | operator, t | upload a data table: JSON lines `{"key": "...", "value": "..."}`; replaces the table of that name |
 //! | `GET /v1/tenants/{t}/tables` | operator, t | name, entries, bytes and sha256 of each table |
 //! | `DELETE /v1/tenants/{t}/tables/{name}` | operator, t | remove a table |
+//! | `POST /v1/tenants/{t}/versions/{n}/shadow?sample_rate=R` | operator, t | run version n on a share R (0 < R <= 1, default 0.1) of the tenant's live requests after each answer, and compare it with the active version; replaces a running shadow |
+//! | `GET /v1/tenants/{t}/shadow` | operator, t | the shadow's report: what `gavel strategy whatif` reports, active against shadow |
+//! | `DELETE /v1/tenants/{t}/shadow` | operator, t | stop the shadow; answers its final report |
+//! | `POST /v1/tenants/{t}/versions/{n}/canary?percent=P` | operator, t | version n bids for P % (0 < P <= 100) of the tenant's users, sticky per user; rolled back by itself when it fails more than the active version; replaces any canary |
+//! | `DELETE /v1/tenants/{t}/canary` | operator, t | stop the canary (or clear how it ended) |
 //! | `POST /v1/notice-keys/rotate` | operator | a new notice signing key; tokens already out stay valid |
 //! | `POST /v1/recording/start?name=&sample_rate=&max_bytes=&max_seconds=` | operator | record bid requests to `<data_dir>/recordings/<name>.gcap` |
 //! | `POST /v1/recording/stop`, `GET /v1/recording` | operator | stop; status |
@@ -236,12 +241,68 @@ fn tenant_call(
             ),
             Err(e) => tenant_error(e),
         },
+        ("POST", ["versions", version, "shadow"]) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Query {
+                sample_rate: Option<f64>,
+            }
+            let (Ok(version), Ok(query)) = (
+                version.parse::<u64>(),
+                serde_urlencoded::from_str::<Query>(query),
+            ) else {
+                return error(
+                    400,
+                    "shadow: the version must be a number and the only parameter sample_rate (0 < R <= 1)",
+                );
+            };
+            let rate = query.sample_rate.unwrap_or(DEFAULT_SHADOW_SAMPLE_RATE);
+            match tenants.start_shadow(tenant, version, rate) {
+                Ok(record) => json(201, &record),
+                Err(e) => tenant_error(e),
+            }
+        }
+        ("GET", ["shadow"]) => match tenants.shadow_report(tenant) {
+            Ok(report) => json(200, &report),
+            Err(e) => tenant_error(e),
+        },
+        ("DELETE", ["shadow"]) => match tenants.stop_shadow(tenant, None) {
+            Ok(report) => json(200, &report),
+            Err(e) => tenant_error(e),
+        },
+        ("POST", ["versions", version, "canary"]) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Query {
+                percent: f64,
+            }
+            let (Ok(version), Ok(query)) = (
+                version.parse::<u64>(),
+                serde_urlencoded::from_str::<Query>(query),
+            ) else {
+                return error(
+                    400,
+                    "canary: the version must be a number and percent=P (0 < P <= 100) the only parameter",
+                );
+            };
+            match tenants.start_canary(tenant, version, query.percent) {
+                Ok(view) => json(201, &view),
+                Err(e) => tenant_error(e),
+            }
+        }
+        ("DELETE", ["canary"]) => match tenants.stop_canary(tenant) {
+            Ok(record) => json(200, &record),
+            Err(e) => tenant_error(e),
+        },
         ("POST", ["rollback"]) => state_reply(tenants.rollback(tenant)),
         ("POST", ["pause"]) => state_reply(tenants.set_paused(tenant, true)),
         ("POST", ["resume"]) => state_reply(tenants.set_paused(tenant, false)),
         _ => error(404, "no such endpoint; see the admin API in the README"),
     }
 }
+
+/// A shadow's sample rate when the call names none.
+pub const DEFAULT_SHADOW_SAMPLE_RATE: f64 = 0.1;
 
 /// Splits `activate=true|false` (default true) off an upload's query; the
 /// rest are the strategy settings.

@@ -31,10 +31,14 @@ pub enum EventKind {
     Loss,
     /// A reservation with no notice within the reservation TTL, released.
     Expired,
+    /// A canary started, was rolled back, promoted or stopped.
+    Canary,
+    /// A shadow started or stopped.
+    Shadow,
 }
 
 /// One event. Prices are CPM micros; amounts micros of the currency.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Set by the log when appended.
     #[serde(default)]
@@ -73,6 +77,53 @@ pub struct Event {
     pub strategy_burl: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy_lurl: Option<String>,
+    /// What changed (canary, shadow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutChange>,
+}
+
+/// A canary's or a shadow's change of state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutChange {
+    pub version: u64,
+    /// `started`, `stopped`, `rolled_back` or `promoted`.
+    pub state: String,
+    /// The canary's share of users, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// The shadow's sample rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Event {
+    /// A canary or shadow event (`kind` is [`EventKind::Canary`] or
+    /// [`EventKind::Shadow`]); the bid fields are empty.
+    pub fn rollout(tenant: &str, time_ms: u64, kind: EventKind, change: RolloutChange) -> Self {
+        Self {
+            seq: 0,
+            time_ms,
+            kind,
+            tenant: tenant.into(),
+            exchange: String::new(),
+            request: String::new(),
+            imp: String::new(),
+            bid: String::new(),
+            price_cpm_micros: 0,
+            clearing_cpm_micros: None,
+            amount_micros: 0,
+            duplicate: false,
+            late: false,
+            loss_reason: None,
+            min_to_win_cpm_micros: None,
+            strategy_nurl: None,
+            strategy_burl: None,
+            strategy_lurl: None,
+            rollout: Some(change),
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -293,6 +344,7 @@ mod tests {
             strategy_nurl: None,
             strategy_burl: None,
             strategy_lurl: None,
+            rollout: None,
         }
     }
 

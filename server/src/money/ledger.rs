@@ -224,6 +224,8 @@ pub type Reply = oneshot::Sender<Result<Applied, LedgerError>>;
 /// What the ledger thread is woken for: notices, and the stop.
 enum Wake {
     Notice(Box<Notice>, Reply),
+    /// An event of the control plane (canary, shadow), logged in order.
+    Event(Box<Event>),
     Stop,
 }
 
@@ -263,6 +265,14 @@ impl LedgerHandle {
     /// Bid records and notices waiting for the ledger thread.
     pub fn queued(&self) -> usize {
         self.bids.len() + self.wake.len()
+    }
+
+    /// Queues a control-plane event for the log. `Err`: the ledger is
+    /// behind and the event is lost (the caller logs it).
+    pub fn event(&self, event: Event) -> Result<(), Full> {
+        self.wake
+            .try_send(Wake::Event(Box::new(event)))
+            .map_err(|_| Full)
     }
 
     /// Queues a notice; the answer comes once it is durable.
@@ -486,9 +496,13 @@ impl State {
                 self.bid(&mut tables, record, now, &mut batch)?;
             }
             for wake in notices.drain(..) {
-                if let Wake::Notice(notice, reply) = wake {
-                    let applied = self.notice(&mut tables, *notice, now, &mut batch)?;
-                    pending_replies.push((reply, applied));
+                match wake {
+                    Wake::Notice(notice, reply) => {
+                        let applied = self.notice(&mut tables, *notice, now, &mut batch)?;
+                        pending_replies.push((reply, applied));
+                    }
+                    Wake::Event(event) => batch.events.push(*event),
+                    Wake::Stop => {}
                 }
             }
             self.expire(&mut tables, now, &mut batch)?;
@@ -820,6 +834,7 @@ fn event_of(kind: EventKind, claims: Claims, now: u64, amount_micros: i64) -> Ev
         strategy_nurl: None,
         strategy_burl: None,
         strategy_lurl: None,
+        rollout: None,
     }
 }
 

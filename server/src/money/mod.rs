@@ -39,7 +39,8 @@ use arc_swap::ArcSwap;
 use gavel_schemas::openrtb::BidRequest;
 
 use crate::auction::{BidNotice, Winner};
-use crate::runtime::{NoBidReason, TenantSlot};
+use crate::lineup::Lane;
+use crate::runtime::NoBidReason;
 
 use account::{Account, Accounts, DayClock, Refusal};
 use amount::{cpm_micros, impression_cost_ceil};
@@ -220,6 +221,11 @@ impl Money {
             boot,
             counters: NoticeCounters::default(),
         }
+    }
+
+    /// The ledger's queue, for events of the control plane.
+    pub fn ledger_handle(&self) -> LedgerHandle {
+        self.ledger.clone()
     }
 
     /// The index of exchange `name` (its bid route is `/bid/{name}`).
@@ -454,7 +460,7 @@ impl CoreMoney {
     pub fn issue(
         &mut self,
         request: &BidRequest<'_>,
-        slots: &[TenantSlot],
+        lanes: &[Lane],
         accounts: &[Arc<Account>],
         winners: &mut Vec<Winner>,
         exchange: usize,
@@ -477,7 +483,7 @@ impl CoreMoney {
         let request_id = request.id();
         let imps = request.imp();
         winners.retain(|winner| {
-            let slot = &slots[winner.slot];
+            let slot = lanes[winner.slot].answering();
             let account = &accounts[winner.slot];
             let imp_id = imps.get(winner.bid.imp_index).id();
             if request_id.len() > ID_BYTES_MAX || imp_id.len() > ID_BYTES_MAX {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use gavel_schemas::verify;
 use serde::Serialize;
 
+use super::compare::Called;
 use crate::kv::{Table, TableLimits, Tables};
 use crate::runtime::answer::BidRejection;
 use crate::runtime::breaker::BreakerConfig;
@@ -93,42 +94,6 @@ pub fn request_flatbuffer(bytes: &[u8]) -> Result<Vec<u8>, LocalRunError> {
     }
 }
 
-/// One `Bid` of the answer as OpenRTB JSON; absent fields left out.
-fn bid_json(bid: gavel_schemas::strategy::StrategyBid<'_>) -> serde_json::Value {
-    let mut object = serde_json::Map::new();
-    let mut put = |key: &str, value: serde_json::Value| {
-        if !value.is_null() {
-            object.insert(key.into(), value);
-        }
-    };
-    let strings = |list: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&str>>>| {
-        list.map(|l| serde_json::json!(l.iter().collect::<Vec<_>>()))
-            .unwrap_or_default()
-    };
-    put("impid", bid.impid().into());
-    put("price", bid.price().into());
-    put("adid", bid.adid().into());
-    put("crid", bid.crid().into());
-    put("cid", bid.cid().into());
-    put("dealid", bid.dealid().into());
-    put("adomain", strings(bid.adomain()));
-    put("cat", strings(bid.cat()));
-    put(
-        "attr",
-        bid.attr()
-            .map(|a| serde_json::json!(a.iter().collect::<Vec<_>>()))
-            .unwrap_or_default(),
-    );
-    put("w", bid.w().into());
-    put("h", bid.h().into());
-    put("mtype", bid.mtype().into());
-    put("adm", bid.adm().into());
-    put("nurl", bid.nurl().into());
-    put("burl", bid.burl().into());
-    put("lurl", bid.lurl().into());
-    serde_json::Value::Object(object)
-}
-
 /// A compiled module with its tables, ready to make slots on any thread:
 /// what a local run and a what-if share.
 pub struct Harness {
@@ -140,14 +105,6 @@ pub struct Harness {
     pub compile_ms: u64,
 }
 
-/// One call's result.
-pub struct Called {
-    pub outcome: Outcome,
-    /// The checked bids as OpenRTB `Bid` objects.
-    pub bids: Vec<serde_json::Value>,
-    pub fuel: u64,
-    pub wall: Duration,
-}
 
 /// Starts an engine for `instances` instances at once.
 pub fn engine(instances: u32) -> Result<Arc<Runtime>, LocalRunError> {
@@ -229,8 +186,7 @@ impl Harness {
     /// Calls `slot` on a verified request flatbuffer, alone on its core,
     /// within the call's own deadline plus the init budget (the request's
     /// `tmax` does not apply off the server).
-    pub fn call(&self, slot: &mut TenantSlot, stats: &TenantStats, request: &[u8]) -> Called {
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    pub fn call(&self, slot: &mut TenantSlot, request: &[u8]) -> Called {
         let view = match verify::bid_request(request) {
             Ok(view) => view,
             Err(_) => {
@@ -249,32 +205,15 @@ impl Harness {
             arrival_unix_us: crate::money::unix_us() as i64,
             user_key: crate::money::frequency::user_key(&view),
         };
-        let fuel_before = load(&stats.fuel_used);
-        let now = Instant::now();
         let time = CallTime {
-            now,
+            now: Instant::now(),
             time: Duration::from_micros(
                 self.strategy.settings.deadline_us + self.runtime.config().caps.init_deadline_us,
             ),
             shared: false,
         };
         let outcome = slot.call(&self.runtime, &ctx, time);
-        let wall = now.elapsed();
-        let bids = match outcome {
-            Outcome::Bids(_) => slot
-                .answer()
-                .bids()
-                .iter()
-                .map(|valid| bid_json(slot.answer().bid(valid)))
-                .collect(),
-            Outcome::NoBid(_) => Vec::new(),
-        };
-        Called {
-            outcome,
-            bids,
-            fuel: load(&stats.fuel_used) - fuel_before,
-            wall,
-        }
+        Called::of(slot, outcome)
     }
 }
 
@@ -292,7 +231,7 @@ pub fn run(run: &LocalRun) -> Result<Report, LocalRunError> {
     let (mut slot, stats) = harness.slot();
     let log = LogCapture::default();
     slot.capture_log(log.clone());
-    let called = harness.call(&mut slot, &stats, &request);
+    let called = harness.call(&mut slot, &request);
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let rejected_bids = BidRejection::ALL
         .into_iter()

@@ -17,14 +17,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gavel_schemas::capture::{CaptureReader, ContentType};
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::compare::{Comparison, Divergence, Side, sides_table};
 use super::local::{Harness, LocalRunError, engine, load_tables};
-use crate::runtime::{NoBidReason, Outcome, StrategySettings};
-
-/// Divergent requests kept as examples.
-pub const EXAMPLES_KEPT: usize = 5;
+use crate::runtime::StrategySettings;
 
 /// Errors kept as examples.
 pub const ERRORS_KEPT: usize = 5;
@@ -38,37 +35,6 @@ pub struct WhatIf {
     pub currency: String,
     /// Threads; 0 means one per core.
     pub threads: usize,
-}
-
-/// One side's figures.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Side {
-    /// Requests it bid on.
-    pub bids: u64,
-    pub bid_rate: f64,
-    /// Bid prices (CPM): p50, p90, p99, max.
-    pub price_p50: f64,
-    pub price_p90: f64,
-    pub price_p99: f64,
-    pub price_max: f64,
-    /// Sum of bid prices / 1000: the spend if every bid won at its price.
-    pub estimated_spend: f64,
-    pub fuel_p50: u64,
-    pub fuel_p99: u64,
-    pub time_ns_p50: u64,
-    pub time_ns_p99: u64,
-    /// No-bids by reason (`no_bid` is the strategy's own choice).
-    pub no_bids: Vec<(&'static str, u64)>,
-}
-
-/// A request whose answers differ.
-#[derive(Clone, Debug, Serialize)]
-pub struct Divergence {
-    /// The request's position in the capture (0-based).
-    pub index: u64,
-    pub request_id: String,
-    pub baseline: serde_json::Value,
-    pub candidate: serde_json::Value,
 }
 
 /// The comparison.
@@ -86,93 +52,6 @@ pub struct Report {
     pub threads: usize,
     /// Requests compared per second, both modules run.
     pub requests_per_second: f64,
-    /// Every bid's price (per request, summed over its impressions),
-    /// sorted: what the plot draws.
-    #[serde(skip)]
-    pub baseline_prices: Vec<f64>,
-    #[serde(skip)]
-    pub candidate_prices: Vec<f64>,
-}
-
-/// Per-thread accumulation of one side.
-struct Tally {
-    prices: Vec<f64>,
-    fuel: Histogram<u64>,
-    time_ns: Histogram<u64>,
-    no_bids: [u64; NoBidReason::ALL.len()],
-}
-
-impl Tally {
-    fn new() -> Self {
-        // Fuel per call is at most the operator's cap (100 M by default) and
-        // a call's time at most its deadline: 2^40 bounds both.
-        let histogram =
-            || Histogram::new_with_bounds(1, 1 << 40, 3).expect("valid histogram bounds");
-        Self {
-            prices: Vec::new(),
-            fuel: histogram(),
-            time_ns: histogram(),
-            no_bids: [0; NoBidReason::ALL.len()],
-        }
-    }
-
-    fn add(&mut self, called: &super::local::Called) {
-        match called.outcome {
-            Outcome::Bids(_) => {
-                let price: f64 = called.bids.iter().filter_map(|b| b["price"].as_f64()).sum();
-                self.prices.push(price);
-            }
-            Outcome::NoBid(reason) => self.no_bids[reason as usize] += 1,
-        }
-        self.fuel.saturating_record(called.fuel);
-        self.time_ns
-            .saturating_record(called.wall.as_nanos() as u64);
-    }
-
-    fn merge(&mut self, other: Tally) {
-        self.prices.extend(other.prices);
-        // Same bounds: adding cannot fail.
-        let _ = self.fuel.add(&other.fuel);
-        let _ = self.time_ns.add(&other.time_ns);
-        for (mine, theirs) in self.no_bids.iter_mut().zip(other.no_bids) {
-            *mine += theirs;
-        }
-    }
-
-    /// The figures, and the sorted prices.
-    fn side(mut self, requests: u64) -> (Side, Vec<f64>) {
-        self.prices.sort_by(f64::total_cmp);
-        let quantile = |q: f64| -> f64 {
-            if self.prices.is_empty() {
-                return 0.0;
-            }
-            let index = ((self.prices.len() - 1) as f64 * q).round() as usize;
-            self.prices[index]
-        };
-        let side = Side {
-            bids: self.prices.len() as u64,
-            bid_rate: if requests == 0 {
-                0.0
-            } else {
-                self.prices.len() as f64 / requests as f64
-            },
-            price_p50: quantile(0.5),
-            price_p90: quantile(0.9),
-            price_p99: quantile(0.99),
-            price_max: self.prices.last().copied().unwrap_or(0.0),
-            estimated_spend: self.prices.iter().fold(0.0, |sum, p| sum + p) / 1000.0,
-            fuel_p50: self.fuel.value_at_quantile(0.5),
-            fuel_p99: self.fuel.value_at_quantile(0.99),
-            time_ns_p50: self.time_ns.value_at_quantile(0.5),
-            time_ns_p99: self.time_ns.value_at_quantile(0.99),
-            no_bids: NoBidReason::ALL
-                .into_iter()
-                .map(|r| (r.as_str(), self.no_bids[r as usize]))
-                .filter(|(_, n)| *n > 0)
-                .collect(),
-        };
-        (side, self.prices)
-    }
 }
 
 /// A capture's requests as verified flatbuffers, and the records the
@@ -251,38 +130,27 @@ pub fn compare(path: &Path, what: &WhatIf) -> Result<Report, LocalRunError> {
     let (baseline_module, candidate_module) = (harness(&what.baseline)?, harness(&what.candidate)?);
     let started = std::time::Instant::now();
     let per_thread = requests.len().div_ceil(threads).max(1);
-    let results: Vec<(Tally, Tally, u64, Vec<Divergence>)> = std::thread::scope(|scope| {
+    let results: Vec<Comparison> = std::thread::scope(|scope| {
         let handles: Vec<_> = requests
             .chunks(per_thread)
             .enumerate()
             .map(|(part, chunk)| {
                 let (baseline, candidate) = (&baseline_module, &candidate_module);
                 scope.spawn(move || {
-                    let (mut slot_a, stats_a) = baseline.slot();
-                    let (mut slot_b, stats_b) = candidate.slot();
-                    let (mut tally_a, mut tally_b) = (Tally::new(), Tally::new());
-                    let (mut diverged, mut examples) = (0, Vec::new());
+                    let (mut slot_a, _) = baseline.slot();
+                    let (mut slot_b, _) = candidate.slot();
+                    let mut comparison = Comparison::default();
                     for (i, request) in chunk.iter().enumerate() {
-                        let a = baseline.call(&mut slot_a, &stats_a, request);
-                        let b = candidate.call(&mut slot_b, &stats_b, request);
-                        tally_a.add(&a);
-                        tally_b.add(&b);
-                        if a.bids != b.bids {
-                            diverged += 1;
-                            if examples.len() < EXAMPLES_KEPT {
-                                let id = gavel_schemas::verify::bid_request(request)
-                                    .map(|v| v.id().to_string())
-                                    .unwrap_or_default();
-                                examples.push(Divergence {
-                                    index: (part * per_thread + i) as u64,
-                                    request_id: id,
-                                    baseline: answer_json(&a),
-                                    candidate: answer_json(&b),
-                                });
-                            }
-                        }
+                        let a = baseline.call(&mut slot_a, request);
+                        let b = candidate.call(&mut slot_b, request);
+                        let request_id = || {
+                            gavel_schemas::verify::bid_request(request)
+                                .map(|v| v.id().to_string())
+                                .unwrap_or_default()
+                        };
+                        comparison.add((part * per_thread + i) as u64, request_id, &a, &b);
                     }
-                    (tally_a, tally_b, diverged, examples)
+                    comparison
                 })
             })
             .collect();
@@ -292,27 +160,17 @@ pub fn compare(path: &Path, what: &WhatIf) -> Result<Report, LocalRunError> {
             .collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let (mut tally_a, mut tally_b) = (Tally::new(), Tally::new());
-    let (mut diverged, mut divergences) = (0, Vec::new());
-    for (a, b, d, examples) in results {
-        tally_a.merge(a);
-        tally_b.merge(b);
-        diverged += d;
-        divergences.extend(examples);
+    let mut all = Comparison::default();
+    for part in &results {
+        all.merge(part);
     }
-    divergences.sort_by_key(|d| d.index);
-    divergences.truncate(EXAMPLES_KEPT);
     let n = requests.len() as u64;
-    let (baseline, baseline_prices) = tally_a.side(n);
-    let (candidate, candidate_prices) = tally_b.side(n);
     Ok(Report {
         requests: n,
-        baseline,
-        candidate,
-        baseline_prices,
-        candidate_prices,
-        diverged,
-        divergences,
+        baseline: all.baseline.side(n),
+        candidate: all.candidate.side(n),
+        diverged: all.diverged,
+        divergences: all.divergences,
         errors,
         error_examples,
         threads,
@@ -322,13 +180,6 @@ pub fn compare(path: &Path, what: &WhatIf) -> Result<Report, LocalRunError> {
             0.0
         },
     })
-}
-
-fn answer_json(called: &super::local::Called) -> serde_json::Value {
-    match called.outcome {
-        Outcome::Bids(_) => serde_json::json!({ "bids": called.bids }),
-        Outcome::NoBid(reason) => serde_json::json!({ "no_bid": reason.as_str() }),
-    }
 }
 
 /// The report for people.
@@ -349,42 +200,11 @@ pub fn render(report: &Report) -> String {
         report.threads,
         report.requests_per_second
     );
-    let _ = writeln!(out, "{:<22} {:>14} {:>14}", "", "baseline", "candidate");
-    let (a, b) = (&report.baseline, &report.candidate);
-    let rows: [(&str, String, String); 9] = [
-        ("bids", a.bids.to_string(), b.bids.to_string()),
-        (
-            "bid rate",
-            format!("{:.4}", a.bid_rate),
-            format!("{:.4}", b.bid_rate),
-        ),
-        (
-            "price p50 / p99",
-            format!("{:.2} / {:.2}", a.price_p50, a.price_p99),
-            format!("{:.2} / {:.2}", b.price_p50, b.price_p99),
-        ),
-        (
-            "price max",
-            format!("{:.2}", a.price_max),
-            format!("{:.2}", b.price_max),
-        ),
-        (
-            "estimated spend",
-            format!("{:.6}", a.estimated_spend),
-            format!("{:.6}", b.estimated_spend),
-        ),
-        ("fuel p50", a.fuel_p50.to_string(), b.fuel_p50.to_string()),
-        ("fuel p99", a.fuel_p99.to_string(), b.fuel_p99.to_string()),
-        (
-            "time p50 / p99 (ns)",
-            format!("{} / {}", a.time_ns_p50, a.time_ns_p99),
-            format!("{} / {}", b.time_ns_p50, b.time_ns_p99),
-        ),
-        ("no-bids", no_bids(&a.no_bids), no_bids(&b.no_bids)),
-    ];
-    for (name, a, b) in rows {
-        let _ = writeln!(out, "{name:<22} {a:>14} {b:>14}");
-    }
+    out.push_str(&sides_table(
+        ("baseline", "candidate"),
+        &report.baseline,
+        &report.candidate,
+    ));
     for d in &report.divergences {
         let _ = writeln!(
             out,
@@ -398,17 +218,6 @@ pub fn render(report: &Report) -> String {
     out
 }
 
-fn no_bids(reasons: &[(&'static str, u64)]) -> String {
-    if reasons.is_empty() {
-        return "-".into();
-    }
-    reasons
-        .iter()
-        .map(|(r, n)| format!("{r}={n}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The two bid price distributions as SVG: each bid's price against the
 /// share of that side's bids priced at or below it.
 pub fn plot_svg(report: &Report) -> Result<String, Box<dyn std::error::Error>> {
@@ -418,11 +227,9 @@ pub fn plot_svg(report: &Report) -> Result<String, Box<dyn std::error::Error>> {
         let root = SVGBackend::with_string(&mut svg, (960, 600)).into_drawing_area();
         root.fill(&WHITE)?;
         let y_max = report
-            .baseline_prices
-            .last()
-            .copied()
-            .unwrap_or(0.0)
-            .max(report.candidate_prices.last().copied().unwrap_or(0.0))
+            .baseline
+            .price_max
+            .max(report.candidate.price_max)
             .max(0.01)
             * 1.1;
         let mut chart = ChartBuilder::on(&root)
@@ -442,22 +249,17 @@ pub fn plot_svg(report: &Report) -> Result<String, Box<dyn std::error::Error>> {
             .x_desc("share of the side's bids at or below (%)")
             .y_desc("bid price (CPM, summed per request)")
             .draw()?;
-        let curve = |prices: &[f64]| -> Vec<(f64, f64)> {
-            let n = prices.len().max(1) as f64;
-            prices
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (100.0 * (i + 1) as f64 / n, *p))
-                .collect()
-        };
         let series = [
-            ("baseline", &report.baseline_prices, RGBColor(30, 90, 200)),
-            ("candidate", &report.candidate_prices, RGBColor(200, 30, 30)),
+            ("baseline", &report.baseline, RGBColor(30, 90, 200)),
+            ("candidate", &report.candidate, RGBColor(200, 30, 30)),
         ];
-        for (name, prices, color) in series {
+        for (name, side, color) in series {
             chart
-                .draw_series(LineSeries::new(curve(prices), color.stroke_width(2)))?
-                .label(format!("{name} ({} bids)", prices.len()))
+                .draw_series(LineSeries::new(
+                    side.price_curve.iter().copied(),
+                    color.stroke_width(2),
+                ))?
+                .label(format!("{name} ({} bids)", side.bids))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
                 });

@@ -118,7 +118,7 @@ impl NoBidReason {
     }
 
     /// Whether the call failed (and its instance is dropped).
-    fn is_failure(self) -> bool {
+    pub fn is_failure(self) -> bool {
         !matches!(
             self,
             NoBidReason::NoBid
@@ -195,6 +195,9 @@ pub struct TenantSlot {
     largest_answered_bytes: usize,
     answer: Answer,
     stats: Arc<TenantStats>,
+    /// Fuel and wall time of the last call.
+    last_fuel: u64,
+    last_wall: Duration,
 }
 
 impl std::fmt::Debug for TenantSlot {
@@ -229,6 +232,8 @@ impl TenantSlot {
             largest_answered_bytes: 0,
             answer: Answer::default(),
             stats,
+            last_fuel: 0,
+            last_wall: Duration::ZERO,
         }
     }
 
@@ -273,6 +278,16 @@ impl TenantSlot {
         &self.stats
     }
 
+    /// The fuel the last call used (0 when the strategy was not run).
+    pub fn last_fuel(&self) -> u64 {
+        self.last_fuel
+    }
+
+    /// The wall time the last call took, instantiation included.
+    pub fn last_wall(&self) -> Duration {
+        self.last_wall
+    }
+
     /// Counts a no-bid the host decided without calling the strategy (or
     /// after: a bid dropped for budget).
     pub fn skipped(&self, reason: NoBidReason) {
@@ -296,9 +311,11 @@ impl TenantSlot {
     /// tenant stays in.
     pub fn call(&mut self, runtime: &Runtime, ctx: &CallContext<'_>, time: CallTime) -> Outcome {
         bump(&self.stats.calls, 1);
+        self.last_fuel = 0;
         let outcome = self.call_inner(runtime, ctx, time);
         let now = Instant::now();
         let used = now.duration_since(time.now);
+        self.last_wall = used;
         bump(&self.stats.wall_ns, used.as_nanos() as u64);
         self.share.spend(used);
         match outcome {
@@ -388,7 +405,8 @@ impl TenantSlot {
 
         let result = run(live, ctx.bytes);
         let fuel_left = live.store.get_fuel().unwrap_or(fuel);
-        bump(&self.stats.fuel_used, fuel.saturating_sub(fuel_left));
+        self.last_fuel = fuel.saturating_sub(fuel_left);
+        bump(&self.stats.fuel_used, self.last_fuel);
         let state = live.store.data_mut();
         let dropped = std::mem::take(&mut state.log_bytes_dropped);
         if dropped > 0 {

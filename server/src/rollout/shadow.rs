@@ -1,0 +1,426 @@
+//! Shadow: version n runs on a sample of the tenant's live requests, after
+//! the answer is written, and its checked answers are compared with the
+//! active version's. A shadow never reaches the auction, never reserves or
+//! spends money and never changes an answer.
+//!
+//! **When it runs.** During the fan-out a core only marks a request as
+//! sampled (one random draw; the active version must have been called on
+//! it, not the canary). After the core's bid task has handed the answer to
+//! its connection and yielded, so that the connection has written it, the
+//! core runs the shadow calls it marked: never while another request waits
+//! on the core (skipped as `busy`), and only while the core's shadow
+//! budget holds the whole time a call may take (skipped as `over_share`).
+//! That budget is a token bucket shared by every shadow on the core
+//! ([`ShadowConfig`]): over any stretch shadows take at most
+//! `core_share` of the core, plus one bucket.
+//!
+//! **What it reports** is what a what-if reports on a capture
+//! ([`super::compare`]): requests compared, both sides' bids, prices,
+//! spend, fuel, time and no-bid reasons, and the divergences. Each core
+//! keeps its own tally under its own lock (never contended on the bid
+//! path: the admin call that reads them takes each one briefly).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gavel_schemas::verify;
+use serde::{Deserialize, Serialize};
+
+use super::compare::{Called, Comparison, Divergence, Side, sides_table};
+use crate::runtime::share::{CoreShare, FairnessConfig};
+use crate::runtime::{CallContext, CallTime, Outcome, Runtime, Strategy, TenantSlot};
+
+/// The operator's shadow settings (section `shadow`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// Fraction of each core's time all shadows together may use, in
+    /// (0, 1]. Default 0.1.
+    pub core_share: f64,
+    /// The window the share is measured over, in ms: the bucket holds
+    /// `core_share x window_ms`, which must fit the longest call a shadow
+    /// may make (`runtime.caps.deadline_us_max` plus
+    /// `runtime.caps.init_deadline_us`). Default 1000 (a 100 ms bucket).
+    pub window_ms: u64,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        Self {
+            core_share: 0.1,
+            window_ms: 1_000,
+        }
+    }
+}
+
+impl ShadowConfig {
+    /// The bucket, as the fairness code measures one.
+    pub fn bucket(&self) -> FairnessConfig {
+        FairnessConfig {
+            tenant_core_share: self.core_share,
+            window_ms: self.window_ms,
+        }
+    }
+
+    /// Checks the bounds; `longest_call` is the most time one shadow call
+    /// may take.
+    pub fn check(&self, longest_call: Duration) -> Result<(), String> {
+        if !(self.core_share > 0.0 && self.core_share <= 1.0) {
+            return Err(format!(
+                "shadow.core_share must be above 0 and at most 1, got {}",
+                self.core_share
+            ));
+        }
+        let bucket = CoreShare::capacity(&self.bucket());
+        if bucket < longest_call {
+            return Err(format!(
+                "shadow.core_share x shadow.window_ms is {} us, less than the longest shadow call ({} us: runtime.caps.deadline_us_max + init_deadline_us); raise window_ms",
+                bucket.as_micros(),
+                longest_call.as_micros()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A shadow's sample rate in parts per million, from a fraction in (0, 1].
+pub fn sample_ppm(rate: f64) -> Result<u32, String> {
+    if !(rate.is_finite() && rate > 0.0 && rate <= 1.0) {
+        return Err(format!(
+            "sample_rate must be above 0 and at most 1, got {rate}"
+        ));
+    }
+    Ok(((rate * 1e6).round() as u32).clamp(1, 1_000_000))
+}
+
+/// Why a sampled request was not shadowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Another request was waiting on the core.
+    Busy,
+    /// The core's shadow budget was spent.
+    OverShare,
+}
+
+/// One shadow, shared by every core.
+pub struct Shadow {
+    pub tenant: Arc<str>,
+    /// The shadow version, compiled.
+    pub strategy: Arc<Strategy>,
+    pub sample_ppm: u32,
+    /// When it started (Unix ms).
+    pub started_ms: u64,
+    /// One tally per core, each locked by its core only while it adds.
+    cores: Box<[Mutex<Comparison>]>,
+    sampled: AtomicU64,
+    skipped_busy: AtomicU64,
+    skipped_over_share: AtomicU64,
+}
+
+impl std::fmt::Debug for Shadow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shadow")
+            .field("tenant", &self.tenant)
+            .field("version", &self.strategy.version)
+            .field("sample_ppm", &self.sample_ppm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `GET /v1/tenants/{t}/shadow` answers: the what-if figures, active
+/// against shadow, over the requests compared so far.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShadowReport {
+    pub tenant: String,
+    /// The active version of the requests compared (the latest).
+    pub active_version: Option<u64>,
+    pub shadow_version: u64,
+    pub sample_rate: f64,
+    pub started_ms: u64,
+    /// Sampled live requests.
+    pub sampled: u64,
+    /// Requests both versions answered.
+    pub requests: u64,
+    pub active: Side,
+    pub shadow: Side,
+    pub diverged: u64,
+    pub divergences: Vec<Divergence>,
+    /// Sampled requests not shadowed because another request was waiting.
+    pub skipped_busy: u64,
+    /// Sampled requests not shadowed because the core's shadow budget was
+    /// spent.
+    pub skipped_over_share: u64,
+}
+
+impl Shadow {
+    pub fn new(strategy: Arc<Strategy>, sample_ppm: u32, cores: usize, started_ms: u64) -> Self {
+        Self {
+            tenant: strategy.tenant.clone(),
+            strategy,
+            sample_ppm,
+            started_ms,
+            cores: (0..cores.max(1))
+                .map(|_| Mutex::new(Comparison::default()))
+                .collect(),
+            sampled: AtomicU64::new(0),
+            skipped_busy: AtomicU64::new(0),
+            skipped_over_share: AtomicU64::new(0),
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.strategy.version
+    }
+
+    pub fn skipped(&self, why: Skip) {
+        let counter = match why {
+            Skip::Busy => &self.skipped_busy,
+            Skip::OverShare => &self.skipped_over_share,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn tally(&self, core: usize) -> std::sync::MutexGuard<'_, Comparison> {
+        self.cores[core.min(self.cores.len() - 1)]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The figures so far; `active_version` is the tenant's now.
+    pub fn report(&self, active_version: Option<u64>) -> ShadowReport {
+        let mut all = Comparison::default();
+        for core in 0..self.cores.len() {
+            all.merge(&self.tally(core));
+        }
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ShadowReport {
+            tenant: self.tenant.to_string(),
+            active_version,
+            shadow_version: self.strategy.version,
+            sample_rate: f64::from(self.sample_ppm) / 1e6,
+            started_ms: self.started_ms,
+            sampled: load(&self.sampled),
+            requests: all.requests,
+            active: all.baseline.side(all.requests),
+            shadow: all.candidate.side(all.requests),
+            diverged: all.diverged,
+            divergences: all.divergences,
+            skipped_busy: load(&self.skipped_busy),
+            skipped_over_share: load(&self.skipped_over_share),
+        }
+    }
+}
+
+/// The report for people.
+pub fn render(report: &ShadowReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let active = report
+        .active_version
+        .map_or_else(|| "none".to_string(), |v| v.to_string());
+    let _ = writeln!(
+        out,
+        "tenant {}: shadow version {} against active version {active}, sample rate {}",
+        report.tenant, report.shadow_version, report.sample_rate
+    );
+    let _ = writeln!(
+        out,
+        "sampled: {}  compared: {}  diverged: {} ({:.2} %)  skipped: {} busy, {} over the core share",
+        report.sampled,
+        report.requests,
+        report.diverged,
+        if report.requests == 0 {
+            0.0
+        } else {
+            100.0 * report.diverged as f64 / report.requests as f64
+        },
+        report.skipped_busy,
+        report.skipped_over_share
+    );
+    out.push_str(&sides_table(("active", "shadow"), &report.active, &report.shadow));
+    for d in &report.divergences {
+        let _ = writeln!(
+            out,
+            "diverged: sampled request {} (id {:?})\n  active: {}\n  shadow: {}",
+            d.index, d.request_id, d.baseline, d.candidate
+        );
+    }
+    out
+}
+
+/// The shadow on one core: its shared state, the core's slot of the
+/// shadow version, and the request marked for it.
+pub struct ShadowLane {
+    pub shadow: Arc<Shadow>,
+    pub slot: TenantSlot,
+    core: usize,
+    random: u64,
+    /// The active version's outcome on the request marked for shadowing.
+    pending: Option<Outcome>,
+}
+
+impl ShadowLane {
+    pub fn new(shadow: Arc<Shadow>, slot: TenantSlot, core: usize) -> Self {
+        Self {
+            shadow,
+            slot,
+            core,
+            // Any non-zero seed; distinct per core.
+            random: 0x2545_F491_4F6C_DD1D ^ (core as u64 + 1),
+            pending: None,
+        }
+    }
+
+    /// Draws whether to shadow this request, on which the active version
+    /// answered `outcome`. True when marked.
+    pub fn sample(&mut self, outcome: Outcome) -> bool {
+        let mut x = self.random;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random = x;
+        if (x % 1_000_000) as u32 >= self.shadow.sample_ppm {
+            return false;
+        }
+        self.shadow.sampled.fetch_add(1, Ordering::Relaxed);
+        self.pending = Some(outcome);
+        true
+    }
+
+    /// The marked request's active outcome, unmarking it.
+    pub fn take_pending(&mut self) -> Option<Outcome> {
+        self.pending.take()
+    }
+
+    /// Adds one compared request to this core's tally.
+    pub fn add(
+        &self,
+        request_id: impl FnOnce() -> String,
+        active: &Called,
+        shadow: &Called,
+    ) {
+        let index = self.shadow.sampled.load(Ordering::Relaxed);
+        self.shadow
+            .tally(self.core)
+            .add(index, request_id, active, shadow);
+    }
+}
+
+/// One core's shadow work: the request sampled last and the core's shadow
+/// budget.
+pub struct CoreShadows {
+    share: CoreShare,
+    /// The sampled request's flatbuffer (copied: the bid path's buffers
+    /// are reused by the next request).
+    request: Vec<u8>,
+    arrival_unix_us: i64,
+    user_key: u64,
+    kept: bool,
+}
+
+impl CoreShadows {
+    pub fn new(config: &ShadowConfig) -> Self {
+        Self {
+            share: CoreShare::new(&config.bucket(), Instant::now()),
+            request: Vec::new(),
+            arrival_unix_us: 0,
+            user_key: 0,
+            kept: false,
+        }
+    }
+
+    /// Keeps the request a shadow sampled, for [`Self::run`].
+    pub fn keep(&mut self, request: &[u8], arrival_unix_us: i64, user_key: u64) {
+        self.request.clear();
+        self.request.extend_from_slice(request);
+        self.arrival_unix_us = arrival_unix_us;
+        self.user_key = user_key;
+        self.kept = true;
+    }
+
+    /// Runs every marked shadow on the kept request and compares it with
+    /// the active slot's answer (still that request's: no call came
+    /// between). Each call starts only while `busy` is false and the
+    /// core's shadow budget holds the whole time it may take.
+    pub fn run<'a>(
+        &mut self,
+        lanes: impl Iterator<Item = (&'a mut ShadowLane, &'a TenantSlot)>,
+        runtime: &Runtime,
+        currency: &str,
+        busy: impl Fn() -> bool,
+    ) {
+        if !std::mem::take(&mut self.kept) {
+            return;
+        }
+        // Verified on arrival; read again, safely, from the copy.
+        let Ok(view) = verify::bid_request(&self.request) else {
+            return;
+        };
+        let ctx = CallContext {
+            request: view,
+            bytes: &self.request,
+            currency,
+            arrival_unix_us: self.arrival_unix_us,
+            user_key: self.user_key,
+        };
+        for (lane, active) in lanes {
+            let Some(active_outcome) = lane.take_pending() else {
+                continue;
+            };
+            if busy() {
+                lane.shadow.skipped(Skip::Busy);
+                continue;
+            }
+            let now = Instant::now();
+            let time = Duration::from_micros(
+                lane.slot.strategy().settings.deadline_us
+                    + runtime.config().caps.init_deadline_us,
+            );
+            if self.share.available(now) < time {
+                lane.shadow.skipped(Skip::OverShare);
+                continue;
+            }
+            let outcome = lane.slot.call(
+                runtime,
+                &ctx,
+                CallTime {
+                    now,
+                    time,
+                    shared: false,
+                },
+            );
+            let shadow = Called::of(&lane.slot, outcome);
+            let active = Called::of(active, active_outcome);
+            lane.add(|| view.id().to_string(), &active, &shadow);
+            self.share.spend(now.elapsed());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_rates_and_bounds_are_checked() {
+        assert_eq!(sample_ppm(0.5), Ok(500_000));
+        assert_eq!(sample_ppm(1.0), Ok(1_000_000));
+        assert_eq!(sample_ppm(1e-9), Ok(1));
+        for bad in [0.0, -0.1, 1.5, f64::NAN] {
+            assert!(sample_ppm(bad).is_err(), "{bad}");
+        }
+        let longest = Duration::from_millis(70);
+        assert!(ShadowConfig::default().check(longest).is_ok());
+        let small = ShadowConfig {
+            core_share: 0.1,
+            window_ms: 100,
+        };
+        assert!(small.check(longest).unwrap_err().contains("raise window_ms"));
+        let zero = ShadowConfig {
+            core_share: 0.0,
+            ..ShadowConfig::default()
+        };
+        assert!(zero.check(longest).is_err());
+    }
+}
