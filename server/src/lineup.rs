@@ -21,10 +21,10 @@ use arc_swap::ArcSwap;
 
 use crate::metrics::Metrics;
 use crate::money::account::Account;
-use crate::runtime::breaker::BreakerConfig;
-use crate::runtime::share::FairnessConfig;
 use crate::rollout::canary::{Canary, CanaryLane};
 use crate::rollout::shadow::{Shadow, ShadowLane};
+use crate::runtime::breaker::BreakerConfig;
+use crate::runtime::share::FairnessConfig;
 use crate::runtime::{Access, Strategy, TenantSlot, TenantStats};
 
 /// One tenant in the lineup.
@@ -223,11 +223,7 @@ impl CoreTenants {
                     wanted.clone(),
                     // A shadow's calls are not the tenant's bids: counters
                     // of its own, reported by the shadow.
-                    self.slot(
-                        &wanted.strategy,
-                        access,
-                        Arc::new(TenantStats::default()),
-                    ),
+                    self.slot(&wanted.strategy, access, Arc::new(TenantStats::default())),
                     self.core,
                 )),
                 (None, _) => None,

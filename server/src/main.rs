@@ -558,7 +558,9 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
             json,
         } => {
             let answer = match (version, percent, stop) {
-                (_, _, true) => client.call("DELETE", &format!("/v1/tenants/{tenant}/canary"), &[])?,
+                (_, _, true) => {
+                    client.call("DELETE", &format!("/v1/tenants/{tenant}/canary"), &[])?
+                }
                 (Some(version), Some(percent), false) => client.call(
                     "POST",
                     &format!("/v1/tenants/{tenant}/versions/{version}/canary?percent={percent}"),
@@ -638,7 +640,9 @@ fn canary_text(tenant: &str, canary: &serde_json::Value, stopped: bool) -> Strin
     let (version, percent, state) = (&canary["version"], &canary["percent"], &canary["state"]);
     let state = state.as_str().unwrap_or("unknown");
     let mut text = if stopped {
-        format!("tenant {tenant}: canary of version {version} ({state}) stopped; every user bids with the active version\n")
+        format!(
+            "tenant {tenant}: canary of version {version} ({state}) stopped; every user bids with the active version\n"
+        )
     } else {
         format!("tenant {tenant}: canary of version {version} for {percent} % of users: {state}\n")
     };

@@ -33,9 +33,7 @@ use crate::money::account::{Accounts, DayClock};
 use crate::money::events::{Event, EventKind, RolloutChange};
 use crate::money::frequency::{Frequency, FrequencyConfig};
 use crate::money::ledger::LedgerHandle;
-use crate::rollout::canary::{
-    Canary, CanaryConfig, CanaryState, Tripped, WindowCounts, share_of,
-};
+use crate::rollout::canary::{Canary, CanaryConfig, CanaryState, Tripped, WindowCounts, share_of};
 use crate::rollout::shadow::{Shadow, ShadowReport, sample_ppm};
 use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;
@@ -43,9 +41,7 @@ use crate::runtime::{
     Access, CallContext, CallTime, Capabilities, Capability, NoBidReason, Outcome, RejectReason,
     Runtime, Strategy, StrategySettings, TenantSlot, TenantStats,
 };
-use crate::store::{
-    CanaryRecord, ShadowRecord, Store, StoreError, TenantState, VersionMeta,
-};
+use crate::store::{CanaryRecord, ShadowRecord, Store, StoreError, TenantState, VersionMeta};
 
 /// The request every upload is tried on before it may go live: a typical
 /// banner request on a site.
@@ -432,6 +428,47 @@ impl Tenants {
                 let _ = writeln!(out, "{metric}{{tenant=\"{tenant}\"}} {}", value(access));
             }
         }
+        let shadows = || {
+            control
+                .trials
+                .iter()
+                .filter_map(|(tenant, t)| t.shadow.as_ref().map(|s| (tenant, s.counts())))
+        };
+        let _ = writeln!(
+            out,
+            "# HELP gavel_tenant_shadow_sampled_total Live requests sampled for the running shadow.\n# TYPE gavel_tenant_shadow_sampled_total counter"
+        );
+        for (tenant, (sampled, _, _)) in shadows() {
+            let _ = writeln!(
+                out,
+                "gavel_tenant_shadow_sampled_total{{tenant=\"{tenant}\"}} {sampled}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gavel_tenant_shadow_skipped_total Sampled requests not shadowed: another request waited (busy) or the core's shadow share was spent (over_share).\n# TYPE gavel_tenant_shadow_skipped_total counter"
+        );
+        for (tenant, (_, busy, over_share)) in shadows() {
+            let _ = writeln!(
+                out,
+                "gavel_tenant_shadow_skipped_total{{tenant=\"{tenant}\",reason=\"busy\"}} {busy}\ngavel_tenant_shadow_skipped_total{{tenant=\"{tenant}\",reason=\"over_share\"}} {over_share}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gavel_tenant_canary_running Whether a canary bids for a share of the tenant's users.\n# TYPE gavel_tenant_canary_running gauge"
+        );
+        for (tenant, trials) in &control.trials {
+            let running = trials
+                .canary
+                .as_ref()
+                .is_some_and(|c| !c.guard.is_rolled_back());
+            let _ = writeln!(
+                out,
+                "gavel_tenant_canary_running{{tenant=\"{tenant}\"}} {}",
+                u8::from(running)
+            );
+        }
     }
 
     /// The tenant's tables.
@@ -750,7 +787,9 @@ impl Tenants {
         let stored = self.store.rollout(tenant)?;
         let trial = match (&stored.shadow, &stored.canary) {
             (Some(shadow), _) if shadow.version == version => Some("shadow"),
-            (_, Some(canary)) if canary.version == version && canary.state == CanaryState::Running => {
+            (_, Some(canary))
+                if canary.version == version && canary.state == CanaryState::Running =>
+            {
                 Some("canary")
             }
             _ => None,
@@ -877,7 +916,11 @@ impl Tenants {
     }
 
     /// Stops the tenant's shadow; answers its final figures.
-    pub fn stop_shadow(&self, tenant: &str, reason: Option<&str>) -> Result<ShadowReport, TenantError> {
+    pub fn stop_shadow(
+        &self,
+        tenant: &str,
+        reason: Option<&str>,
+    ) -> Result<ShadowReport, TenantError> {
         let mut control = self.lock();
         let Some(shadow) = control.trials.get_mut(tenant).and_then(|t| t.shadow.take()) else {
             return Err(TenantError::NoTrial {
@@ -933,7 +976,12 @@ impl Tenants {
         let mut stored = self.store.rollout(tenant)?;
         stored.canary = Some(record.clone());
         self.store.set_rollout(tenant, &stored)?;
-        let canary = Canary::new(strategy, share, &self.rollout.canary, self.tripped.0.clone());
+        let canary = Canary::new(
+            strategy,
+            share,
+            &self.rollout.canary,
+            self.tripped.0.clone(),
+        );
         control.trials.entry(tenant.into()).or_default().canary = Some(Arc::new(canary));
         self.publish(&mut control);
         drop(control);

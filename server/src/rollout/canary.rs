@@ -406,10 +406,17 @@ mod tests {
         // Old seconds leave the window: only the recent failures count.
         let later = t + 20;
         for _ in 0..19 {
-            assert_eq!(guard.record(Arm::Canary, trap, later), None, "below calls_min");
+            assert_eq!(
+                guard.record(Arm::Canary, trap, later),
+                None,
+                "below calls_min"
+            );
         }
         let reason = guard.record(Arm::Canary, trap, later).expect("rolled back");
-        assert!(reason.starts_with("failure rate 100.0 % (20 of 20 calls)"), "{reason}");
+        assert!(
+            reason.starts_with("failure rate 100.0 % (20 of 20 calls)"),
+            "{reason}"
+        );
         assert!(guard.is_rolled_back());
         assert_eq!(guard.reason(), Some(reason));
         assert_eq!(guard.record(Arm::Canary, trap, later), None, "once");

@@ -135,6 +135,7 @@ pub struct Divergence {
 pub struct Tally {
     /// Per bid-on request, the summed price in CPM micros.
     prices: Histogram<u64>,
+    price_min_micros: u64,
     price_max_micros: u64,
     price_sum_micros: u128,
     fuel: Histogram<u64>,
@@ -157,6 +158,7 @@ impl Tally {
             || Histogram::new_with_bounds(1, 1 << 40, 3).expect("valid histogram bounds");
         Self {
             prices: histogram(),
+            price_min_micros: u64::MAX,
             price_max_micros: 0,
             price_sum_micros: 0,
             fuel: histogram(),
@@ -172,6 +174,7 @@ impl Tally {
                 // Checked prices are finite, positive and capped.
                 let micros = (price * 1e6).round() as u64;
                 self.prices.saturating_record(micros.max(1));
+                self.price_min_micros = self.price_min_micros.min(micros);
                 self.price_max_micros = self.price_max_micros.max(micros);
                 self.price_sum_micros += u128::from(micros);
             }
@@ -185,6 +188,7 @@ impl Tally {
     pub fn merge(&mut self, other: &Tally) {
         // Same bounds: adding cannot fail.
         let _ = self.prices.add(&other.prices);
+        self.price_min_micros = self.price_min_micros.min(other.price_min_micros);
         self.price_max_micros = self.price_max_micros.max(other.price_max_micros);
         self.price_sum_micros += other.price_sum_micros;
         let _ = self.fuel.add(&other.fuel);
@@ -198,15 +202,18 @@ impl Tally {
     pub fn side(&self, requests: u64) -> Side {
         let bids = self.prices.len();
         let price = |micros: u64| micros as f64 / 1e6;
+        // A bucket's middle, within the exact extremes: exact when every
+        // price is the same, as it often is.
+        let exact = |micros: u64| {
+            self.prices
+                .median_equivalent(micros)
+                .clamp(self.price_min_micros, self.price_max_micros)
+        };
         let quantile = |q: f64| -> f64 {
             if bids == 0 {
                 return 0.0;
             }
-            price(
-                self.prices
-                    .median_equivalent(self.prices.value_at_quantile(q))
-                    .min(self.price_max_micros),
-            )
+            price(exact(self.prices.value_at_quantile(q)))
         };
         let price_curve = if bids == 0 {
             Vec::new()
@@ -216,11 +223,7 @@ impl Tally {
                 .map(|v| {
                     (
                         100.0 * v.quantile_iterated_to(),
-                        price(
-                            self.prices
-                                .median_equivalent(v.value_iterated_to())
-                                .min(self.price_max_micros),
-                        ),
+                        price(exact(v.value_iterated_to())),
                     )
                 })
                 .collect()
@@ -345,7 +348,11 @@ pub fn sides_table(names: (&str, &str), a: &Side, b: &Side) -> String {
             format!("{} / {}", a.time_ns_p50, a.time_ns_p99),
             format!("{} / {}", b.time_ns_p50, b.time_ns_p99),
         ),
-        ("no-bids", no_bids_text(&a.no_bids), no_bids_text(&b.no_bids)),
+        (
+            "no-bids",
+            no_bids_text(&a.no_bids),
+            no_bids_text(&b.no_bids),
+        ),
     ];
     for (name, a, b) in rows {
         let _ = writeln!(out, "{name:<22} {a:>14} {b:>14}");

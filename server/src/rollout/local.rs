@@ -105,7 +105,6 @@ pub struct Harness {
     pub compile_ms: u64,
 }
 
-
 /// Starts an engine for `instances` instances at once.
 pub fn engine(instances: u32) -> Result<Arc<Runtime>, LocalRunError> {
     Runtime::new(RuntimeConfig {

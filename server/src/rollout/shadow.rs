@@ -116,6 +116,8 @@ pub struct Shadow {
     sampled: AtomicU64,
     skipped_busy: AtomicU64,
     skipped_over_share: AtomicU64,
+    /// Core time the shadow calls took, comparison included, in ns.
+    core_ns: AtomicU64,
 }
 
 impl std::fmt::Debug for Shadow {
@@ -151,6 +153,9 @@ pub struct ShadowReport {
     /// Sampled requests not shadowed because the core's shadow budget was
     /// spent.
     pub skipped_over_share: u64,
+    /// Core time the shadow took (calls and comparisons), in ms, over every
+    /// core: what `shadow.core_share` bounds.
+    pub core_time_ms: f64,
 }
 
 impl Shadow {
@@ -166,7 +171,18 @@ impl Shadow {
             sampled: AtomicU64::new(0),
             skipped_busy: AtomicU64::new(0),
             skipped_over_share: AtomicU64::new(0),
+            core_ns: AtomicU64::new(0),
         }
+    }
+
+    /// (sampled, skipped busy, skipped over share): cheap, for metrics.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            load(&self.sampled),
+            load(&self.skipped_busy),
+            load(&self.skipped_over_share),
+        )
     }
 
     pub fn version(&self) -> u64 {
@@ -208,6 +224,7 @@ impl Shadow {
             divergences: all.divergences,
             skipped_busy: load(&self.skipped_busy),
             skipped_over_share: load(&self.skipped_over_share),
+            core_time_ms: load(&self.core_ns) as f64 / 1e6,
         }
     }
 }
@@ -238,7 +255,11 @@ pub fn render(report: &ShadowReport) -> String {
         report.skipped_busy,
         report.skipped_over_share
     );
-    out.push_str(&sides_table(("active", "shadow"), &report.active, &report.shadow));
+    out.push_str(&sides_table(
+        ("active", "shadow"),
+        &report.active,
+        &report.shadow,
+    ));
     for d in &report.divergences {
         let _ = writeln!(
             out,
@@ -294,12 +315,7 @@ impl ShadowLane {
     }
 
     /// Adds one compared request to this core's tally.
-    pub fn add(
-        &self,
-        request_id: impl FnOnce() -> String,
-        active: &Called,
-        shadow: &Called,
-    ) {
+    pub fn add(&self, request_id: impl FnOnce() -> String, active: &Called, shadow: &Called) {
         let index = self.shadow.sampled.load(Ordering::Relaxed);
         self.shadow
             .tally(self.core)
@@ -374,8 +390,7 @@ impl CoreShadows {
             }
             let now = Instant::now();
             let time = Duration::from_micros(
-                lane.slot.strategy().settings.deadline_us
-                    + runtime.config().caps.init_deadline_us,
+                lane.slot.strategy().settings.deadline_us + runtime.config().caps.init_deadline_us,
             );
             if self.share.available(now) < time {
                 lane.shadow.skipped(Skip::OverShare);
@@ -393,7 +408,11 @@ impl CoreShadows {
             let shadow = Called::of(&lane.slot, outcome);
             let active = Called::of(active, active_outcome);
             lane.add(|| view.id().to_string(), &active, &shadow);
-            self.share.spend(now.elapsed());
+            let used = now.elapsed();
+            self.share.spend(used);
+            lane.shadow
+                .core_ns
+                .fetch_add(used.as_nanos() as u64, Ordering::Relaxed);
         }
     }
 }
@@ -416,7 +435,12 @@ mod tests {
             core_share: 0.1,
             window_ms: 100,
         };
-        assert!(small.check(longest).unwrap_err().contains("raise window_ms"));
+        assert!(
+            small
+                .check(longest)
+                .unwrap_err()
+                .contains("raise window_ms")
+        );
         let zero = ShadowConfig {
             core_share: 0.0,
             ..ShadowConfig::default()

@@ -9,3 +9,4 @@ mod record;
 mod rollout;
 mod runtime;
 mod support;
+mod trials;

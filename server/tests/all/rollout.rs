@@ -62,7 +62,7 @@ fn every_example_and_hostile_strategy_gets_its_documented_answer() {
     let short_time = ["--fuel-per-call", "100000000", "--deadline-us", "1000"];
     let little_fuel = ["--fuel-per-call", "1000000", "--deadline-us", "50000"];
     let generous = ["--fuel-per-call", "100000000", "--deadline-us", "50000"];
-    let hostile: [(&str, &[&str], &str); 11] = [
+    let hostile: [(&str, &[&str], &str); 13] = [
         ("bad-output", &[], "bad_output"),
         ("huge-output", &[], "bad_output"),
         ("out-of-range", &[], "bad_output"),
@@ -74,6 +74,8 @@ fn every_example_and_hostile_strategy_gets_its_documented_answer() {
         ("infinite-loop", &short_time, "deadline"),
         ("infinite-loop", &little_fuel, "out_of_fuel"),
         ("memory-bomb", &generous, "memory"),
+        ("fails-live", &[], "trap"),
+        ("hog", &generous, "no_bid"),
     ];
     let answer = |report: &serde_json::Value| -> String {
         match report["no_bid"].as_str() {
