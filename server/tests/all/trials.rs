@@ -498,3 +498,88 @@ fn shadows_keep_to_their_share_of_the_cores_under_load() {
             > 0.0
     );
 }
+
+/// Runs the `gavel` CLI against `server` with `token`; (exit code, stdout
+/// or stderr).
+fn cli(server: &Server, token: &str, args: &[&str]) -> (i32, String) {
+    let token_file = server.data_dir.path().join("cli.token");
+    std::fs::write(&token_file, token).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args([
+            "strategy",
+            "--admin",
+            &server.admin.to_string(),
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .args(args)
+        .output()
+        .expect("gavel runs");
+    let text = if output.status.success() {
+        output.stdout
+    } else {
+        output.stderr
+    };
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&text).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_shadows_canaries_and_promotes_for_people_and_scripts() {
+    let (server, acme) = acme_with_two_versions("");
+    let (code, out) = cli(
+        &server,
+        &acme,
+        &["shadow", "acme", "2", "--sample-rate", "1"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("shadowing version 2"), "{out}");
+    post_json(server.bid, &banner_for(Some("u-1"), "r-1"));
+    let (code, out) = cli(&server, &acme, &["shadow", "acme"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("shadow version 2 against active version 1"),
+        "{out}"
+    );
+    assert!(out.contains("diverged: 1 (100.00 %)"), "{out}");
+    let (code, out) = cli(&server, &acme, &["shadow", "acme", "--json"]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["requests"], 1);
+    let (code, out) = cli(&server, &acme, &["shadow", "acme", "--stop", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["requests"],
+        1
+    );
+
+    let (code, out) = cli(&server, &acme, &["canary", "acme", "2"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("--percent"), "{out}");
+    let (code, out) = cli(&server, &acme, &["canary", "acme", "2", "--percent", "10"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("canary of version 2 for 10.0 % of users: running"),
+        "{out}"
+    );
+    let (code, out) = cli(&server, &acme, &["canary", "acme", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["state"],
+        "running"
+    );
+    let (code, out) = cli(&server, &acme, &["promote", "acme", "2"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("version 2 is live for every user"), "{out}");
+    let (_, out) = cli(&server, &acme, &["canary", "acme"]);
+    assert!(out.contains(": promoted"), "{out}");
+    let (code, out) = cli(&server, &acme, &["canary", "acme", "--stop"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, out) = cli(&server, &acme, &["canary", "acme"]);
+    assert!(out.contains("tenant acme has no canary"), "{out}");
+    let (code, out) = cli(&server, &acme, &["shadow", "acme"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("404: tenant acme has no shadow"), "{out}");
+}
