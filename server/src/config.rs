@@ -16,6 +16,10 @@ use crate::runtime::RuntimeConfig;
 use crate::runtime::breaker::{BreakerConfig, WINDOW_CALLS_MAX};
 use crate::runtime::share::FairnessConfig;
 
+/// The most shadows an operator may let run at once (each holds about
+/// 0.7 MB of figures).
+const SHADOWS_RUNNING_MAX: u64 = 4096;
+
 /// The most memory one tenant's frequency counts may take.
 const FREQUENCY_BYTES_PER_TENANT_MAX: u64 = 1 << 30;
 
@@ -312,6 +316,12 @@ impl Config {
 
     fn validate_rollout(&self) -> Result<(), ConfigError> {
         range("shadow.window_ms", self.shadow.window_ms, 1, 60_000)?;
+        range(
+            "shadow.running_max",
+            self.shadow.running_max as u64,
+            1,
+            SHADOWS_RUNNING_MAX,
+        )?;
         let caps = &self.runtime.caps;
         let longest = std::time::Duration::from_micros(
             caps.deadline_us_max.saturating_add(caps.init_deadline_us),

@@ -74,7 +74,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         },
         RolloutSettings {
             canary: config.canary.clone(),
-            cores,
+            shadows_max: config.shadow.running_max,
             events: money.ledger_handle(),
         },
     ));

@@ -177,8 +177,8 @@ pub struct Tenants {
 /// What trials need from the rest of the server.
 pub struct RolloutSettings {
     pub canary: CanaryConfig,
-    /// Serving cores (one shadow tally each).
-    pub cores: usize,
+    /// Shadows running at once, over every tenant.
+    pub shadows_max: usize,
     /// Where canary and shadow events go.
     pub events: LedgerHandle,
 }
@@ -874,6 +874,16 @@ impl Tenants {
         let strategy = self.trial_strategy(tenant, version)?;
         let mut control = self.lock();
         self.check_trial(&control, tenant, &strategy, &before)?;
+        let running = control
+            .trials
+            .iter()
+            .filter(|(t, trials)| *t != tenant && trials.shadow.is_some())
+            .count();
+        if running >= self.rollout.shadows_max {
+            return Err(TenantError::Trial(format!(
+                "{running} shadows are running, the most the operator allows (shadow.running_max); stop one first"
+            )));
+        }
         let record = ShadowRecord {
             version,
             sample_rate,
@@ -882,7 +892,7 @@ impl Tenants {
         let mut stored = self.store.rollout(tenant)?;
         stored.shadow = Some(record.clone());
         self.store.set_rollout(tenant, &stored)?;
-        let shadow = Shadow::new(strategy, ppm, self.rollout.cores, record.started_ms);
+        let shadow = Shadow::new(strategy, ppm, record.started_ms);
         control.trials.entry(tenant.into()).or_default().shadow = Some(Arc::new(shadow));
         self.publish(&mut control);
         drop(control);
@@ -1150,12 +1160,7 @@ impl Tenants {
         if let Some(record) = &stored.shadow {
             match (load(record.version), sample_ppm(record.sample_rate)) {
                 (Ok(strategy), Ok(ppm)) => {
-                    trials.shadow = Some(Arc::new(Shadow::new(
-                        strategy,
-                        ppm,
-                        self.rollout.cores,
-                        record.started_ms,
-                    )))
+                    trials.shadow = Some(Arc::new(Shadow::new(strategy, ppm, record.started_ms)))
                 }
                 (Err(e), _) => {
                     tracing::error!(%tenant, version = record.version, error = %e, "shadow version does not load; shadow not resumed")

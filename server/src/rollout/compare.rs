@@ -8,8 +8,7 @@
 //! 0.1 %, in bounded memory however long a shadow runs); the maximum and
 //! the estimated spend are exact.
 
-use std::time::Duration;
-
+use gavel_schemas::strategy::StrategyBid;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -18,47 +17,88 @@ use crate::runtime::{NoBidReason, Outcome, TenantSlot};
 /// Divergent requests kept as examples.
 pub const EXAMPLES_KEPT: usize = 5;
 
-/// One call's checked answer and what it cost.
-#[derive(Clone, Debug)]
-pub struct Called {
+/// One call's checked answer, read in place from the slot that made it
+/// (valid until the slot's next call), and what the call cost.
+#[derive(Clone, Copy)]
+pub struct Answered<'a> {
+    pub slot: &'a TenantSlot,
     pub outcome: Outcome,
-    /// The checked bids as OpenRTB `Bid` objects.
-    pub bids: Vec<serde_json::Value>,
-    pub fuel: u64,
-    pub wall: Duration,
 }
 
-impl Called {
-    /// The last call of `slot`, whose outcome was `outcome`.
-    pub fn of(slot: &TenantSlot, outcome: Outcome) -> Self {
-        let bids = match outcome {
-            Outcome::Bids(_) => slot
-                .answer()
-                .bids()
-                .iter()
-                .map(|valid| bid_json(slot.answer().bid(valid)))
-                .collect(),
-            Outcome::NoBid(_) => Vec::new(),
+impl<'a> Answered<'a> {
+    pub fn new(slot: &'a TenantSlot, outcome: Outcome) -> Self {
+        Self { slot, outcome }
+    }
+
+    /// The checked bids, as the exchange would see them (none for a
+    /// no-bid).
+    fn bids(&self) -> impl Iterator<Item = StrategyBid<'a>> + 'a {
+        let answer = self.slot.answer();
+        let valid = match self.outcome {
+            Outcome::Bids(_) => answer.bids(),
+            Outcome::NoBid(_) => &[],
         };
-        Self {
-            outcome,
-            bids,
-            fuel: slot.last_fuel(),
-            wall: slot.last_wall(),
-        }
+        valid.iter().map(move |v| answer.bid(v))
+    }
+
+    /// The checked bids as OpenRTB `Bid` objects.
+    pub fn bids_json(&self) -> Vec<serde_json::Value> {
+        self.bids().map(bid_json).collect()
+    }
+
+    /// Whether both answers hold the same bids, field by field, with no
+    /// copy (what [`bid_json`] shows, compared in place).
+    pub fn same_bids(&self, other: &Answered<'_>) -> bool {
+        self.bids().count() == other.bids().count()
+            && self.bids().zip(other.bids()).all(|(a, b)| same_bid(a, b))
     }
 
     /// The answer as a divergence example shows it.
     pub fn answer_json(&self) -> serde_json::Value {
         match self.outcome {
-            Outcome::Bids(_) => serde_json::json!({ "bids": self.bids }),
+            Outcome::Bids(_) => serde_json::json!({ "bids": self.bids_json() }),
             Outcome::NoBid(reason) => serde_json::json!({ "no_bid": reason.as_str() }),
         }
     }
 }
 
+fn same_strings(
+    a: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&str>>>,
+    b: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&str>>>,
+) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.len() == b.len() && a.iter().eq(b.iter()),
+        _ => false,
+    }
+}
+
+/// Every field [`bid_json`] shows, compared.
+fn same_bid(a: StrategyBid<'_>, b: StrategyBid<'_>) -> bool {
+    a.impid() == b.impid()
+        && a.price() == b.price()
+        && a.adid() == b.adid()
+        && a.crid() == b.crid()
+        && a.cid() == b.cid()
+        && a.dealid() == b.dealid()
+        && same_strings(a.adomain(), b.adomain())
+        && same_strings(a.cat(), b.cat())
+        && match (a.attr(), b.attr()) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.len() == y.len() && x.iter().eq(y.iter()),
+            _ => false,
+        }
+        && a.w() == b.w()
+        && a.h() == b.h()
+        && a.mtype() == b.mtype()
+        && a.adm() == b.adm()
+        && a.nurl() == b.nurl()
+        && a.burl() == b.burl()
+        && a.lurl() == b.lurl()
+}
+
 /// One `Bid` of the answer as OpenRTB JSON; absent fields left out.
-pub fn bid_json(bid: gavel_schemas::strategy::StrategyBid<'_>) -> serde_json::Value {
+pub fn bid_json(bid: StrategyBid<'_>) -> serde_json::Value {
     let mut object = serde_json::Map::new();
     let mut put = |key: &str, value: serde_json::Value| {
         if !value.is_null() {
@@ -153,24 +193,26 @@ impl Tally {
     pub fn new() -> Self {
         // Fuel per call is at most the operator's cap (100 M by default), a
         // call's time at most its deadline, a request's price at most the
-        // price cap times its impressions: 2^40 bounds all three.
-        let histogram =
-            || Histogram::new_with_bounds(1, 1 << 40, 3).expect("valid histogram bounds");
+        // price cap times its impressions: 2^40 bounds all three. Prices
+        // to 3 significant digits (254 KB), fuel and time to 2 (35 KB each).
+        let histogram = |digits| {
+            Histogram::new_with_bounds(1, 1 << 40, digits).expect("valid histogram bounds")
+        };
         Self {
-            prices: histogram(),
+            prices: histogram(3),
             price_min_micros: u64::MAX,
             price_max_micros: 0,
             price_sum_micros: 0,
-            fuel: histogram(),
-            time_ns: histogram(),
+            fuel: histogram(2),
+            time_ns: histogram(2),
             no_bids: [0; NoBidReason::ALL.len()],
         }
     }
 
-    pub fn add(&mut self, called: &Called) {
-        match called.outcome {
+    pub fn add(&mut self, answered: &Answered<'_>) {
+        match answered.outcome {
             Outcome::Bids(_) => {
-                let price: f64 = called.bids.iter().filter_map(|b| b["price"].as_f64()).sum();
+                let price: f64 = answered.bids().map(|b| b.price()).sum();
                 // Checked prices are finite, positive and capped.
                 let micros = (price * 1e6).round() as u64;
                 self.prices.saturating_record(micros.max(1));
@@ -180,9 +222,9 @@ impl Tally {
             }
             Outcome::NoBid(reason) => self.no_bids[reason as usize] += 1,
         }
-        self.fuel.saturating_record(called.fuel);
+        self.fuel.saturating_record(answered.slot.last_fuel());
         self.time_ns
-            .saturating_record(called.wall.as_nanos() as u64);
+            .saturating_record(answered.slot.last_wall().as_nanos() as u64);
     }
 
     pub fn merge(&mut self, other: &Tally) {
@@ -272,13 +314,13 @@ impl Comparison {
         &mut self,
         index: u64,
         request_id: impl FnOnce() -> String,
-        baseline: &Called,
-        candidate: &Called,
+        baseline: &Answered<'_>,
+        candidate: &Answered<'_>,
     ) {
         self.requests += 1;
         self.baseline.add(baseline);
         self.candidate.add(candidate);
-        if baseline.bids != candidate.bids {
+        if !baseline.same_bids(candidate) {
             self.diverged += 1;
             if self.divergences.len() < EXAMPLES_KEPT {
                 self.divergences.push(Divergence {
@@ -362,51 +404,106 @@ pub fn sides_table(names: (&str, &str), a: &Side, b: &Side) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::kv::Tables;
+    use crate::rollout::local::{Harness, engine, request_flatbuffer};
+    use crate::runtime::{NoBidReason, StrategySettings};
 
-    fn bid(price: f64) -> Called {
-        Called {
-            outcome: Outcome::Bids(1),
-            bids: vec![serde_json::json!({ "impid": "1", "price": price })],
-            fuel: 1000,
-            wall: Duration::from_micros(3),
-        }
+    const BANNER: &[u8] = br#"{"id":"r","imp":[{"id":"1","banner":{"w":300,"h":250}}],"site":{"domain":"example.com"}}"#;
+
+    fn harness(name: &str) -> Harness {
+        Harness::new(
+            engine(2).unwrap(),
+            gavel_strategies::example(name).unwrap(),
+            StrategySettings::default(),
+            Arc::new(Tables::default()),
+            "USD",
+        )
+        .unwrap()
     }
 
     #[test]
-    fn quantiles_are_close_and_max_and_spend_exact() {
-        let mut tally = Tally::new();
-        for price in [1.5, 1.5, 1.5, 2.6, 10.55] {
-            tally.add(&bid(price));
+    fn answers_compare_field_by_field_and_tally_exactly_when_prices_agree() {
+        let request = request_flatbuffer(BANNER).unwrap();
+        let (fixed, floor) = (harness("fixed-cpm"), harness("floor-margin"));
+        let (mut a, _) = fixed.slot();
+        let (mut b, _) = fixed.slot();
+        let (mut c, _) = floor.slot();
+        let mut same = Comparison::default();
+        let mut different = Comparison::default();
+        for i in 0..3 {
+            let (x, y, z) = (
+                fixed.call(&mut a, &request).unwrap(),
+                fixed.call(&mut b, &request).unwrap(),
+                floor.call(&mut c, &request).unwrap(),
+            );
+            assert_eq!(x, Outcome::Bids(1));
+            let (x, y, z) = (
+                Answered::new(&a, x),
+                Answered::new(&b, y),
+                Answered::new(&c, z),
+            );
+            same.add(i, || "r".into(), &x, &y);
+            different.add(i, || "r".into(), &x, &z);
         }
-        tally.add(&Called {
-            outcome: Outcome::NoBid(NoBidReason::Trap),
-            bids: Vec::new(),
-            fuel: 10,
-            wall: Duration::from_micros(1),
-        });
-        let side = tally.side(6);
-        assert_eq!(side.bids, 5);
-        assert!((side.price_p50 - 1.5).abs() < 1.5e-3, "{}", side.price_p50);
-        assert_eq!(side.price_max, 10.55);
-        assert!((side.estimated_spend - 0.01765).abs() < 1e-12);
-        assert_eq!(side.no_bids, vec![("trap".to_string(), 1)]);
-        assert!((side.bid_rate - 5.0 / 6.0).abs() < 1e-12);
+        assert_eq!((same.requests, same.diverged), (3, 0));
+        assert_eq!((different.requests, different.diverged), (3, 3));
+        let example = &different.divergences[0];
+        assert_eq!(example.baseline["bids"][0]["price"], 1.5);
+        assert_ne!(example.candidate, example.baseline);
+        let side = same.baseline.side(3);
+        assert_eq!((side.bids, side.price_p50, side.price_max), (3, 1.5, 1.5));
+        assert!((side.estimated_spend - 0.0045).abs() < 1e-12);
+        assert!(side.fuel_p50 > 0 && side.time_ns_p50 > 0);
+        assert_eq!(side.price_curve.last().map(|p| p.1), Some(1.5));
     }
 
     #[test]
-    fn a_comparison_counts_divergences_and_keeps_the_first_examples() {
-        let (mut a, mut b) = (Comparison::default(), Comparison::default());
-        for i in 0..4 {
-            a.add(i, || format!("r{i}"), &bid(1.0), &bid(1.0 + i as f64));
+    fn no_bids_are_counted_by_reason_and_equal_each_other() {
+        let request = request_flatbuffer(br#"{"id":"r","imp":[{"id":"1","video":{}}]}"#).unwrap();
+        let fixed = harness("fixed-cpm");
+        let (mut a, _) = fixed.slot();
+        let (mut b, _) = fixed.slot();
+        let x = fixed.call(&mut a, &request).unwrap();
+        let y = fixed.call(&mut b, &request).unwrap();
+        assert_eq!(x, Outcome::NoBid(NoBidReason::NoBid));
+        let mut comparison = Comparison::default();
+        comparison.add(
+            0,
+            || "r".into(),
+            &Answered::new(&a, x),
+            &Answered::new(&b, y),
+        );
+        assert_eq!(comparison.diverged, 0);
+        let side = comparison.candidate.side(1);
+        assert_eq!(side.no_bids, vec![("no_bid".to_string(), 1)]);
+        assert_eq!(
+            (side.bids, side.price_p50, side.estimated_spend),
+            (0, 0.0, 0.0)
+        );
+    }
+
+    #[test]
+    fn merging_keeps_the_first_examples_by_index() {
+        let request = request_flatbuffer(BANNER).unwrap();
+        let (fixed, floor) = (harness("fixed-cpm"), harness("floor-margin"));
+        let (mut a, _) = fixed.slot();
+        let (mut c, _) = floor.slot();
+        let x = fixed.call(&mut a, &request).unwrap();
+        let z = floor.call(&mut c, &request).unwrap();
+        let (x, z) = (Answered::new(&a, x), Answered::new(&c, z));
+        let (mut first, mut second) = (Comparison::default(), Comparison::default());
+        for i in [3, 7, 9] {
+            first.add(i, || format!("r{i}"), &x, &z);
         }
-        for i in 10..20 {
-            b.add(i, || format!("r{i}"), &bid(1.0), &bid(2.0));
+        for i in [0, 1, 2, 8] {
+            second.add(i, || format!("r{i}"), &x, &z);
         }
-        a.merge(&b);
-        assert_eq!(a.requests, 14);
-        assert_eq!(a.diverged, 13);
-        let kept: Vec<u64> = a.divergences.iter().map(|d| d.index).collect();
-        assert_eq!(kept, vec![1, 2, 3, 10, 11]);
+        first.merge(&second);
+        assert_eq!(first.diverged, 7);
+        let kept: Vec<u64> = first.divergences.iter().map(|d| d.index).collect();
+        assert_eq!(kept, vec![0, 1, 2, 3, 7]);
     }
 }

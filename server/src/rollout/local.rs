@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use gavel_schemas::verify;
 use serde::Serialize;
 
-use super::compare::Called;
+use super::compare::Answered;
 use crate::kv::{Table, TableLimits, Tables};
 use crate::runtime::answer::BidRejection;
 use crate::runtime::breaker::BreakerConfig;
@@ -185,18 +185,10 @@ impl Harness {
     /// Calls `slot` on a verified request flatbuffer, alone on its core,
     /// within the call's own deadline plus the init budget (the request's
     /// `tmax` does not apply off the server).
-    pub fn call(&self, slot: &mut TenantSlot, request: &[u8]) -> Called {
-        let view = match verify::bid_request(request) {
-            Ok(view) => view,
-            Err(_) => {
-                return Called {
-                    outcome: Outcome::NoBid(NoBidReason::GuestError),
-                    bids: Vec::new(),
-                    fuel: 0,
-                    wall: Duration::ZERO,
-                };
-            }
-        };
+    /// The outcome; the slot holds the checked answer until its next call.
+    pub fn call(&self, slot: &mut TenantSlot, request: &[u8]) -> Result<Outcome, LocalRunError> {
+        let view =
+            verify::bid_request(request).map_err(|e| LocalRunError::Request(e.to_string()))?;
         let ctx = CallContext {
             request: view,
             bytes: request,
@@ -211,8 +203,7 @@ impl Harness {
             ),
             shared: false,
         };
-        let outcome = slot.call(&self.runtime, &ctx, time);
-        Called::of(slot, outcome)
+        Ok(slot.call(&self.runtime, &ctx, time))
     }
 }
 
@@ -230,7 +221,7 @@ pub fn run(run: &LocalRun) -> Result<Report, LocalRunError> {
     let (mut slot, stats) = harness.slot();
     let log = LogCapture::default();
     slot.capture_log(log.clone());
-    let called = harness.call(&mut slot, &request);
+    let outcome = harness.call(&mut slot, &request)?;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let rejected_bids = BidRejection::ALL
         .into_iter()
@@ -238,14 +229,14 @@ pub fn run(run: &LocalRun) -> Result<Report, LocalRunError> {
         .filter(|(_, n)| *n > 0)
         .collect();
     Ok(Report {
-        bids: called.bids,
-        no_bid: match called.outcome {
+        bids: Answered::new(&slot, outcome).bids_json(),
+        no_bid: match outcome {
             Outcome::Bids(_) => None,
             Outcome::NoBid(reason) => Some(reason.as_str()),
         },
         rejected_bids,
-        fuel_used: called.fuel,
-        wall_us: called.wall.as_micros() as u64,
+        fuel_used: slot.last_fuel(),
+        wall_us: slot.last_wall().as_micros() as u64,
         compile_ms: harness.compile_ms,
         log: log.take(),
         capabilities: harness

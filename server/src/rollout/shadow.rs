@@ -16,9 +16,10 @@
 //!
 //! **What it reports** is what a what-if reports on a capture
 //! ([`super::compare`]): requests compared, both sides' bids, prices,
-//! spend, fuel, time and no-bid reasons, and the divergences. Each core
-//! keeps its own tally under its own lock (never contended on the bid
-//! path: the admin call that reads them takes each one briefly).
+//! spend, fuel, time and no-bid reasons, and the divergences. The tally
+//! is one per shadow (about 0.7 MB of histograms), behind a lock taken
+//! only after a shadow call, inside the time charged to the share; at most
+//! `shadow.running_max` shadows run at once, which bounds their memory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use gavel_schemas::verify;
 use serde::{Deserialize, Serialize};
 
-use super::compare::{Called, Comparison, Divergence, Side, sides_table};
+use super::compare::{Answered, Comparison, Divergence, Side, sides_table};
 use crate::runtime::share::{CoreShare, FairnessConfig};
 use crate::runtime::{CallContext, CallTime, Outcome, Runtime, Strategy, TenantSlot};
 
@@ -43,6 +44,9 @@ pub struct ShadowConfig {
     /// may make (`runtime.caps.deadline_us_max` plus
     /// `runtime.caps.init_deadline_us`). Default 1000 (a 100 ms bucket).
     pub window_ms: u64,
+    /// Shadows running at once, over every tenant; one more is refused
+    /// (409). Default 64.
+    pub running_max: usize,
 }
 
 impl Default for ShadowConfig {
@@ -50,6 +54,7 @@ impl Default for ShadowConfig {
         Self {
             core_share: 0.1,
             window_ms: 1_000,
+            running_max: 64,
         }
     }
 }
@@ -111,8 +116,7 @@ pub struct Shadow {
     pub sample_ppm: u32,
     /// When it started (Unix ms).
     pub started_ms: u64,
-    /// One tally per core, each locked by its core only while it adds.
-    cores: Box<[Mutex<Comparison>]>,
+    tally: Mutex<Comparison>,
     sampled: AtomicU64,
     skipped_busy: AtomicU64,
     skipped_over_share: AtomicU64,
@@ -159,15 +163,13 @@ pub struct ShadowReport {
 }
 
 impl Shadow {
-    pub fn new(strategy: Arc<Strategy>, sample_ppm: u32, cores: usize, started_ms: u64) -> Self {
+    pub fn new(strategy: Arc<Strategy>, sample_ppm: u32, started_ms: u64) -> Self {
         Self {
             tenant: strategy.tenant.clone(),
             strategy,
             sample_ppm,
             started_ms,
-            cores: (0..cores.max(1))
-                .map(|_| Mutex::new(Comparison::default()))
-                .collect(),
+            tally: Mutex::new(Comparison::default()),
             sampled: AtomicU64::new(0),
             skipped_busy: AtomicU64::new(0),
             skipped_over_share: AtomicU64::new(0),
@@ -197,18 +199,15 @@ impl Shadow {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn tally(&self, core: usize) -> std::sync::MutexGuard<'_, Comparison> {
-        self.cores[core.min(self.cores.len() - 1)]
+    fn tally(&self) -> std::sync::MutexGuard<'_, Comparison> {
+        self.tally
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The figures so far; `active_version` is the tenant's now.
     pub fn report(&self, active_version: Option<u64>) -> ShadowReport {
-        let mut all = Comparison::default();
-        for core in 0..self.cores.len() {
-            all.merge(&self.tally(core));
-        }
+        let all = self.tally().clone();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ShadowReport {
             tenant: self.tenant.to_string(),
@@ -275,7 +274,6 @@ pub fn render(report: &ShadowReport) -> String {
 pub struct ShadowLane {
     pub shadow: Arc<Shadow>,
     pub slot: TenantSlot,
-    core: usize,
     random: u64,
     /// The active version's outcome on the request marked for shadowing.
     pending: Option<Outcome>,
@@ -286,7 +284,6 @@ impl ShadowLane {
         Self {
             shadow,
             slot,
-            core,
             // Any non-zero seed; distinct per core.
             random: 0x2545_F491_4F6C_DD1D ^ (core as u64 + 1),
             pending: None,
@@ -315,11 +312,14 @@ impl ShadowLane {
     }
 
     /// Adds one compared request to this core's tally.
-    pub fn add(&self, request_id: impl FnOnce() -> String, active: &Called, shadow: &Called) {
+    pub fn add(
+        &self,
+        request_id: impl FnOnce() -> String,
+        active: &Answered<'_>,
+        shadow: &Answered<'_>,
+    ) {
         let index = self.shadow.sampled.load(Ordering::Relaxed);
-        self.shadow
-            .tally(self.core)
-            .add(index, request_id, active, shadow);
+        self.shadow.tally().add(index, request_id, active, shadow);
     }
 }
 
@@ -405,8 +405,8 @@ impl CoreShadows {
                     shared: false,
                 },
             );
-            let shadow = Called::of(&lane.slot, outcome);
-            let active = Called::of(active, active_outcome);
+            let shadow = Answered::new(&lane.slot, outcome);
+            let active = Answered::new(active, active_outcome);
             lane.add(|| view.id().to_string(), &active, &shadow);
             let used = now.elapsed();
             self.share.spend(used);
@@ -432,8 +432,8 @@ mod tests {
         let longest = Duration::from_millis(70);
         assert!(ShadowConfig::default().check(longest).is_ok());
         let small = ShadowConfig {
-            core_share: 0.1,
             window_ms: 100,
+            ..ShadowConfig::default()
         };
         assert!(
             small

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use gavel_schemas::capture::{CaptureReader, ContentType};
 use serde::Serialize;
 
-use super::compare::{Comparison, Divergence, Side, sides_table};
+use super::compare::{Answered, Comparison, Divergence, Side, sides_table};
 use super::local::{Harness, LocalRunError, engine, load_tables};
 use crate::runtime::StrategySettings;
 
@@ -141,14 +141,24 @@ pub fn compare(path: &Path, what: &WhatIf) -> Result<Report, LocalRunError> {
                     let (mut slot_b, _) = candidate.slot();
                     let mut comparison = Comparison::default();
                     for (i, request) in chunk.iter().enumerate() {
-                        let a = baseline.call(&mut slot_a, request);
-                        let b = candidate.call(&mut slot_b, request);
+                        // Read and verified with the capture.
+                        let (Ok(a), Ok(b)) = (
+                            baseline.call(&mut slot_a, request),
+                            candidate.call(&mut slot_b, request),
+                        ) else {
+                            continue;
+                        };
                         let request_id = || {
                             gavel_schemas::verify::bid_request(request)
                                 .map(|v| v.id().to_string())
                                 .unwrap_or_default()
                         };
-                        comparison.add((part * per_thread + i) as u64, request_id, &a, &b);
+                        comparison.add(
+                            (part * per_thread + i) as u64,
+                            request_id,
+                            &Answered::new(&slot_a, a),
+                            &Answered::new(&slot_b, b),
+                        );
                     }
                     comparison
                 })
