@@ -53,6 +53,14 @@
 //! one is refused at upload. Tables and grants travel with the strategy in
 //! the lineup: shared read-only by every core, swapped between requests.
 //!
+//! Safe rollout ([`rollout`]): a module runs locally on one request, then
+//! beside the live one on a recorded capture (what-if), then on sampled
+//! live requests after each answer (shadow, within a share of each core),
+//! then for a share of the users (canary, sticky per user), rolled back by
+//! itself when it fails more than the active version. Trials travel with
+//! the lineup; each core holds a tenant as a [`lineup::Lane`] of up to
+//! three slots.
+//!
 //! Plain types several parts share ([`config`], [`fault`], [`counter`],
 //! [`durable`])
 //! import nothing that imports them back: arrows point down the bid's

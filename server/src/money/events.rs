@@ -1,4 +1,5 @@
-//! The event log: every bid, win, bill, loss and expiry, appended once.
+//! The event log: every bid, win, bill, loss and expiry, appended once, and
+//! the control plane's canary and shadow changes.
 //!
 //! Local format: JSON lines in `<data_dir>/events/`, one file per segment
 //! named after its first sequence number (`events-00000000000000000001.jsonl`).
