@@ -356,8 +356,37 @@ pub fn no_bids_text(reasons: &[(String, u64)]) -> String {
         .join(",")
 }
 
+/// `part` of `whole` in percent (0 for nothing).
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+/// The two sides as a table for people, under the given column names,
+/// then the divergences kept, each with both answers.
+pub fn sides_text(names: (&str, &str), a: &Side, b: &Side, divergences: &[Divergence]) -> String {
+    use std::fmt::Write as _;
+    let mut out = sides_table(names, a, b);
+    for d in divergences {
+        let _ = writeln!(
+            out,
+            "diverged: request {} (id {:?})\n  {:<10} {}\n  {:<10} {}",
+            d.index,
+            d.request_id,
+            format!("{}:", names.0),
+            d.baseline,
+            format!("{}:", names.1),
+            d.candidate
+        );
+    }
+    out
+}
+
 /// The two sides as a table for people, under the given column names.
-pub fn sides_table(names: (&str, &str), a: &Side, b: &Side) -> String {
+fn sides_table(names: (&str, &str), a: &Side, b: &Side) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(out, "{:<22} {:>14} {:>14}", "", names.0, names.1);

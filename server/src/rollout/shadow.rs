@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use gavel_schemas::verify;
 use serde::{Deserialize, Serialize};
 
-use super::compare::{Answered, Comparison, Divergence, Side, sides_table};
+use super::compare::{Answered, Comparison, Divergence, Side, percent, sides_text};
 use crate::runtime::share::{CoreShare, FairnessConfig};
 use crate::runtime::{CallContext, CallTime, Outcome, Runtime, Strategy, TenantSlot};
 
@@ -246,26 +246,16 @@ pub fn render(report: &ShadowReport) -> String {
         report.sampled,
         report.requests,
         report.diverged,
-        if report.requests == 0 {
-            0.0
-        } else {
-            100.0 * report.diverged as f64 / report.requests as f64
-        },
+        percent(report.diverged, report.requests),
         report.skipped_busy,
         report.skipped_over_share
     );
-    out.push_str(&sides_table(
+    out.push_str(&sides_text(
         ("active", "shadow"),
         &report.active,
         &report.shadow,
+        &report.divergences,
     ));
-    for d in &report.divergences {
-        let _ = writeln!(
-            out,
-            "diverged: sampled request {} (id {:?})\n  active: {}\n  shadow: {}",
-            d.index, d.request_id, d.baseline, d.candidate
-        );
-    }
     out
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use gavel_schemas::capture::{CaptureReader, ContentType};
 use serde::Serialize;
 
-use super::compare::{Answered, Comparison, Divergence, Side, sides_table};
+use super::compare::{Answered, Comparison, Divergence, Side, percent, sides_text};
 use super::local::{Harness, LocalRunError, engine, load_tables};
 use crate::runtime::StrategySettings;
 
@@ -201,27 +201,17 @@ pub fn render(report: &Report) -> String {
         "requests: {}  diverged: {} ({:.2} %)  errors: {}  ({} threads, {:.0} requests/s)",
         report.requests,
         report.diverged,
-        if report.requests == 0 {
-            0.0
-        } else {
-            100.0 * report.diverged as f64 / report.requests as f64
-        },
+        percent(report.diverged, report.requests),
         report.errors,
         report.threads,
         report.requests_per_second
     );
-    out.push_str(&sides_table(
+    out.push_str(&sides_text(
         ("baseline", "candidate"),
         &report.baseline,
         &report.candidate,
+        &report.divergences,
     ));
-    for d in &report.divergences {
-        let _ = writeln!(
-            out,
-            "diverged: request {} (id {:?})\n  baseline:  {}\n  candidate: {}",
-            d.index, d.request_id, d.baseline, d.candidate
-        );
-    }
     for e in &report.error_examples {
         let _ = writeln!(out, "error: {e}");
     }
