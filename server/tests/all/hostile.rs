@@ -722,6 +722,15 @@ mod config {
                 "frequency.users_max = 16777216\nfrequency.wins_per_user = 64",
                 "bytes per tenant",
             ),
+            ("shadow.core_share = 0", "shadow.core_share"),
+            ("shadow.core_share = 1.5", "shadow.core_share"),
+            ("shadow.window_ms = 0", "shadow.window_ms"),
+            ("shadow.running_max = 0", "shadow.running_max"),
+            ("canary.window_s = 0", "canary.window_s"),
+            ("canary.window_s = 86400", "canary.window_s"),
+            ("canary.calls_min = 0", "canary.calls_min"),
+            ("canary.failure_margin = 1", "canary.failure_margin"),
+            ("canary.failure_margin = -0.1", "canary.failure_margin"),
         ];
         for (toml, key) in cases {
             let error = refused(toml);
