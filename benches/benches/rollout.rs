@@ -127,6 +127,7 @@ fn rollout(c: &mut Criterion) {
     let canary = Canary::new(
         strategy(&runtime, "floor-margin", 3),
         1_000,
+        0,
         &CanaryConfig::default(),
         tripped,
     );

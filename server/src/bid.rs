@@ -426,8 +426,8 @@ fn fan_out(
             match budget.for_call(now, count - index) {
                 Some(time) => {
                     let shared = count > 1;
-                    let (slot, on_canary) = lane.route(user_key);
-                    let outcome = slot.call(runtime, &ctx, CallTime { now, time, shared });
+                    let (outcome, on_canary) =
+                        lane.call(runtime, &ctx, CallTime { now, time, shared });
                     if let Some(canary) = &lane.canary {
                         let arm = if on_canary { Arm::Canary } else { Arm::Active };
                         canary.canary.record(arm, outcome, now_us / 1_000_000);

@@ -25,7 +25,9 @@ use crate::rollout::canary::{Canary, CanaryLane};
 use crate::rollout::shadow::{Shadow, ShadowLane};
 use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;
-use crate::runtime::{Access, Strategy, TenantSlot, TenantStats};
+use crate::runtime::{
+    Access, CallContext, CallTime, Outcome, Runtime, Strategy, TenantSlot, TenantStats,
+};
 
 /// One tenant in the lineup.
 #[derive(Clone, Debug)]
@@ -63,20 +65,32 @@ impl Lane {
         }
     }
 
-    /// Routes the current request: to the canary when one runs and takes
-    /// this user. Returns the slot to call and whether it is the canary's.
-    pub fn route(&mut self, user_key: u64) -> (&mut TenantSlot, bool) {
+    /// Calls the version this request's user bids with: the canary when
+    /// one runs and takes this user (with the tenant's one share of the
+    /// core), else the active version. Returns the outcome and whether the
+    /// canary answered.
+    pub fn call(
+        &mut self,
+        runtime: &Runtime,
+        ctx: &CallContext<'_>,
+        time: CallTime,
+    ) -> (Outcome, bool) {
         self.on_canary = self
             .canary
             .as_ref()
-            .is_some_and(|lane| lane.canary.routes(user_key));
+            .is_some_and(|lane| lane.canary.routes(ctx.user_key));
         match (&mut self.canary, self.on_canary) {
-            (Some(canary), true) => (&mut canary.slot, true),
-            _ => (&mut self.active, false),
+            (Some(canary), true) => {
+                canary.slot.swap_share(&mut self.active);
+                let outcome = canary.slot.call(runtime, ctx, time);
+                canary.slot.swap_share(&mut self.active);
+                (outcome, true)
+            }
+            _ => (self.active.call(runtime, ctx, time), false),
         }
     }
 
-    /// Before a request that does not reach [`Self::route`]: the active
+    /// Before a request that does not reach [`Self::call`]: the active
     /// slot answers (for the no-bid it counts).
     pub fn reset_route(&mut self) {
         self.on_canary = false;

@@ -203,6 +203,9 @@ struct Control {
     trials: BTreeMap<String, Trials>,
 }
 
+/// Trial events to write once the control lock is released.
+type Said = Vec<(EventKind, RolloutChange)>;
+
 /// A tenant's versions on trial, as the cores run them.
 #[derive(Clone, Default)]
 struct Trials {
@@ -391,6 +394,31 @@ impl Tenants {
                 version: strategy.version,
                 capability,
             });
+        }
+        if let Some(trials) = control.trials.get(tenant) {
+            let on_trial = [
+                (
+                    "canary",
+                    trials
+                        .canary
+                        .as_ref()
+                        .filter(|c| !c.guard.is_rolled_back())
+                        .map(|c| &c.strategy),
+                ),
+                ("shadow", trials.shadow.as_ref().map(|s| &s.strategy)),
+            ];
+            for (trial, strategy) in on_trial {
+                if let Some(strategy) = strategy
+                    && let Some(capability) =
+                        strategy.capabilities.missing_from(granted).iter().next()
+                {
+                    return Err(TenantError::Trial(format!(
+                        "version {} of tenant {tenant} is on {trial} and imports `gavel_v1::{}`, which needs the `{capability}` grant; stop the {trial} first",
+                        strategy.version,
+                        capability.import()
+                    )));
+                }
+            }
         }
         self.store.set_grants(tenant, granted)?;
         let tables = self.access_of(&control, tenant).tables.clone();
@@ -748,19 +776,20 @@ impl Tenants {
                 }
             }
         }
+        let said = self.reconcile_trials(&mut control, tenant, after.active);
         self.publish(&mut control);
+        drop(control);
+        self.say(tenant, said);
         Ok(after)
     }
 
     /// Makes `version` live; a canary of it is promoted.
     pub fn activate(&self, tenant: &str, version: u64) -> Result<TenantState, TenantError> {
-        let state = self.switch(
+        self.switch(
             tenant,
             |_| Ok(Some(version)),
             |store| store.activate(tenant, version),
-        )?;
-        self.promoted(tenant, version);
-        Ok(state)
+        )
     }
 
     pub fn rollback(&self, tenant: &str) -> Result<TenantState, TenantError> {
@@ -857,6 +886,15 @@ impl Tenants {
         if self.store.state(tenant)? != *before {
             return Err(TenantError::Conflict(tenant.into()));
         }
+        // Deleted while it compiled.
+        if !self
+            .store
+            .versions(tenant)?
+            .iter()
+            .any(|meta| meta.version == strategy.version)
+        {
+            return Err(TenantError::Conflict(tenant.into()));
+        }
         strategy.check_granted(self.access_of(control, tenant).granted)?;
         Ok(())
     }
@@ -926,23 +964,19 @@ impl Tenants {
     }
 
     /// Stops the tenant's shadow; answers its final figures.
-    pub fn stop_shadow(
-        &self,
-        tenant: &str,
-        reason: Option<&str>,
-    ) -> Result<ShadowReport, TenantError> {
+    pub fn stop_shadow(&self, tenant: &str) -> Result<ShadowReport, TenantError> {
         let mut control = self.lock();
-        let Some(shadow) = control.trials.get_mut(tenant).and_then(|t| t.shadow.take()) else {
+        let mut stored = self.store.rollout(tenant)?;
+        let Some(shadow) = control.trials.get(tenant).and_then(|t| t.shadow.clone()) else {
             return Err(TenantError::NoTrial {
                 tenant: tenant.into(),
                 trial: "shadow",
             });
         };
-        let mut stored = self.store.rollout(tenant)?;
         stored.shadow = None;
-        if let Err(e) = self.store.set_rollout(tenant, &stored) {
-            control.trials.entry(tenant.into()).or_default().shadow = Some(shadow);
-            return Err(e.into());
+        self.store.set_rollout(tenant, &stored)?;
+        if let Some(trials) = control.trials.get_mut(tenant) {
+            trials.shadow = None;
         }
         self.publish(&mut control);
         let active = control.live.get(tenant).map(|(s, _)| s.version);
@@ -955,7 +989,7 @@ impl Tenants {
                 state: "stopped".into(),
                 percent: None,
                 sample_rate: Some(f64::from(shadow.sample_ppm) / 1e6),
-                reason: reason.map(str::to_string),
+                reason: None,
             },
         );
         Ok(shadow.report(active))
@@ -989,6 +1023,7 @@ impl Tenants {
         let canary = Canary::new(
             strategy,
             share,
+            record.started_ms,
             &self.rollout.canary,
             self.tripped.0.clone(),
         );
@@ -1052,7 +1087,11 @@ impl Tenants {
             .trials
             .get(&tripped.tenant)
             .and_then(|t| t.canary.as_ref())
-            .is_some_and(|c| c.version() == tripped.version && c.guard.is_rolled_back());
+            .is_some_and(|c| {
+                c.version() == tripped.version
+                    && c.started_ms == tripped.started_ms
+                    && c.guard.is_rolled_back()
+            });
         if !current {
             return;
         }
@@ -1064,7 +1103,7 @@ impl Tenants {
             if let Some(record) = stored
                 .canary
                 .as_mut()
-                .filter(|r| r.version == tripped.version)
+                .filter(|r| r.version == tripped.version && r.started_ms == tripped.started_ms)
             {
                 record.state = CanaryState::RolledBack;
                 record.reason = Some(tripped.reason.clone());
@@ -1091,57 +1130,77 @@ impl Tenants {
         );
     }
 
-    /// After `version` became active: a canary of it is promoted, a shadow
-    /// of it stops (there is nothing left to compare).
-    fn promoted(&self, tenant: &str, version: u64) {
-        let mut control = self.lock();
-        let Ok(mut stored) = self.store.rollout(tenant) else {
-            return;
+    /// After the active version became `active` (an activation, a
+    /// rollback): a canary of it is promoted and a shadow of it stops,
+    /// since there is nothing left to compare. Runs under the lock; returns
+    /// the events to write once it is released.
+    fn reconcile_trials(&self, control: &mut Control, tenant: &str, active: Option<u64>) -> Said {
+        let Some(active) = active else {
+            return Said::new();
         };
-        let canary = stored
+        let mut stored = match self.store.rollout(tenant) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(%tenant, error = %e, "rollout state unreadable; trials not reconciled");
+                return Said::new();
+            }
+        };
+        let mut said = Said::new();
+        if let Some(record) = stored
             .canary
             .as_mut()
-            .filter(|r| r.version == version && r.state == CanaryState::Running);
-        let promoted = canary.map(|record| {
+            .filter(|r| r.version == active && r.state == CanaryState::Running)
+        {
             record.state = CanaryState::Promoted;
             record.changed_ms = crate::money::unix_ms();
-            record.percent
-        });
-        let shadowed = stored.shadow.as_ref().is_some_and(|r| r.version == version);
-        if promoted.is_none() && !shadowed {
-            return;
-        }
-        if promoted.is_some()
-            && let Some(trials) = control.trials.get_mut(tenant)
-        {
-            trials.canary = None;
-        }
-        if let Err(e) = self.store.set_rollout(tenant, &stored) {
-            tracing::error!(%tenant, error = %e, "recording a canary promotion failed");
-        }
-        self.publish(&mut control);
-        drop(control);
-        if let Some(percent) = promoted {
-            self.trial_event(
-                tenant,
+            said.push((
                 EventKind::Canary,
                 RolloutChange {
-                    version,
+                    version: active,
                     state: "promoted".into(),
-                    percent: Some(percent),
+                    percent: Some(record.percent),
                     sample_rate: None,
                     reason: None,
                 },
-            );
+            ));
         }
-        if shadowed {
-            let _ = self.stop_shadow(tenant, Some("the shadowed version became active"));
+        if let Some(record) = stored.shadow.take_if(|r| r.version == active) {
+            said.push((
+                EventKind::Shadow,
+                RolloutChange {
+                    version: active,
+                    state: "stopped".into(),
+                    percent: None,
+                    sample_rate: Some(record.sample_rate),
+                    reason: Some("the shadowed version became active".into()),
+                },
+            ));
+        }
+        if said.is_empty() {
+            return said;
+        }
+        if let Err(e) = self.store.set_rollout(tenant, &stored) {
+            tracing::error!(%tenant, error = %e, "recording the trials after a change of active version failed");
+        }
+        if let Some(trials) = control.trials.get_mut(tenant) {
+            trials.canary.take_if(|c| c.version() == active);
+            trials.shadow.take_if(|s| s.version() == active);
+        }
+        said
+    }
+
+    fn say(&self, tenant: &str, said: Said) {
+        for (kind, change) in said {
+            self.trial_event(tenant, kind, change);
         }
     }
 
     /// Resumes the tenant's stored shadow and running canary, after its
     /// active version is loaded. One that no longer loads is reported and
-    /// left out; its record stays for the operator.
+    /// left out; its record stays for the operator. The admin port is open
+    /// meanwhile: under the lock, a trial resumes only if the store still
+    /// records it, no admin call started another, its version is not the
+    /// active one, and (a shadow) `shadow.running_max` allows it.
     fn load_trials(&self, tenant: &str) {
         let stored = match self.store.rollout(tenant) {
             Ok(stored) => stored,
@@ -1150,51 +1209,78 @@ impl Tenants {
                 return;
             }
         };
-        let load = |version: u64| {
-            self.compile(tenant, version).and_then(|strategy| {
+        let load = |trial: &str, version: u64| {
+            let loaded = self.compile(tenant, version).and_then(|strategy| {
                 strategy.check_granted(self.grants(tenant))?;
                 Ok(strategy)
-            })
-        };
-        let mut trials = Trials::default();
-        if let Some(record) = &stored.shadow {
-            match (load(record.version), sample_ppm(record.sample_rate)) {
-                (Ok(strategy), Ok(ppm)) => {
-                    trials.shadow = Some(Arc::new(Shadow::new(strategy, ppm, record.started_ms)))
-                }
-                (Err(e), _) => {
-                    tracing::error!(%tenant, version = record.version, error = %e, "shadow version does not load; shadow not resumed")
-                }
-                (_, Err(e)) => {
-                    tracing::error!(%tenant, error = %e, "stored shadow refused; not resumed")
-                }
+            });
+            if let Err(e) = &loaded {
+                tracing::error!(%tenant, version, trial, error = %e, "trial version does not load; not resumed");
             }
-        }
-        if let Some(record) = stored
+            loaded.ok()
+        };
+        let shadow = stored.shadow.as_ref().and_then(|record| {
+            let ppm = sample_ppm(record.sample_rate)
+                .map_err(
+                    |e| tracing::error!(%tenant, error = %e, "stored shadow refused; not resumed"),
+                )
+                .ok()?;
+            let strategy = load("shadow", record.version)?;
+            Some(Arc::new(Shadow::new(strategy, ppm, record.started_ms)))
+        });
+        let canary = stored
             .canary
             .as_ref()
             .filter(|r| r.state == CanaryState::Running)
+            .and_then(|record| {
+                let share = share_of(record.percent)
+                    .map_err(|e| tracing::error!(%tenant, error = %e, "stored canary refused; not resumed"))
+                    .ok()?;
+                let strategy = load("canary", record.version)?;
+                Some(Arc::new(Canary::new(
+                    strategy,
+                    share,
+                    record.started_ms,
+                    &self.rollout.canary,
+                    self.tripped.0.clone(),
+                )))
+            });
+        if shadow.is_none() && canary.is_none() {
+            return;
+        }
+        let mut control = self.lock();
+        let Ok(now) = self.store.rollout(tenant) else {
+            return;
+        };
+        let active = control.live.get(tenant).map(|(s, _)| s.version);
+        let shadows = control
+            .trials
+            .iter()
+            .filter(|(t, trials)| *t != tenant && trials.shadow.is_some())
+            .count();
+        let trials = control.trials.entry(tenant.into()).or_default();
+        let mut changed = false;
+        if let Some(shadow) = shadow
+            && trials.shadow.is_none()
+            && now.shadow == stored.shadow
+            && Some(shadow.version()) != active
         {
-            match (load(record.version), share_of(record.percent)) {
-                (Ok(strategy), Ok(share)) => {
-                    trials.canary = Some(Arc::new(Canary::new(
-                        strategy,
-                        share,
-                        &self.rollout.canary,
-                        self.tripped.0.clone(),
-                    )))
-                }
-                (Err(e), _) => {
-                    tracing::error!(%tenant, version = record.version, error = %e, "canary version does not load; canary not resumed")
-                }
-                (_, Err(e)) => {
-                    tracing::error!(%tenant, error = %e, "stored canary refused; not resumed")
-                }
+            if shadows < self.rollout.shadows_max {
+                trials.shadow = Some(shadow);
+                changed = true;
+            } else {
+                tracing::error!(%tenant, "shadow.running_max shadows already run; this one is not resumed");
             }
         }
-        if trials.shadow.is_some() || trials.canary.is_some() {
-            let mut control = self.lock();
-            control.trials.insert(tenant.into(), trials);
+        if let Some(canary) = canary
+            && trials.canary.is_none()
+            && now.canary == stored.canary
+            && Some(canary.version()) != active
+        {
+            trials.canary = Some(canary);
+            changed = true;
+        }
+        if changed {
             self.publish(&mut control);
         }
     }

@@ -266,7 +266,7 @@ fn tenant_call(
             Ok(report) => json(200, &report),
             Err(e) => tenant_error(e),
         },
-        ("DELETE", ["shadow"]) => match tenants.stop_shadow(tenant, None) {
+        ("DELETE", ["shadow"]) => match tenants.stop_shadow(tenant) {
             Ok(report) => json(200, &report),
             Err(e) => tenant_error(e),
         },

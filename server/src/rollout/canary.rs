@@ -8,7 +8,8 @@
 //! canary takes the buckets below its share. The same user sees the same
 //! version on every core, node and restart for the canary's life, and a
 //! new canary picks other users. A request without a user goes to the
-//! active version.
+//! active version. The canary's calls spend from the tenant's one share of
+//! each core (`fairness.tenant_core_share`), not a second one.
 //!
 //! **The guard** counts calls and failures of both versions in a sliding
 //! window of one-second buckets shared by every core (relaxed atomics, a
@@ -32,15 +33,16 @@ use crate::runtime::{NoBidReason, Outcome, Strategy, TenantSlot};
 /// User buckets: a canary's share is set in hundredths of a percent.
 pub const BUCKETS: u32 = 10_000;
 
-/// Longest guard window, in seconds.
-pub const WINDOW_S_MAX: u64 = 3_600;
+/// Longest guard window, in seconds: judging reads every second of it
+/// (four relaxed loads each) after each canary failure.
+pub const WINDOW_S_MAX: u64 = 600;
 
 /// The operator's guard rails (section `canary`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CanaryConfig {
     /// The sliding window the failure rates are compared over, in seconds,
-    /// 1 to 3600. Default 60.
+    /// 1 to 600. Default 60.
     pub window_s: u64,
     /// Canary calls in the window before it can be judged. Default 50: a
     /// few failures among the first calls are noise, not a verdict.
@@ -143,6 +145,9 @@ pub fn failed(outcome: Outcome) -> bool {
 pub struct Tripped {
     pub tenant: String,
     pub version: u64,
+    /// When the canary started (Unix ms): tells it from an earlier canary
+    /// of the same version.
+    pub started_ms: u64,
     pub reason: String,
 }
 
@@ -290,6 +295,8 @@ pub struct Canary {
     pub strategy: Arc<Strategy>,
     /// Buckets (of [`BUCKETS`]) routed to the canary.
     pub share: u32,
+    /// When it started (Unix ms).
+    pub started_ms: u64,
     salt: u64,
     pub guard: Guard,
     tripped: crossbeam_channel::Sender<Tripped>,
@@ -311,6 +318,7 @@ impl Canary {
     pub fn new(
         strategy: Arc<Strategy>,
         share: u32,
+        started_ms: u64,
         config: &CanaryConfig,
         tripped: crossbeam_channel::Sender<Tripped>,
     ) -> Self {
@@ -319,6 +327,7 @@ impl Canary {
             salt: salt(&strategy.tenant, strategy.version),
             strategy,
             share: share.min(BUCKETS),
+            started_ms,
             guard: Guard::new(config),
             tripped,
         }
@@ -344,6 +353,7 @@ impl Canary {
             let _ = self.tripped.send(Tripped {
                 tenant: self.tenant.to_string(),
                 version: self.strategy.version,
+                started_ms: self.started_ms,
                 reason,
             });
         }

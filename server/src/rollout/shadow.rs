@@ -9,11 +9,13 @@
 //! its connection and yielded, so that the connection has written it, the
 //! core runs the shadow calls it marked: never while another request waits
 //! on the core (skipped as `busy`), and only while the core's shadow
-//! budget holds the whole time a call may take, or is full when a call may
-//! take more than it holds (skipped as `over_share`). That budget is a
-//! token bucket shared by every shadow on the core ([`ShadowConfig`]):
-//! over any stretch shadows take at most `core_share` of the core plus one
-//! bucket, or plus one call when the longest call is larger.
+//! budget holds the whole time a call may take (skipped as `over_share`).
+//! That budget is a token bucket shared by every shadow on the core
+//! ([`ShadowConfig`]): over any stretch shadows take at most `core_share`
+//! of the core, plus one bucket. A shadow call may take at most
+//! `shadow.call_us_max` (5 ms by default; its own deadline when shorter),
+//! which bounds how long a request that arrives during one can wait: the
+//! core cannot read it until the call ends.
 //!
 //! **What it reports** is what a what-if reports on a capture
 //! ([`super::compare`]): requests compared, both sides' bids, prices,
@@ -41,10 +43,13 @@ pub struct ShadowConfig {
     /// (0, 1]. Default 0.1.
     pub core_share: f64,
     /// The window the share is measured over, in ms: the bucket holds
-    /// `core_share x window_ms`, 1 to 60000. Default 1000: a 100 ms bucket,
-    /// which holds the longest call the default caps allow (50 ms plus
-    /// 20 ms of init).
+    /// `core_share x window_ms`, at least `call_us_max`. Default 1000 (a
+    /// 100 ms bucket).
     pub window_ms: u64,
+    /// The longest a shadow call may take, instantiation included, in us;
+    /// the version's own deadline applies when shorter. A request arriving
+    /// on the core during a shadow call waits for it. Default 5000.
+    pub call_us_max: u64,
     /// Shadows running at once, over every tenant; one more is refused
     /// (409). Default 64.
     pub running_max: usize,
@@ -55,6 +60,7 @@ impl Default for ShadowConfig {
         Self {
             core_share: 0.1,
             window_ms: 1_000,
+            call_us_max: 5_000,
             running_max: 64,
         }
     }
@@ -74,6 +80,14 @@ impl ShadowConfig {
             return Err(format!(
                 "shadow.core_share must be above 0 and at most 1, got {}",
                 self.core_share
+            ));
+        }
+        let bucket = CoreShare::capacity(&self.bucket());
+        if bucket < Duration::from_micros(self.call_us_max) {
+            return Err(format!(
+                "shadow.core_share x shadow.window_ms is {} us, less than shadow.call_us_max ({} us): no shadow call could start; raise window_ms",
+                bucket.as_micros(),
+                self.call_us_max
             ));
         }
         Ok(())
@@ -308,7 +322,7 @@ impl ShadowLane {
 /// budget.
 pub struct CoreShadows {
     share: CoreShare,
-    capacity: Duration,
+    call_max: Duration,
     /// The sampled request's flatbuffer (copied: the bid path's buffers
     /// are reused by the next request).
     request: Vec<u8>,
@@ -321,7 +335,7 @@ impl CoreShadows {
     pub fn new(config: &ShadowConfig) -> Self {
         Self {
             share: CoreShare::new(&config.bucket(), Instant::now()),
-            capacity: CoreShare::capacity(&config.bucket()),
+            call_max: Duration::from_micros(config.call_us_max),
             request: Vec::new(),
             arrival_unix_us: 0,
             user_key: 0,
@@ -352,19 +366,19 @@ impl CoreShadows {
         if !std::mem::take(&mut self.kept) {
             return;
         }
-        // Verified on arrival; read again, safely, from the copy.
-        let Ok(view) = verify::bid_request(&self.request) else {
-            return;
-        };
-        let ctx = CallContext {
-            request: view,
-            bytes: &self.request,
-            currency,
-            arrival_unix_us: self.arrival_unix_us,
-            user_key: self.user_key,
-        };
+        // Verified on arrival; read again, safely, from the copy (it cannot
+        // fail; if it did, the marks are cleared all the same).
+        let ctx = verify::bid_request(&self.request)
+            .ok()
+            .map(|view| CallContext {
+                request: view,
+                bytes: &self.request,
+                currency,
+                arrival_unix_us: self.arrival_unix_us,
+                user_key: self.user_key,
+            });
         for (lane, active) in lanes {
-            let Some(active_outcome) = lane.take_pending() else {
+            let (Some(active_outcome), Some(ctx)) = (lane.take_pending(), &ctx) else {
                 continue;
             };
             if busy() {
@@ -372,16 +386,17 @@ impl CoreShadows {
                 continue;
             }
             let now = Instant::now();
-            let time = Duration::from_micros(
+            let own = Duration::from_micros(
                 lane.slot.strategy().settings.deadline_us + runtime.config().caps.init_deadline_us,
             );
-            if self.share.available(now) < time.min(self.capacity) {
+            let time = own.min(self.call_max);
+            if self.share.available(now) < time {
                 lane.shadow.skipped(Skip::OverShare);
                 continue;
             }
             let outcome = lane.slot.call(
                 runtime,
-                &ctx,
+                ctx,
                 CallTime {
                     now,
                     time,
@@ -390,7 +405,7 @@ impl CoreShadows {
             );
             let shadow = Answered::new(&lane.slot, outcome);
             let active = Answered::new(active, active_outcome);
-            lane.add(|| view.id().to_string(), &active, &shadow);
+            lane.add(|| ctx.request.id().to_string(), &active, &shadow);
             let used = now.elapsed();
             self.share.spend(used);
             lane.shadow
@@ -413,6 +428,11 @@ mod tests {
             assert!(sample_ppm(bad).is_err(), "{bad}");
         }
         assert!(ShadowConfig::default().check().is_ok());
+        let small = ShadowConfig {
+            window_ms: 10,
+            ..ShadowConfig::default()
+        };
+        assert!(small.check().unwrap_err().contains("raise window_ms"));
         let zero = ShadowConfig {
             core_share: 0.0,
             ..ShadowConfig::default()

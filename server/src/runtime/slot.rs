@@ -250,6 +250,13 @@ impl TenantSlot {
         self.largest_answered_bytes = 0;
     }
 
+    /// Trades fairness buckets with `other`: a canary slot calls with its
+    /// tenant's one bucket (swapped in, then back), so a tenant's two
+    /// versions share one share of the core.
+    pub fn swap_share(&mut self, other: &mut TenantSlot) {
+        std::mem::swap(&mut self.share, &mut other.share);
+    }
+
     /// Sends the log lines of every instance made from now on to `capture`.
     pub fn capture_log(&mut self, capture: LogCapture) {
         self.live = None;
