@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::FleetConfig;
 use crate::kv::TableLimits;
 use crate::money::frequency::FrequencyConfig;
 use crate::rollout::canary::CanaryConfig;
@@ -46,6 +47,8 @@ pub struct Config {
     pub shadow: ShadowConfig,
     /// Canaries' guard rails (safe rollout).
     pub canary: CanaryConfig,
+    /// Many nodes: the engines behind the seams.
+    pub fleet: FleetConfig,
 }
 
 /// The money loop's notices, ledger and event log.
@@ -323,7 +326,8 @@ impl Config {
             SHADOWS_RUNNING_MAX,
         )?;
         self.shadow.check().map_err(ConfigError::Invalid)?;
-        self.canary.check().map_err(ConfigError::Invalid)
+        self.canary.check().map_err(ConfigError::Invalid)?;
+        self.fleet.check().map_err(ConfigError::Invalid)
     }
 
     fn validate_capabilities(&self) -> Result<(), ConfigError> {

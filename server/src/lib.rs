@@ -61,6 +61,9 @@
 //! the lineup; each core holds a tenant as a [`lineup::Lane`] of up to
 //! three slots.
 //!
+//! The fleet ([`fleet`]): what crosses nodes goes on existing engines;
+//! so far every event also goes to a NATS JetStream stream.
+//!
 //! Plain types several parts share ([`config`], [`fault`], [`counter`],
 //! [`durable`])
 //! import nothing that imports them back: arrows point down the bid's
@@ -78,6 +81,7 @@ pub mod counter;
 pub mod durable;
 pub mod error;
 pub mod fault;
+pub mod fleet;
 pub mod http;
 pub mod kv;
 pub mod lineup;

@@ -10,10 +10,11 @@ use crate::auth::{Auth, Principal};
 use crate::compiler::Compiler;
 use crate::config::Config;
 use crate::error::Error;
+use crate::fleet::stream::{Replicated, StreamStats};
 use crate::lineup::Lineup;
 use crate::metrics::Metrics;
 use crate::money::account::{Accounts, Budget, DayClock};
-use crate::money::events::{EventLog, LogLimits};
+use crate::money::events::{EventLog, EventSink, LogLimits};
 use crate::money::ledger::{Ledger, LedgerConfig};
 use crate::money::price::PriceKeys;
 use crate::money::token::NoticeKeys;
@@ -201,11 +202,22 @@ pub fn start_money(
         day_ms: config.budget.day_length_s * 1000,
         lead_per_mille: config.budget.pacing_lead_per_mille,
     };
+    // With NATS, every event also goes to the fleet's stream.
+    let (sink, stream): (Box<dyn EventSink>, _) = match &config.fleet.nats.url {
+        None => (Box::new(log), None),
+        Some(_) => {
+            let stats = Arc::new(StreamStats::default());
+            let node = config.fleet.node_name(config.bid.listen.port());
+            let replicated = Replicated::start(log, node, &config.fleet.nats, stats.clone())
+                .map_err(Error::io("starting the event stream publisher"))?;
+            (Box::new(replicated), Some(stats))
+        }
+    };
     let ledger_path = data_dir.join("ledger.redb");
     let ledger = Ledger::start(
         &ledger_path,
         accounts.clone(),
-        Box::new(log),
+        sink,
         LedgerConfig {
             reservation_ttl_ms: events.reservation_ttl_ms,
             notice_ttl_ms: events.notice_ttl_ms,
@@ -249,6 +261,7 @@ pub fn start_money(
         ledger.handle(),
         ledger.boot,
         settings,
+        stream,
     ));
     Ok((ledger, money))
 }

@@ -38,6 +38,21 @@ pub enum EventKind {
     Shadow,
 }
 
+impl EventKind {
+    /// The name events carry (`"bid"`, `"win"` ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Bid => "bid",
+            EventKind::Win => "win",
+            EventKind::Bill => "bill",
+            EventKind::Loss => "loss",
+            EventKind::Expired => "expired",
+            EventKind::Canary => "canary",
+            EventKind::Shadow => "shadow",
+        }
+    }
+}
+
 /// One event. Prices are CPM micros; amounts micros of the currency.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {

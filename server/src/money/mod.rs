@@ -39,6 +39,7 @@ use arc_swap::ArcSwap;
 use gavel_schemas::openrtb::BidRequest;
 
 use crate::auction::{BidNotice, Winner};
+use crate::fleet::stream::StreamStats;
 use crate::lineup::Lane;
 use crate::runtime::NoBidReason;
 
@@ -178,6 +179,8 @@ pub struct Money {
     /// This start's number (from the ledger): part of every bid id.
     pub boot: u64,
     pub counters: NoticeCounters,
+    /// The event stream's figures, when events also go to NATS.
+    pub stream: Option<Arc<StreamStats>>,
 }
 
 impl std::fmt::Debug for Money {
@@ -205,6 +208,7 @@ impl Money {
         ledger: LedgerHandle,
         boot: u64,
         settings: MoneySettings,
+        stream: Option<Arc<StreamStats>>,
     ) -> Self {
         let exchange_index = settings
             .exchanges
@@ -220,6 +224,7 @@ impl Money {
             exchange_index,
             boot,
             counters: NoticeCounters::default(),
+            stream,
         }
     }
 
@@ -302,6 +307,9 @@ impl Money {
 
     /// Prometheus text for the money loop.
     pub fn render_metrics(&self, out: &mut String) {
+        if let Some(stream) = &self.stream {
+            stream.render(out);
+        }
         out.push_str("# HELP gavel_notices_total Win, billing and loss notices by what they did or why they were refused.\n");
         out.push_str("# TYPE gavel_notices_total counter\n");
         for kind in NoticeKind::ALL {

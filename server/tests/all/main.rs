@@ -3,6 +3,7 @@
 mod admin;
 mod bid;
 mod capabilities;
+mod fleet;
 mod hostile;
 mod money;
 mod record;
