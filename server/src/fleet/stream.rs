@@ -1,8 +1,10 @@
 //! Events on NATS JetStream: every event the local log appends is also
 //! published to one stream, subject `gavel.events.<tenant>.<kind>`, with
-//! `Nats-Msg-Id` = `<node>.<seq>`, so that publishing an event again
+//! `Nats-Msg-Id` = `<node>.<run>.<seq>`, so that publishing an event again
 //! (after a lost acknowledgement, a reconnect) stores it once within the
-//! stream's duplicate window.
+//! stream's duplicate window. `<run>` is random per process: a node whose
+//! data directory was replaced starts its sequence over, and its new
+//! events must not look like its old ones.
 //!
 //! The ledger thread never waits for NATS: [`Replicated::append`] writes
 //! the local log (still the node's record, read by `GET .../events`) and
@@ -94,7 +96,8 @@ struct Outgoing {
 /// The local log, replicated to the stream.
 pub struct Replicated {
     local: EventLog,
-    node: String,
+    /// `<node>.<run>`: the event ids' prefix.
+    origin: String,
     queue: Option<mpsc::Sender<Outgoing>>,
     stats: Arc<StreamStats>,
     publisher: Option<JoinHandle<()>>,
@@ -122,9 +125,16 @@ impl Replicated {
         let thread = std::thread::Builder::new()
             .name("gavel-events-nats".into())
             .spawn(move || runtime.block_on(publisher.run()))?;
+        let run = {
+            use std::hash::{BuildHasher as _, Hasher as _};
+            // Seeded at random per process by the standard library.
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        };
         Ok(Self {
             local,
-            node,
+            origin: format!("{node}.{run:016x}"),
             queue: Some(queue),
             stats,
             publisher: Some(thread),
@@ -139,7 +149,7 @@ impl EventSink for Replicated {
             return Ok(());
         };
         let outgoing = Outgoing {
-            id: format!("{}.{}", self.node, event.seq),
+            id: format!("{}.{}", self.origin, event.seq),
             // Tenant ids are plain names: letters, digits, '-' and '_'.
             subject: format!("gavel.events.{}.{}", event.tenant, event.kind.as_str()),
             payload: serde_json::to_vec(event).map_err(io::Error::other)?.into(),
