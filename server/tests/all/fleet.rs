@@ -114,6 +114,19 @@ fn wait_for_metric(server: &Server, metric: &str, value: f64) {
     }
 }
 
+/// Events in the node's local log.
+fn local_events(server: &Server) -> usize {
+    std::fs::read_dir(server.data_dir.path().join("events"))
+        .unwrap()
+        .map(|f| {
+            std::fs::read_to_string(f.unwrap().path())
+                .unwrap()
+                .lines()
+                .count()
+        })
+        .sum()
+}
+
 fn fixed_cpm_server(extra_config: &str) -> Server {
     let fixed = gavel_strategies::example("fixed-cpm").unwrap();
     let dir = data_dir_with(&[("acme", fixed, StrategySettings::default())]);
@@ -194,16 +207,7 @@ fn every_event_reaches_the_stream_once_across_a_nats_outage_and_no_bid_waits() {
         assert_eq!(stream.info().await.unwrap().state.messages, 20);
     });
     // The node's own log has them all too.
-    let local = std::fs::read_dir(server.data_dir.path().join("events"))
-        .unwrap()
-        .map(|f| {
-            std::fs::read_to_string(f.unwrap().path())
-                .unwrap()
-                .lines()
-                .count()
-        })
-        .sum::<usize>();
-    assert_eq!(local, 20);
+    assert_eq!(local_events(&server), 20);
 
     // A node of the same name on a new data directory starts its sequence
     // over: its events are new ones, not duplicates.
@@ -250,14 +254,5 @@ fn past_its_buffer_a_node_drops_events_from_the_stream_only_and_counts_them() {
     );
     assert_eq!(server.metric("gavel_events_stream_buffered"), 5.0);
     assert_eq!(server.metric("gavel_events_stream_connected"), 0.0);
-    let local = std::fs::read_dir(server.data_dir.path().join("events"))
-        .unwrap()
-        .map(|f| {
-            std::fs::read_to_string(f.unwrap().path())
-                .unwrap()
-                .lines()
-                .count()
-        })
-        .sum::<usize>();
-    assert_eq!(local, 12, "the local log keeps every event");
+    assert_eq!(local_events(&server), 12, "the local log keeps every event");
 }
