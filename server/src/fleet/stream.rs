@@ -152,7 +152,8 @@ impl EventSink for Replicated {
             id: format!("{}.{}", self.origin, event.seq),
             // Tenant ids are plain names: letters, digits, '-' and '_'.
             subject: format!("gavel.events.{}.{}", event.tenant, event.kind.as_str()),
-            payload: serde_json::to_vec(event).map_err(io::Error::other)?.into(),
+            // The line the local log just wrote: serialized once.
+            payload: Bytes::copy_from_slice(self.local.last_line()),
         };
         match queue.try_send(outgoing) {
             Ok(()) => {

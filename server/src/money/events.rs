@@ -258,6 +258,13 @@ fn last_seq(path: &Path) -> io::Result<Option<u64>> {
     Ok(last)
 }
 
+impl EventLog {
+    /// The JSON of the event appended last, without its newline.
+    pub fn last_line(&self) -> &[u8] {
+        self.line.strip_suffix(b"\n").unwrap_or(&self.line)
+    }
+}
+
 impl EventSink for EventLog {
     fn append(&mut self, event: &mut Event) -> io::Result<()> {
         event.seq = self.next_seq;

@@ -290,7 +290,6 @@ impl Guard {
 
 /// One running canary, shared by every core.
 pub struct Canary {
-    pub tenant: Arc<str>,
     /// The canary version, compiled.
     pub strategy: Arc<Strategy>,
     /// Buckets (of [`BUCKETS`]) routed to the canary.
@@ -305,7 +304,7 @@ pub struct Canary {
 impl std::fmt::Debug for Canary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Canary")
-            .field("tenant", &self.tenant)
+            .field("tenant", &self.strategy.tenant)
             .field("version", &self.strategy.version)
             .field("share", &self.share)
             .finish_non_exhaustive()
@@ -323,7 +322,6 @@ impl Canary {
         tripped: crossbeam_channel::Sender<Tripped>,
     ) -> Self {
         Self {
-            tenant: strategy.tenant.clone(),
             salt: salt(&strategy.tenant, strategy.version),
             strategy,
             share: share.min(BUCKETS),
@@ -351,7 +349,7 @@ impl Canary {
             // The control plane outlives every canary; if it is gone the
             // server is stopping, and routing has stopped already.
             let _ = self.tripped.send(Tripped {
-                tenant: self.tenant.to_string(),
+                tenant: self.strategy.tenant.to_string(),
                 version: self.strategy.version,
                 started_ms: self.started_ms,
                 reason,

@@ -115,7 +115,6 @@ pub enum Skip {
 
 /// One shadow, shared by every core.
 pub struct Shadow {
-    pub tenant: Arc<str>,
     /// The shadow version, compiled.
     pub strategy: Arc<Strategy>,
     pub sample_ppm: u32,
@@ -132,7 +131,7 @@ pub struct Shadow {
 impl std::fmt::Debug for Shadow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shadow")
-            .field("tenant", &self.tenant)
+            .field("tenant", &self.strategy.tenant)
             .field("version", &self.strategy.version)
             .field("sample_ppm", &self.sample_ppm)
             .finish_non_exhaustive()
@@ -170,7 +169,6 @@ pub struct ShadowReport {
 impl Shadow {
     pub fn new(strategy: Arc<Strategy>, sample_ppm: u32, started_ms: u64) -> Self {
         Self {
-            tenant: strategy.tenant.clone(),
             strategy,
             sample_ppm,
             started_ms,
@@ -215,7 +213,7 @@ impl Shadow {
         let all = self.tally().clone();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ShadowReport {
-            tenant: self.tenant.to_string(),
+            tenant: self.strategy.tenant.to_string(),
             active_version,
             shadow_version: self.strategy.version,
             sample_rate: f64::from(self.sample_ppm) / 1e6,
