@@ -23,7 +23,7 @@ use crate::recorder::{Recorder, RecordingSpec};
 use crate::runtime::validate::imported_capabilities;
 use crate::runtime::{Runtime, StrategySettings};
 use crate::shard::{self, Shared};
-use crate::store::Store;
+use crate::store::{Registry, Store};
 use crate::tenants::{CapabilitySettings, RolloutSettings, TenantError, Tenants};
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
@@ -47,7 +47,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
     let recorder = Arc::new(Recorder::new(cores));
 
     let data_dir = &config.data_dir.0;
-    let store = Store::open(data_dir).map_err(Error::Store)?;
+    let store: Arc<dyn Registry> = Arc::new(Store::open(data_dir).map_err(Error::Store)?);
     let auth = Arc::new(Auth::open(data_dir).map_err(Error::io(format!(
         "reading tokens in {}",
         data_dir.display()

@@ -21,9 +21,9 @@
 //! load; a tenant whose files are damaged anyway (edited by hand, a disk
 //! fault) is named as damaged without hiding the others.
 //!
-//! This is the single-node store. Across nodes the same interface belongs
-//! on an existing replicated store (an object store or a consensus-backed
-//! key-value store), never on a home-made protocol.
+//! This is the single-node store, the embedded default behind the
+//! [`Registry`] seam. Across nodes the same seam sits on NATS JetStream
+//! (`crate::fleet::registry`); the control plane never knows which.
 
 use std::fs::{self, File};
 use std::io;
@@ -67,6 +67,10 @@ pub enum StoreError {
     NoHistory(String),
     #[error("tenant {tenant} has no table {table}")]
     NoTable { tenant: String, table: String },
+    #[error("tenant {0} changed on another node meanwhile: read it again and retry")]
+    Conflict(String),
+    #[error("the registry is unavailable: {0}")]
+    Unavailable(String),
     #[error("version {version} of tenant {tenant} is damaged: {reason}")]
     Damaged {
         tenant: String,
@@ -83,7 +87,10 @@ impl StoreError {
             StoreError::NoTenant(_) | StoreError::NoVersion { .. } | StoreError::NoTable { .. } => {
                 ErrorKind::NotFound
             }
-            StoreError::VersionActive { .. } | StoreError::NoHistory(_) => ErrorKind::Conflict,
+            StoreError::VersionActive { .. }
+            | StoreError::NoHistory(_)
+            | StoreError::Conflict(_) => ErrorKind::Conflict,
+            StoreError::Unavailable(_) => ErrorKind::Busy,
             StoreError::Damaged { .. } => ErrorKind::Damaged,
             StoreError::Io { .. } => ErrorKind::Internal,
         }
@@ -119,6 +126,48 @@ pub struct TenantState {
     /// even after a delete, so a number always means the same module.
     #[serde(default)]
     pub next_version: u64,
+}
+
+impl TenantState {
+    /// Makes `version` the active one; the previous active version goes
+    /// to the rollback history. Whether anything changed.
+    pub fn activate(&mut self, version: u64) -> bool {
+        if self.active == Some(version) {
+            return false;
+        }
+        if let Some(previous) = self.active.replace(version) {
+            self.history.retain(|v| *v != previous);
+            self.history.push(previous);
+            if self.history.len() > HISTORY_MAX {
+                self.history.remove(0);
+            }
+        }
+        self.history.retain(|v| *v != version);
+        true
+    }
+
+    /// Goes back to the version that was active before the current one.
+    pub fn rollback(&mut self, tenant: &str) -> Result<(), StoreError> {
+        let previous = self
+            .history
+            .pop()
+            .ok_or_else(|| StoreError::NoHistory(tenant.into()))?;
+        self.active = Some(previous);
+        Ok(())
+    }
+
+    /// Takes a version that is not active out of the history, before it
+    /// is deleted.
+    pub fn forget(&mut self, tenant: &str, version: u64) -> Result<(), StoreError> {
+        if self.active == Some(version) {
+            return Err(StoreError::VersionActive {
+                tenant: tenant.into(),
+                version,
+            });
+        }
+        self.history.retain(|v| *v != version);
+        Ok(())
+    }
 }
 
 /// A tenant's versions on trial (`rollout.json`).
@@ -177,6 +226,79 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// What a change in a shared registry touched, as its watcher reports it
+/// to the control plane (`crate::tenants::Tenants::refresh`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The tenant's active version, pause or history.
+    State(String),
+    /// The tenant's grants or tables.
+    Access(String),
+    /// The tenant's shadow or canary.
+    Rollout(String),
+    Budget(String),
+    /// A token was issued: its hex SHA-256 and its tenant (none: the
+    /// operator's).
+    Token {
+        sha256: String,
+        tenant: Option<String>,
+    },
+}
+
+/// The registry seam: where tenants, versions, modules, tables, grants,
+/// budgets and trials live. [`Store`] keeps them in a local directory (one
+/// node); `crate::fleet::registry::JetStreamRegistry` keeps them in NATS
+/// JetStream for a fleet. Reads are local in both (files, or the node's
+/// mirror of the key-value bucket); a change that reads before it writes
+/// (activate, roll back, pause, delete, upload) applies only if nothing
+/// changed in between, else [`StoreError::Conflict`].
+pub trait Registry: Send + Sync {
+    /// Every tenant, sorted.
+    fn tenants(&self) -> Result<Vec<String>, StoreError>;
+    fn exists(&self, tenant: &str) -> Result<bool, StoreError>;
+    /// Creates a tenant with no versions (idempotent).
+    fn create_tenant(&self, tenant: &str) -> Result<(), StoreError>;
+    fn state(&self, tenant: &str) -> Result<TenantState, StoreError>;
+    /// The tenant's budget; `None` when none was ever set.
+    fn budget(&self, tenant: &str) -> Result<Option<Budget>, StoreError>;
+    /// Stores the tenant's budget durably (atomic replace).
+    fn set_budget(&self, tenant: &str, budget: &Budget) -> Result<(), StoreError>;
+    /// The capabilities granted to the tenant (none when never set).
+    fn grants(&self, tenant: &str) -> Result<Capabilities, StoreError>;
+    /// Stores the tenant's grants durably (atomic replace).
+    fn set_grants(&self, tenant: &str, capabilities: Capabilities) -> Result<(), StoreError>;
+    /// The tenant's shadow and canary (none when never set).
+    fn rollout(&self, tenant: &str) -> Result<RolloutState, StoreError>;
+    /// Stores the tenant's shadow and canary durably (atomic replace).
+    fn set_rollout(&self, tenant: &str, rollout: &RolloutState) -> Result<(), StoreError>;
+    /// Every stored table of the tenant: (name, bytes as uploaded), by name.
+    fn tables(&self, tenant: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Stores a table durably, replacing the one of that name atomically.
+    fn put_table(&self, tenant: &str, name: &str, body: &[u8]) -> Result<(), StoreError>;
+    fn delete_table(&self, tenant: &str, name: &str) -> Result<(), StoreError>;
+    /// Every stored version's metadata, oldest first.
+    fn versions(&self, tenant: &str) -> Result<Vec<VersionMeta>, StoreError>;
+    /// Reads a version's module, checked against its recorded hash.
+    fn module(&self, tenant: &str, version: u64) -> Result<(VersionMeta, Vec<u8>), StoreError>;
+    /// Stores a new version (not yet active) and returns its metadata.
+    fn add_version(
+        &self,
+        tenant: &str,
+        wasm: &[u8],
+        settings: &StrategySettings,
+    ) -> Result<VersionMeta, StoreError>;
+    /// Makes `version` the active one ([`TenantState::activate`]).
+    fn activate(&self, tenant: &str, version: u64) -> Result<TenantState, StoreError>;
+    /// Goes back to the version that was active before the current one.
+    fn rollback(&self, tenant: &str) -> Result<TenantState, StoreError>;
+    fn set_paused(&self, tenant: &str, paused: bool) -> Result<TenantState, StoreError>;
+    /// Deletes a version that is not active (it also leaves the history).
+    fn delete_version(&self, tenant: &str, version: u64) -> Result<TenantState, StoreError>;
+    /// Whether this node seeds the demo tenants: true exactly once per
+    /// registry, on the first node that finds it empty.
+    fn claim_seeding(&self) -> Result<bool, StoreError>;
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
@@ -221,8 +343,40 @@ impl Store {
         Ok(self.tenant_dir(tenant)?.join("versions"))
     }
 
+    fn write_state(&self, tenant: &str, state: &TenantState) -> Result<(), StoreError> {
+        let path = self.tenant_dir(tenant)?.join("state.json");
+        let text = serde_json::to_vec_pretty(state)
+            .map_err(|e| io_err("encoding state")(io::Error::other(e)))?;
+        write_atomic(&path, &text).map_err(io_err(format!("writing {}", path.display())))
+    }
+
+    fn tables_dir(&self, tenant: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.tenant_dir(tenant)?.join("tables"))
+    }
+
+    fn meta(&self, tenant: &str, version: u64) -> Result<VersionMeta, StoreError> {
+        let path = self.versions_dir(tenant)?.join(format!("{version}.json"));
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NoVersion {
+                    tenant: tenant.into(),
+                    version,
+                });
+            }
+            Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| StoreError::Damaged {
+            tenant: tenant.into(),
+            version,
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl Registry for Store {
     /// Every tenant with a folder, sorted.
-    pub fn tenants(&self) -> Result<Vec<String>, StoreError> {
+    fn tenants(&self) -> Result<Vec<String>, StoreError> {
         let mut tenants = Vec::new();
         for entry in
             fs::read_dir(&self.root).map_err(io_err(format!("listing {}", self.root.display())))?
@@ -237,7 +391,7 @@ impl Store {
         Ok(tenants)
     }
 
-    pub fn exists(&self, tenant: &str) -> Result<bool, StoreError> {
+    fn exists(&self, tenant: &str) -> Result<bool, StoreError> {
         Ok(self.tenant_dir(tenant)?.is_dir())
     }
 
@@ -245,7 +399,7 @@ impl Store {
     /// whole under a temporary name (its `versions/` and `state.json`
     /// durable), then renamed into place: a crash leaves either no tenant
     /// or a complete one.
-    pub fn create_tenant(&self, tenant: &str) -> Result<(), StoreError> {
+    fn create_tenant(&self, tenant: &str) -> Result<(), StoreError> {
         let dir = self.tenant_dir(tenant)?;
         if dir.is_dir() {
             return Ok(());
@@ -272,7 +426,7 @@ impl Store {
         })
     }
 
-    pub fn state(&self, tenant: &str) -> Result<TenantState, StoreError> {
+    fn state(&self, tenant: &str) -> Result<TenantState, StoreError> {
         let path = self.tenant_dir(tenant)?.join("state.json");
         let text = match fs::read(&path) {
             Ok(text) => text,
@@ -287,15 +441,8 @@ impl Store {
         })
     }
 
-    fn write_state(&self, tenant: &str, state: &TenantState) -> Result<(), StoreError> {
-        let path = self.tenant_dir(tenant)?.join("state.json");
-        let text = serde_json::to_vec_pretty(state)
-            .map_err(|e| io_err("encoding state")(io::Error::other(e)))?;
-        write_atomic(&path, &text).map_err(io_err(format!("writing {}", path.display())))
-    }
-
     /// The tenant's budget; `None` when none was ever set.
-    pub fn budget(&self, tenant: &str) -> Result<Option<Budget>, StoreError> {
+    fn budget(&self, tenant: &str) -> Result<Option<Budget>, StoreError> {
         let path = self.tenant_dir(tenant)?.join("budget.json");
         match fs::read(&path) {
             Ok(text) => serde_json::from_slice(&text)
@@ -310,7 +457,7 @@ impl Store {
     }
 
     /// Stores the tenant's budget durably (atomic replace).
-    pub fn set_budget(&self, tenant: &str, budget: &Budget) -> Result<(), StoreError> {
+    fn set_budget(&self, tenant: &str, budget: &Budget) -> Result<(), StoreError> {
         if !self.exists(tenant)? {
             return Err(StoreError::NoTenant(tenant.into()));
         }
@@ -321,7 +468,7 @@ impl Store {
     }
 
     /// The capabilities granted to the tenant (none when never set).
-    pub fn grants(&self, tenant: &str) -> Result<Capabilities, StoreError> {
+    fn grants(&self, tenant: &str) -> Result<Capabilities, StoreError> {
         let path = self.tenant_dir(tenant)?.join("grants.json");
         match fs::read(&path) {
             Ok(text) => serde_json::from_slice::<Grants>(&text)
@@ -336,7 +483,7 @@ impl Store {
     }
 
     /// The tenant's shadow and canary (none when never set).
-    pub fn rollout(&self, tenant: &str) -> Result<RolloutState, StoreError> {
+    fn rollout(&self, tenant: &str) -> Result<RolloutState, StoreError> {
         let path = self.tenant_dir(tenant)?.join("rollout.json");
         match fs::read(&path) {
             Ok(text) => serde_json::from_slice(&text).map_err(|e| StoreError::Io {
@@ -349,7 +496,7 @@ impl Store {
     }
 
     /// Stores the tenant's shadow and canary durably (atomic replace).
-    pub fn set_rollout(&self, tenant: &str, rollout: &RolloutState) -> Result<(), StoreError> {
+    fn set_rollout(&self, tenant: &str, rollout: &RolloutState) -> Result<(), StoreError> {
         if !self.exists(tenant)? {
             return Err(StoreError::NoTenant(tenant.into()));
         }
@@ -360,7 +507,7 @@ impl Store {
     }
 
     /// Stores the tenant's grants durably (atomic replace).
-    pub fn set_grants(&self, tenant: &str, capabilities: Capabilities) -> Result<(), StoreError> {
+    fn set_grants(&self, tenant: &str, capabilities: Capabilities) -> Result<(), StoreError> {
         if !self.exists(tenant)? {
             return Err(StoreError::NoTenant(tenant.into()));
         }
@@ -370,12 +517,8 @@ impl Store {
         write_atomic(&path, &text).map_err(io_err(format!("writing {}", path.display())))
     }
 
-    fn tables_dir(&self, tenant: &str) -> Result<PathBuf, StoreError> {
-        Ok(self.tenant_dir(tenant)?.join("tables"))
-    }
-
     /// Every stored table of the tenant: (name, bytes as uploaded), by name.
-    pub fn tables(&self, tenant: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    fn tables(&self, tenant: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let dir = self.tables_dir(tenant)?;
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -402,7 +545,7 @@ impl Store {
 
     /// Stores a table durably, replacing the one of that name atomically:
     /// a crash leaves the old table or the new one.
-    pub fn put_table(&self, tenant: &str, name: &str, body: &[u8]) -> Result<(), StoreError> {
+    fn put_table(&self, tenant: &str, name: &str, body: &[u8]) -> Result<(), StoreError> {
         if !self.exists(tenant)? {
             return Err(StoreError::NoTenant(tenant.into()));
         }
@@ -417,7 +560,7 @@ impl Store {
         write_atomic(&path, body).map_err(io_err(format!("writing {}", path.display())))
     }
 
-    pub fn delete_table(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+    fn delete_table(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
         let dir = self.tables_dir(tenant)?;
         let path = dir.join(format!("{name}.jsonl"));
         match fs::remove_file(&path) {
@@ -433,7 +576,7 @@ impl Store {
     }
 
     /// Every stored version's metadata, oldest first.
-    pub fn versions(&self, tenant: &str) -> Result<Vec<VersionMeta>, StoreError> {
+    fn versions(&self, tenant: &str) -> Result<Vec<VersionMeta>, StoreError> {
         let dir = self.versions_dir(tenant)?;
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -458,27 +601,8 @@ impl Store {
         Ok(versions)
     }
 
-    fn meta(&self, tenant: &str, version: u64) -> Result<VersionMeta, StoreError> {
-        let path = self.versions_dir(tenant)?.join(format!("{version}.json"));
-        let text = match fs::read(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NoVersion {
-                    tenant: tenant.into(),
-                    version,
-                });
-            }
-            Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
-        };
-        serde_json::from_slice(&text).map_err(|e| StoreError::Damaged {
-            tenant: tenant.into(),
-            version,
-            reason: e.to_string(),
-        })
-    }
-
     /// Reads a version's module, checked against its recorded hash.
-    pub fn module(&self, tenant: &str, version: u64) -> Result<(VersionMeta, Vec<u8>), StoreError> {
+    fn module(&self, tenant: &str, version: u64) -> Result<(VersionMeta, Vec<u8>), StoreError> {
         let meta = self.meta(tenant, version)?;
         let path = self.versions_dir(tenant)?.join(format!("{version}.wasm"));
         let wasm = fs::read(&path).map_err(|e| StoreError::Damaged {
@@ -499,7 +623,7 @@ impl Store {
     /// Stores a new version (not yet active) and returns its metadata.
     /// The module is written before its metadata, so a listed version
     /// always has its module.
-    pub fn add_version(
+    fn add_version(
         &self,
         tenant: &str,
         wasm: &[u8],
@@ -545,37 +669,24 @@ impl Store {
 
     /// Makes `version` the active one; the previous active version goes to
     /// the rollback history.
-    pub fn activate(&self, tenant: &str, version: u64) -> Result<TenantState, StoreError> {
+    fn activate(&self, tenant: &str, version: u64) -> Result<TenantState, StoreError> {
         self.meta(tenant, version)?;
         let mut state = self.state(tenant)?;
-        if state.active == Some(version) {
-            return Ok(state);
+        if state.activate(version) {
+            self.write_state(tenant, &state)?;
         }
-        if let Some(previous) = state.active.replace(version) {
-            state.history.retain(|v| *v != previous);
-            state.history.push(previous);
-            if state.history.len() > HISTORY_MAX {
-                state.history.remove(0);
-            }
-        }
-        state.history.retain(|v| *v != version);
-        self.write_state(tenant, &state)?;
         Ok(state)
     }
 
     /// Goes back to the version that was active before the current one.
-    pub fn rollback(&self, tenant: &str) -> Result<TenantState, StoreError> {
+    fn rollback(&self, tenant: &str) -> Result<TenantState, StoreError> {
         let mut state = self.state(tenant)?;
-        let previous = state
-            .history
-            .pop()
-            .ok_or_else(|| StoreError::NoHistory(tenant.into()))?;
-        state.active = Some(previous);
+        state.rollback(tenant)?;
         self.write_state(tenant, &state)?;
         Ok(state)
     }
 
-    pub fn set_paused(&self, tenant: &str, paused: bool) -> Result<TenantState, StoreError> {
+    fn set_paused(&self, tenant: &str, paused: bool) -> Result<TenantState, StoreError> {
         let mut state = self.state(tenant)?;
         state.paused = paused;
         self.write_state(tenant, &state)?;
@@ -583,17 +694,11 @@ impl Store {
     }
 
     /// Deletes a version that is not active (it also leaves the history).
-    pub fn delete_version(&self, tenant: &str, version: u64) -> Result<TenantState, StoreError> {
+    fn delete_version(&self, tenant: &str, version: u64) -> Result<TenantState, StoreError> {
         let mut state = self.state(tenant)?;
-        if state.active == Some(version) {
-            return Err(StoreError::VersionActive {
-                tenant: tenant.into(),
-                version,
-            });
-        }
+        state.forget(tenant, version)?;
         self.meta(tenant, version)?;
         let dir = self.versions_dir(tenant)?;
-        state.history.retain(|v| *v != version);
         self.write_state(tenant, &state)?;
         // Metadata first: once it is gone the version is not listed.
         for ext in ["json", "wasm"] {
@@ -601,6 +706,10 @@ impl Store {
             fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
         }
         Ok(state)
+    }
+
+    fn claim_seeding(&self) -> Result<bool, StoreError> {
+        Ok(self.tenants()?.is_empty())
     }
 }
 

@@ -41,7 +41,9 @@ use crate::runtime::{
     Access, CallContext, CallTime, Capabilities, Capability, NoBidReason, Outcome, RejectReason,
     Runtime, Strategy, StrategySettings, TenantSlot, TenantStats,
 };
-use crate::store::{CanaryRecord, ShadowRecord, Store, StoreError, TenantState, VersionMeta};
+use crate::store::{
+    CanaryRecord, Change, Registry, ShadowRecord, StoreError, TenantState, VersionMeta,
+};
 
 /// The request every upload is tried on before it may go live: a typical
 /// banner request on a site.
@@ -154,7 +156,7 @@ pub struct CanaryView {
 }
 
 pub struct Tenants {
-    store: Store,
+    store: Arc<dyn Registry>,
     runtime: Arc<Runtime>,
     compiler: Compiler,
     lineup: Arc<Lineup>,
@@ -219,7 +221,7 @@ pub const COMPILED_VERSIONS_MAX: usize = 64;
 
 impl Tenants {
     pub fn new(
-        store: Store,
+        store: Arc<dyn Registry>,
         runtime: Arc<Runtime>,
         compiler: Compiler,
         lineup: Arc<Lineup>,
@@ -245,8 +247,8 @@ impl Tenants {
         self.tripped.1.clone()
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Registry {
+        &*self.store
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
@@ -337,40 +339,45 @@ impl Tenants {
     /// stored table that no longer parses within the limits is reported
     /// and left out (the strategy sees it absent); nothing is deleted.
     pub fn load_access(&self) -> Result<(), StoreError> {
-        let mut control = self.lock();
         for tenant in self.store.tenants()? {
-            let granted = match self.store.grants(&tenant) {
-                Ok(granted) => granted,
-                Err(e) => {
-                    tracing::error!(%tenant, error = %e, "grants unreadable; none granted");
-                    Capabilities::default()
-                }
-            };
-            let stored = match self.store.tables(&tenant) {
-                Ok(stored) => stored,
-                Err(e) => {
-                    tracing::error!(%tenant, error = %e, "tables unreadable; none loaded");
-                    Vec::new()
-                }
-            };
-            let mut tables = Tables::default();
-            for (name, body) in stored {
-                let (entries, bytes) = tables.usage_except(&name);
-                match Table::parse(&name, &body, &self.capabilities.tables, entries, bytes) {
-                    Ok(table) if tables.len() < self.capabilities.tables.tables_max => {
-                        tables = tables.with(Arc::new(table));
-                    }
-                    Ok(_) => {
-                        tracing::error!(%tenant, table = %name, "stored table over tables_max; left out")
-                    }
-                    Err(e) => {
-                        tracing::error!(%tenant, table = %name, error = %e, "stored table refused; left out")
-                    }
-                }
-            }
-            self.set_access(&mut control, &tenant, granted, Arc::new(tables));
+            let (granted, tables) = self.stored_access(&tenant);
+            self.set_access(&mut self.lock(), &tenant, granted, tables);
         }
         Ok(())
+    }
+
+    /// The tenant's grants and tables as stored, parsed within the limits.
+    fn stored_access(&self, tenant: &str) -> (Capabilities, Arc<Tables>) {
+        let granted = match self.store.grants(tenant) {
+            Ok(granted) => granted,
+            Err(e) => {
+                tracing::error!(%tenant, error = %e, "grants unreadable; none granted");
+                Capabilities::default()
+            }
+        };
+        let stored = match self.store.tables(tenant) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(%tenant, error = %e, "tables unreadable; none loaded");
+                Vec::new()
+            }
+        };
+        let mut tables = Tables::default();
+        for (name, body) in stored {
+            let (entries, bytes) = tables.usage_except(&name);
+            match Table::parse(&name, &body, &self.capabilities.tables, entries, bytes) {
+                Ok(table) if tables.len() < self.capabilities.tables.tables_max => {
+                    tables = tables.with(Arc::new(table));
+                }
+                Ok(_) => {
+                    tracing::error!(%tenant, table = %name, "stored table over tables_max; left out")
+                }
+                Err(e) => {
+                    tracing::error!(%tenant, table = %name, error = %e, "stored table refused; left out")
+                }
+            }
+        }
+        (granted, Arc::new(tables))
     }
 
     /// The tenant's grants.
@@ -751,7 +758,7 @@ impl Tenants {
         &self,
         tenant: &str,
         target: impl FnOnce(&TenantState) -> Result<Option<u64>, StoreError>,
-        change: impl FnOnce(&Store) -> Result<TenantState, StoreError>,
+        change: impl FnOnce(&dyn Registry) -> Result<TenantState, StoreError>,
     ) -> Result<TenantState, TenantError> {
         let before = self.store.state(tenant)?;
         let strategy = match target(&before)? {
@@ -765,7 +772,7 @@ impl Tenants {
         if let Some(strategy) = &strategy {
             strategy.check_granted(self.access_of(&control, tenant).granted)?;
         }
-        let after = change(&self.store)?;
+        let after = change(&*self.store)?;
         match (strategy, after.active) {
             (Some(strategy), Some(active)) if strategy.version == active => {
                 control.live.insert(tenant.into(), (strategy, after.paused));
@@ -1283,6 +1290,102 @@ impl Tenants {
         if changed {
             self.publish(&mut control);
         }
+    }
+
+    /// Brings this node's view of a tenant up to the registry after a
+    /// change another node made (or this node's own, echoed back by the
+    /// watch, which finds nothing to do). Only what `change` names is
+    /// read again; failures are logged and the tenant keeps what it runs.
+    pub fn refresh(&self, change: &Change) {
+        match change {
+            Change::State(tenant) => self.refresh_state(tenant),
+            Change::Access(tenant) => {
+                let (granted, tables) = self.stored_access(tenant);
+                let mut control = self.lock();
+                let now = self.access_of(&control, tenant);
+                if now.granted != granted || now.tables.infos() != tables.infos() {
+                    self.set_access(&mut control, tenant, granted, tables);
+                    self.publish(&mut control);
+                }
+            }
+            Change::Rollout(tenant) => self.refresh_trials(tenant),
+            Change::Budget(tenant) => match self.store.budget(tenant) {
+                Ok(Some(budget)) => self.capabilities.accounts.get(tenant).set_budget(&budget),
+                Ok(None) => {}
+                Err(e) => tracing::error!(%tenant, error = %e, "budget unreadable; kept"),
+            },
+            Change::Token { .. } => {}
+        }
+    }
+
+    /// Makes the stored active version and pause live, compiling with no
+    /// lock held; applies only if the state is still the one read.
+    fn refresh_state(&self, tenant: &str) {
+        let Ok(state) = self.store.state(tenant) else {
+            return;
+        };
+        let Some(version) = state.active else {
+            return;
+        };
+        let live = self
+            .lock()
+            .live
+            .get(tenant)
+            .map(|(s, paused)| (s.version, *paused));
+        if live == Some((version, state.paused)) {
+            return;
+        }
+        let strategy = match self.compile(tenant, version) {
+            Ok(strategy) => strategy,
+            Err(e) => {
+                tracing::error!(%tenant, version, error = %e, "active version from the registry does not load; the tenant keeps what it runs");
+                return;
+            }
+        };
+        let mut control = self.lock();
+        if !self.store.state(tenant).is_ok_and(|now| now == state) {
+            return; // Changed again: that change refreshes it.
+        }
+        if let Err(e) = strategy.check_granted(self.access_of(&control, tenant).granted) {
+            tracing::error!(%tenant, version, error = %e, "active version from the registry not granted");
+            return;
+        }
+        control.live.insert(tenant.into(), (strategy, state.paused));
+        self.publish(&mut control);
+        drop(control);
+        self.refresh_trials(tenant);
+    }
+
+    /// Stops the trials the registry no longer records as running, then
+    /// resumes the ones it records ([`Self::load_trials`]).
+    fn refresh_trials(&self, tenant: &str) {
+        let Ok(stored) = self.store.rollout(tenant) else {
+            return;
+        };
+        let mut control = self.lock();
+        if let Some(trials) = control.trials.get_mut(tenant) {
+            let shadow_kept = |s: &Arc<Shadow>| {
+                stored
+                    .shadow
+                    .as_ref()
+                    .is_some_and(|r| r.version == s.version() && r.started_ms == s.started_ms)
+            };
+            let canary_kept = |c: &Arc<Canary>| {
+                stored.canary.as_ref().is_some_and(|r| {
+                    r.state == CanaryState::Running
+                        && r.version == c.version()
+                        && r.started_ms == c.started_ms
+                })
+            };
+            let before = (trials.shadow.is_some(), trials.canary.is_some());
+            trials.shadow = trials.shadow.take().filter(shadow_kept);
+            trials.canary = trials.canary.take().filter(canary_kept);
+            if before != (trials.shadow.is_some(), trials.canary.is_some()) {
+                self.publish(&mut control);
+            }
+        }
+        drop(control);
+        self.load_trials(tenant);
     }
 
     pub fn view(&self, tenant: &str) -> Result<TenantView, TenantError> {

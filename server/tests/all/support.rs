@@ -70,6 +70,7 @@ pub fn data_dir_with(
     tenants: &[(&str, &[u8], gavel::runtime::StrategySettings)],
 ) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
+    use gavel::store::Registry as _;
     let store = gavel::store::Store::open(dir.path()).expect("store");
     gavel::money::token::NoticeKeys::open(dir.path()).expect("notice keys");
     for (tenant, wasm, settings) in tenants {

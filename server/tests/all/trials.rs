@@ -121,6 +121,7 @@ const FLOOR_MARGIN_CRID: &str = "hlc-fjords-html5-responsive-v4";
 fn acme_with_two_versions(extra_config: &str) -> (Server, String, String) {
     let fixed = gavel_strategies::example("fixed-cpm").unwrap();
     let dir = data_dir_with(&[("acme", fixed, StrategySettings::default())]);
+    use gavel::store::Registry as _;
     let store = gavel::store::Store::open(dir.path()).unwrap();
     let other = gavel_strategies::example("floor-margin").unwrap();
     assert_eq!(
