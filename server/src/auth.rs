@@ -46,9 +46,18 @@ struct TokenEntry {
     tenant: Option<String>,
 }
 
+/// Where issued tokens are also recorded, so that they work on every node
+/// of a fleet (the registry); each node learns them back with
+/// [`Auth::learn`].
+pub trait TokenShare: Send + Sync {
+    /// Records a token's hex SHA-256 and its tenant (none: the operator).
+    fn share(&self, sha256: &str, tenant: Option<&str>) -> io::Result<()>;
+}
+
 pub struct Auth {
     path: PathBuf,
     entries: RwLock<Vec<([u8; 32], Principal)>>,
+    share: Option<std::sync::Arc<dyn TokenShare>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -92,7 +101,32 @@ impl Auth {
         Ok(Self {
             path,
             entries: RwLock::new(entries),
+            share: None,
         })
+    }
+
+    /// Records every token issued from now on in `share` too.
+    pub fn shared_with(mut self, share: std::sync::Arc<dyn TokenShare>) -> Self {
+        self.share = Some(share);
+        self
+    }
+
+    /// Adds a token issued elsewhere (by its hex SHA-256), keeping it in
+    /// the tokens file too; one already known changes nothing.
+    pub fn learn(&self, sha256: &str, tenant: Option<&str>) -> io::Result<()> {
+        let (hash, principal) = parse_entry(&TokenEntry {
+            sha256: sha256.into(),
+            tenant: tenant.map(str::to_string),
+        })?;
+        let mut entries = self
+            .entries
+            .write()
+            .map_err(|_| io::Error::other("token table poisoned"))?;
+        if entries.iter().any(|(known, _)| *known == hash) {
+            return Ok(());
+        }
+        entries.push((hash, principal));
+        self.write_file(&entries)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -120,11 +154,25 @@ impl Auth {
         let mut random = [0u8; TOKEN_RANDOM_BYTES];
         random_bytes(&mut random)?;
         let token = format!("gvl_{}", hex::encode(random));
+        let hashed = hash(&token);
+        // Fleet-wide first: a token handed out works on every node.
+        if let Some(share) = &self.share {
+            let tenant = match &principal {
+                Principal::Operator => None,
+                Principal::Tenant(t) => Some(t.as_str()),
+            };
+            share.share(&hex::encode(hashed), tenant)?;
+        }
         let mut entries = self
             .entries
             .write()
             .map_err(|_| io::Error::other("token table poisoned"))?;
-        entries.push((hash(&token), principal));
+        entries.push((hashed, principal));
+        self.write_file(&entries)?;
+        Ok(token)
+    }
+
+    fn write_file(&self, entries: &[([u8; 32], Principal)]) -> io::Result<()> {
         let file = TokenFile {
             tokens: entries
                 .iter()
@@ -138,8 +186,7 @@ impl Auth {
                 .collect(),
         };
         let text = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
-        write_atomic_mode(&self.path, &text, 0o600)?;
-        Ok(token)
+        write_atomic_mode(&self.path, &text, 0o600)
     }
 }
 

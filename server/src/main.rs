@@ -284,6 +284,10 @@ struct ServeArgs {
     /// Serving cores, 0 = all (overrides the file).
     #[arg(long)]
     cores: Option<usize>,
+    /// The fleet's registry and event stream, `nats://HOST:PORT` (NATS
+    /// JetStream); default: this node's data directory (overrides the file).
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -365,6 +369,9 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(cores) = args.cores {
         config.bid.cores = cores;
+    }
+    if let Some(url) = args.registry {
+        config.fleet.registry = Some(url);
     }
     if args.print_config {
         print!("{}", toml::to_string_pretty(&config)?);

@@ -10,6 +10,7 @@ use crate::auth::{Auth, Principal};
 use crate::compiler::Compiler;
 use crate::config::Config;
 use crate::error::Error;
+use crate::fleet::registry::{JetStreamRegistry, RegistryStats};
 use crate::fleet::stream::{Replicated, StreamStats};
 use crate::lineup::Lineup;
 use crate::metrics::Metrics;
@@ -23,7 +24,7 @@ use crate::recorder::{Recorder, RecordingSpec};
 use crate::runtime::validate::imported_capabilities;
 use crate::runtime::{Runtime, StrategySettings};
 use crate::shard::{self, Shared};
-use crate::store::{Registry, Store};
+use crate::store::{Change, Registry, Store};
 use crate::tenants::{CapabilitySettings, RolloutSettings, TenantError, Tenants};
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
@@ -47,11 +48,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
     let recorder = Arc::new(Recorder::new(cores));
 
     let data_dir = &config.data_dir.0;
-    let store: Arc<dyn Registry> = Arc::new(Store::open(data_dir).map_err(Error::Store)?);
-    let auth = Arc::new(Auth::open(data_dir).map_err(Error::io(format!(
-        "reading tokens in {}",
-        data_dir.display()
-    )))?);
+    let (store, auth, registry) = open_registry(&config)?;
     let mut budgets = Vec::new();
     for tenant in store.tenants().map_err(Error::Store)? {
         if let Some(budget) = store.budget(&tenant).map_err(Error::Store)? {
@@ -90,6 +87,26 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
             }
         })
         .map_err(Error::io("starting the canary thread"))?;
+    // Changes other nodes make to a shared registry apply here, off the
+    // bid path.
+    if let Some((_, changes)) = &registry {
+        let (tenants, auth, changes) = (tenants.clone(), auth.clone(), changes.clone());
+        std::thread::Builder::new()
+            .name("gavel-registry".into())
+            .spawn(move || {
+                for change in changes {
+                    match &change {
+                        Change::Token { sha256, tenant } => {
+                            if let Err(e) = auth.learn(sha256, tenant.as_deref()) {
+                                tracing::error!(error = %e, "a token from the registry was not learned");
+                            }
+                        }
+                        _ => tenants.refresh(&change),
+                    }
+                }
+            })
+            .map_err(Error::io("starting the registry thread"))?;
+    }
     // Grants and tables before the bid port opens: a strategy never starts
     // without its data.
     tenants.load_access().map_err(Error::Store)?;
@@ -108,10 +125,12 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         recordings_dir: data_dir.join("recordings"),
         bid_listen: config.bid.listen,
         ready: AtomicBool::new(false),
+        registry: registry.as_ref().map(|(stats, _)| stats.clone()),
     });
     admin::start(admin_listener, admin.clone()).map_err(Error::io("starting the admin thread"))?;
 
-    if tenants.store().tenants().map_err(Error::Store)?.is_empty() && auth.is_empty() {
+    // On a shared registry, only the first node to find it empty seeds.
+    if auth.is_empty() && tenants.store().claim_seeding().map_err(Error::Store)? {
         seed_demo(&tenants, &auth, data_dir)?;
     }
     if let Some((path, spec)) = recording {
@@ -172,6 +191,45 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
     Ok(())
 }
 
+/// The registry behind the seam: the data directory, or NATS JetStream
+/// when `fleet.registry` is set (then also the tokens it holds, its
+/// health and the changes other nodes make).
+#[allow(clippy::type_complexity)]
+fn open_registry(
+    config: &Config,
+) -> Result<
+    (
+        Arc<dyn Registry>,
+        Arc<Auth>,
+        Option<(Arc<RegistryStats>, crossbeam_channel::Receiver<Change>)>,
+    ),
+    Error,
+> {
+    let data_dir = &config.data_dir.0;
+    std::fs::create_dir_all(data_dir)
+        .map_err(Error::io(format!("creating {}", data_dir.display())))?;
+    let auth = Auth::open(data_dir).map_err(Error::io(format!(
+        "reading tokens in {}",
+        data_dir.display()
+    )))?;
+    let Some(url) = &config.fleet.registry else {
+        let store = Store::open(data_dir).map_err(Error::Store)?;
+        return Ok((Arc::new(store), Arc::new(auth), None));
+    };
+    let stats = Arc::new(RegistryStats::default());
+    let node = config.fleet.node_name(config.bid.listen.port());
+    let (registry, changes) = JetStreamRegistry::open(url, &config.fleet.nats, node, stats.clone())
+        .map_err(Error::Store)?;
+    let registry = Arc::new(registry);
+    for (sha256, tenant) in registry.tokens() {
+        auth.learn(&sha256, tenant.as_deref())
+            .map_err(Error::io("learning the registry's tokens"))?;
+    }
+    tracing::info!(registry = %url, "the registry is on NATS JetStream");
+    let auth = auth.shared_with(registry.clone());
+    Ok((registry, Arc::new(auth), Some((stats, changes))))
+}
+
 /// Opens the money loop in `config.data_dir`: accounts with the stored
 /// `budgets`, the notice keys, the event log and the ledger thread. The
 /// caller stops the ledger after the cores are gone.
@@ -203,12 +261,12 @@ pub fn start_money(
         lead_per_mille: config.budget.pacing_lead_per_mille,
     };
     // With NATS, every event also goes to the fleet's stream.
-    let (sink, stream): (Box<dyn EventSink>, _) = match &config.fleet.nats.url {
+    let (sink, stream): (Box<dyn EventSink>, _) = match config.fleet.events_url() {
         None => (Box::new(log), None),
-        Some(_) => {
+        Some(url) => {
             let stats = Arc::new(StreamStats::default());
             let node = config.fleet.node_name(config.bid.listen.port());
-            let replicated = Replicated::start(log, node, &config.fleet.nats, stats.clone())
+            let replicated = Replicated::start(log, node, url, &config.fleet.nats, stats.clone())
                 .map_err(Error::io("starting the event stream publisher"))?;
             (Box::new(replicated), Some(stats))
         }

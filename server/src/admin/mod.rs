@@ -43,6 +43,8 @@ pub struct AdminState {
     pub bid_listen: std::net::SocketAddr,
     /// Set once every stored strategy is loaded and the bid port is open.
     pub ready: AtomicBool,
+    /// The registry's health, when it is on NATS.
+    pub registry: Option<Arc<crate::fleet::registry::RegistryStats>>,
 }
 
 /// A parsed admin request.
@@ -257,6 +259,9 @@ fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
             render_recorder(&state.recorder, &mut text);
             state.money.render_metrics(&mut text);
             state.tenants.render_metrics(&mut text);
+            if let Some(registry) = &state.registry {
+                registry.render(&mut text);
+            }
             Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",

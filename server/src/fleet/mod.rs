@@ -3,14 +3,21 @@
 //! embedded defaults; the bid path never knows which store is behind a
 //! seam.
 //!
-//! Built so far: the event stream on NATS JetStream ([`stream`]), behind
-//! the ledger's [`crate::money::events::EventSink`] seam. The registry
-//! (JetStream key-value and object store) and the ledger (Redis) are the
-//! next seams.
+//! | seam | embedded default | fleet |
+//! | --- | --- | --- |
+//! | [`crate::store::Registry`] | `crate::store::Store` (a directory) | [`registry`]: JetStream key-value + object store |
+//! | [`crate::money::events::EventSink`] | the local event log | [`stream`]: the log, also published to a JetStream stream |
+//!
+//! Every NATS call runs on a Tokio runtime of the fleet's own threads,
+//! never on a serving core.
 
+pub mod registry;
 pub mod stream;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +28,13 @@ pub struct FleetConfig {
     /// This node's name, unique in the fleet: part of every event id.
     /// Default: the host name and the bid port (`host:8080`).
     pub node: Option<String>,
+    /// `nats://host:port` (or `tls://`): the registry, and the event
+    /// stream, on NATS JetStream (`gavel serve --registry`). Absent: the
+    /// node's own directory, and events in the local log only.
+    pub registry: Option<String>,
+    /// `nats://host:port` (or `tls://`) where events are published, when
+    /// not on the registry's NATS. Default: the registry's.
+    pub events: Option<String>,
     pub nats: NatsConfig,
 }
 
@@ -28,15 +42,15 @@ pub struct FleetConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsConfig {
-    /// `nats://host:port` (or `tls://`); absent: no NATS, events stay in
-    /// the local log only.
-    pub url: Option<String>,
     /// A `.creds` file (JWT and NKey seed), when the server wants one.
     pub credentials_file: Option<PathBuf>,
     /// Refuse a connection without TLS.
     pub tls_required: bool,
     /// PEM root certificates to trust for TLS, beside the system's.
     pub tls_root_certificates: Option<PathBuf>,
+    /// The registry's key-value bucket; its modules and tables are in the
+    /// object store `<registry_bucket>_BLOBS`. Default `GAVEL_REGISTRY`.
+    pub registry_bucket: String,
     /// The event stream's name. Default `GAVEL_EVENTS`, subjects
     /// `gavel.events.<tenant>.<kind>`.
     pub stream: String,
@@ -53,10 +67,10 @@ pub struct NatsConfig {
 impl Default for NatsConfig {
     fn default() -> Self {
         Self {
-            url: None,
             credentials_file: None,
             tls_required: false,
             tls_root_certificates: None,
+            registry_bucket: "GAVEL_REGISTRY".into(),
             stream: "GAVEL_EVENTS".into(),
             duplicate_window_s: 120,
             buffer_max: 65_536,
@@ -73,24 +87,33 @@ impl FleetConfig {
             return Err(format!("fleet.node must be 1 to 64 bytes, got {node:?}"));
         }
         let nats = &self.nats;
-        if let Some(url) = &nats.url
-            && !["nats://", "tls://"].iter().any(|s| url.starts_with(s))
-        {
-            return Err(format!(
-                "fleet.nats.url must start with nats:// or tls://, got {url:?}"
-            ));
+        for (key, url) in [
+            ("fleet.registry", &self.registry),
+            ("fleet.events", &self.events),
+        ] {
+            if let Some(url) = url
+                && !["nats://", "tls://"].iter().any(|s| url.starts_with(s))
+            {
+                return Err(format!(
+                    "{key} must start with nats:// or tls://, got {url:?}"
+                ));
+            }
         }
-        let stream_name_ok = !nats.stream.is_empty()
-            && nats.stream.len() <= 64
-            && nats
-                .stream
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !stream_name_ok {
-            return Err(format!(
-                "fleet.nats.stream must be 1 to 64 of A-Z, a-z, 0-9, '_', '-', got {:?}",
-                nats.stream
-            ));
+        for (key, name) in [
+            ("fleet.nats.stream", &nats.stream),
+            ("fleet.nats.registry_bucket", &nats.registry_bucket),
+        ] {
+            // What JetStream accepts as a stream or bucket name.
+            let ok = !name.is_empty()
+                && name.len() <= 48
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(format!(
+                    "{key} must be 1 to 48 of A-Z, a-z, 0-9, '_', '-', got {name:?}"
+                ));
+            }
         }
         if !(1..=86_400).contains(&nats.duplicate_window_s) {
             return Err(format!(
@@ -107,6 +130,11 @@ impl FleetConfig {
         Ok(())
     }
 
+    /// Where events are published: `events`, else the registry's NATS.
+    pub fn events_url(&self) -> Option<&str> {
+        self.events.as_deref().or(self.registry.as_deref())
+    }
+
     /// This node's name: the configured one, or `host:bid port`.
     pub fn node_name(&self, bid_port: u16) -> String {
         self.node.clone().unwrap_or_else(|| {
@@ -120,6 +148,40 @@ impl FleetConfig {
     }
 }
 
+/// Connects to NATS at `url` with `config`'s credentials and TLS. The
+/// client reconnects by itself; `connected` follows it.
+pub async fn connect(
+    url: &str,
+    config: &NatsConfig,
+    connected: Arc<AtomicBool>,
+) -> Result<async_nats::Client, async_nats::Error> {
+    let state = connected.clone();
+    let mut options = async_nats::ConnectOptions::new()
+        .name("gavel")
+        .connection_timeout(Duration::from_secs(2))
+        .require_tls(config.tls_required)
+        .event_callback(move |event| {
+            let up = match event {
+                async_nats::Event::Connected => Some(true),
+                async_nats::Event::Disconnected | async_nats::Event::Closed => Some(false),
+                _ => None,
+            };
+            if let Some(up) = up {
+                state.store(up, Ordering::Relaxed);
+            }
+            async {}
+        });
+    if let Some(path) = &config.credentials_file {
+        options = options.credentials_file(path).await?;
+    }
+    if let Some(path) = &config.tls_root_certificates {
+        options = options.add_root_certificates(path.clone());
+    }
+    let client = options.connect(url).await?;
+    connected.store(true, Ordering::Relaxed);
+    Ok(client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,19 +189,34 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         assert!(FleetConfig::default().check().is_ok());
-        let with = |nats: NatsConfig| FleetConfig { node: None, nats };
-        let good = with(NatsConfig {
-            url: Some("nats://127.0.0.1:4222".into()),
-            ..NatsConfig::default()
-        });
-        assert!(good.check().is_ok());
+        let with = |nats: NatsConfig| FleetConfig {
+            node: None,
+            registry: Some("nats://127.0.0.1:4222".into()),
+            events: None,
+            nats,
+        };
+        assert!(with(NatsConfig::default()).check().is_ok());
         for (bad, key) in [
             (
+                FleetConfig {
+                    registry: Some("http://x".into()),
+                    ..with(NatsConfig::default())
+                },
+                "fleet.registry",
+            ),
+            (
+                FleetConfig {
+                    events: Some("redis://x".into()),
+                    ..with(NatsConfig::default())
+                },
+                "fleet.events",
+            ),
+            (
                 with(NatsConfig {
-                    url: Some("http://x".into()),
+                    registry_bucket: "a.b".into(),
                     ..NatsConfig::default()
                 }),
-                "fleet.nats.url",
+                "fleet.nats.registry_bucket",
             ),
             (
                 with(NatsConfig {

@@ -53,7 +53,7 @@ pub struct StreamStats {
     pub retried: AtomicU64,
     /// Queued or waiting for another try.
     pub buffered: AtomicU64,
-    pub connected: AtomicBool,
+    pub connected: Arc<AtomicBool>,
 }
 
 impl StreamStats {
@@ -104,16 +104,17 @@ pub struct Replicated {
 }
 
 impl Replicated {
-    /// Starts the publisher thread for `config` (whose `url` is set) and
-    /// wraps `local`.
+    /// Starts the publisher thread for NATS at `url` and wraps `local`.
     pub fn start(
         local: EventLog,
         node: String,
+        url: &str,
         config: &NatsConfig,
         stats: Arc<StreamStats>,
     ) -> io::Result<Self> {
         let (queue, incoming) = mpsc::channel(config.buffer_max);
         let publisher = Publisher {
+            url: url.to_string(),
             config: config.clone(),
             stats: stats.clone(),
             incoming,
@@ -184,6 +185,7 @@ impl Drop for Replicated {
 
 /// The publisher thread's state.
 struct Publisher {
+    url: String,
     config: NatsConfig,
     stats: Arc<StreamStats>,
     incoming: mpsc::Receiver<Outgoing>,
@@ -209,7 +211,7 @@ impl Publisher {
                     self.stats.connected.store(false, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, url = ?self.config.url, "connecting to NATS failed; retrying")
+                    tracing::warn!(error = %e, url = %self.url, "connecting to NATS failed; retrying")
                 }
             }
             // Stopping: try for a while, then leave the rest to the local log.
@@ -227,31 +229,7 @@ impl Publisher {
     /// Connects and makes sure the stream exists.
     async fn connect(&self) -> Result<jetstream::Context, async_nats::Error> {
         let config = &self.config;
-        let url = config.url.as_deref().unwrap_or_default();
-        let connected = self.stats.clone();
-        let mut options = async_nats::ConnectOptions::new()
-            .name("gavel")
-            .connection_timeout(Duration::from_secs(2))
-            .require_tls(config.tls_required)
-            // The client reconnects by itself; the gauge follows it.
-            .event_callback(move |event| {
-                let up = match event {
-                    async_nats::Event::Connected => Some(true),
-                    async_nats::Event::Disconnected | async_nats::Event::Closed => Some(false),
-                    _ => None,
-                };
-                if let Some(up) = up {
-                    connected.connected.store(up, Ordering::Relaxed);
-                }
-                async {}
-            });
-        if let Some(path) = &config.credentials_file {
-            options = options.credentials_file(path).await?;
-        }
-        if let Some(path) = &config.tls_root_certificates {
-            options = options.add_root_certificates(path.clone());
-        }
-        let client = options.connect(url).await?;
+        let client = super::connect(&self.url, config, self.stats.connected.clone()).await?;
         let context = jetstream::new(client);
         context
             .get_or_create_stream(jetstream::stream::Config {

@@ -139,7 +139,7 @@ fn every_event_reaches_the_stream_once_across_a_nats_outage_and_no_bid_waits() {
         return;
     };
     let server = fixed_cpm_server(&format!(
-        "fleet.node = \"node-a\"\nfleet.nats.url = \"{}\"\n",
+        "fleet.node = \"node-a\"\nfleet.events = \"{}\"\n",
         nats.url()
     ));
     let bid = |i: usize| {
@@ -213,7 +213,7 @@ fn every_event_reaches_the_stream_once_across_a_nats_outage_and_no_bid_waits() {
     // over: its events are new ones, not duplicates.
     drop(server);
     let again = fixed_cpm_server(&format!(
-        "fleet.node = \"node-a\"\nfleet.nats.url = \"{}\"\n",
+        "fleet.node = \"node-a\"\nfleet.events = \"{}\"\n",
         nats.url()
     ));
     assert_eq!(
@@ -240,7 +240,7 @@ fn past_its_buffer_a_node_drops_events_from_the_stream_only_and_counts_them() {
     // A NATS address where nothing listens: the node never connects (no
     // nats-server needed).
     let server = fixed_cpm_server(&format!(
-        "fleet.nats.url = \"nats://127.0.0.1:{}\"\nfleet.nats.buffer_max = 5\n",
+        "fleet.events = \"nats://127.0.0.1:{}\"\nfleet.nats.buffer_max = 5\n",
         free_port().port()
     ));
     for i in 0..12 {
