@@ -126,6 +126,7 @@ struct TokenRef {
 
 pub struct JetStreamRegistry {
     runtime: tokio::runtime::Runtime,
+    client: async_nats::Client,
     kv: kv::Store,
     blobs: object_store::ObjectStore,
     node: String,
@@ -217,7 +218,7 @@ impl JetStreamRegistry {
                 .await
                 .map_err(|_| StoreError::Unavailable(format!("no answer from NATS at {url}")))?
         });
-        let (kv, blobs, mirror, revision) = opened?;
+        let (client, kv, blobs, mirror, revision) = opened?;
         let mirror = Arc::new(Mutex::new(mirror));
         let (changes, changed) = crossbeam_channel::unbounded();
         runtime.spawn(watch(
@@ -229,6 +230,7 @@ impl JetStreamRegistry {
         ));
         let registry = Self {
             runtime,
+            client,
             kv,
             blobs,
             node,
@@ -242,12 +244,21 @@ impl JetStreamRegistry {
         url: &str,
         config: &NatsConfig,
         stats: &RegistryStats,
-    ) -> Result<(kv::Store, object_store::ObjectStore, Mirror, u64), StoreError> {
+    ) -> Result<
+        (
+            async_nats::Client,
+            kv::Store,
+            object_store::ObjectStore,
+            Mirror,
+            u64,
+        ),
+        StoreError,
+    > {
         let what = format!("connecting to the registry at {url}");
         let client = super::connect(url, config, stats.connected.clone())
             .await
             .map_err(unavailable(&what))?;
-        let context = jetstream::new(client);
+        let context = jetstream::new(client.clone());
         let bucket = &config.registry_bucket;
         // The bucket's stream as JetStream lays a key-value bucket out.
         // Created directly: the client's `create_key_value` first asks for
@@ -308,7 +319,7 @@ impl JetStreamRegistry {
                 mirror.insert(key, (entry.revision, entry.value));
             }
         }
-        Ok((kv, blobs, mirror, revision))
+        Ok((client, kv, blobs, mirror, revision))
     }
 
     pub fn stats(&self) -> &Arc<RegistryStats> {
@@ -332,12 +343,26 @@ impl JetStreamRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Refuses at once while the client is disconnected: a write the
+    /// client held until it reconnects would land after its caller was
+    /// told it failed.
+    fn connected(&self, what: &str) -> Result<(), StoreError> {
+        if self.client.connection_state() == async_nats::connection::State::Connected {
+            return Ok(());
+        }
+        self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+        Err(StoreError::Unavailable(format!(
+            "{what}: not connected to NATS"
+        )))
+    }
+
     /// Runs one NATS call to completion within [`OP_TIMEOUT`].
     fn run<T>(
         &self,
         what: &str,
         call: impl Future<Output = Result<T, async_nats::Error>>,
     ) -> Result<T, StoreError> {
+        self.connected(what)?;
         let result = self.runtime.block_on(async {
             match tokio::time::timeout(OP_TIMEOUT, call).await {
                 Ok(result) => result,
@@ -378,6 +403,7 @@ impl JetStreamRegistry {
         value: Bytes,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
+        self.connected(&format!("writing {key}"))?;
         let kv = &self.kv;
         let stored = self.runtime.block_on(async {
             let call = async {

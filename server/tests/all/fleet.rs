@@ -1,7 +1,8 @@
-//! The fleet: events on NATS JetStream. The tests start their own
-//! `nats-server -js` on a free port in a temporary folder and stop it. On
-//! a machine without it they say how to install it and are skipped,
-//! except when `CI` is set, where they fail.
+//! The fleet: nodes sharing one registry and one event stream on NATS
+//! JetStream. The tests start their own `nats-server -js` on a free port
+//! in a temporary folder and stop it. On a machine without it they say how
+//! to install it and are skipped, except when `CI` is set, where they
+//! fail.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -255,4 +256,306 @@ fn past_its_buffer_a_node_drops_events_from_the_stream_only_and_counts_them() {
     assert_eq!(server.metric("gavel_events_stream_buffered"), 5.0);
     assert_eq!(server.metric("gavel_events_stream_connected"), 0.0);
     assert_eq!(local_events(&server), 12, "the local log keeps every event");
+}
+
+/// A node on the shared registry, on a fresh data directory.
+fn node(nats: &Nats, name: &str) -> Server {
+    Server::start(
+        tempfile::tempdir().unwrap(),
+        &format!(
+            "bid.cores = 1\nfleet.node = \"{name}\"\nfleet.registry = \"{}\"\n",
+            nats.url()
+        ),
+    )
+}
+
+/// The operator token from the seeding node's demo tokens file.
+fn operator_token(seeder: &Server) -> String {
+    let tokens = std::fs::read_to_string(seeder.data_dir.path().join("demo-tokens.txt")).unwrap();
+    tokens
+        .lines()
+        .find_map(|line| line.strip_prefix("operator "))
+        .unwrap()
+        .to_string()
+}
+
+/// Polls `check` for up to 10 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < until, "not within 10 s: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The tenant as `server` sees it (`None`: 404).
+fn tenant_on(server: &Server, token: &str, tenant: &str) -> Option<serde_json::Value> {
+    let response = admin_call(server, "GET", &format!("/v1/tenants/{tenant}"), token, b"");
+    (response.status == 200).then(|| response.json())
+}
+
+fn active_on(server: &Server, token: &str, tenant: &str) -> Option<u64> {
+    tenant_on(server, token, tenant)
+        .filter(|t| t["live"] == true)
+        .and_then(|t| t["state"]["active"].as_u64())
+}
+
+/// Bids on the IAB simple banner: 200 with at least one bid.
+fn bids(server: &Server) -> bool {
+    let response = post_json(server.bid, &example_json("simple-banner"));
+    response.status == 200
+        && response.json()["seatbid"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+}
+
+#[test]
+fn three_nodes_share_one_registry() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let a = node(&nats, "node-a");
+    let (b, c) = (node(&nats, "node-b"), node(&nats, "node-c"));
+    let nodes = [&a, &b, &c];
+
+    // The first node on the empty registry seeded the demo tenants, once.
+    assert!(a.data_dir.path().join("demo-tokens.txt").is_file());
+    for other in [&b, &c] {
+        assert!(!other.data_dir.path().join("demo-tokens.txt").exists());
+    }
+    let operator = operator_token(&a);
+    let demo: Vec<&str> = gavel_strategies::EXAMPLES.iter().map(|e| e.name).collect();
+    for node in nodes {
+        let listed = admin_call(node, "GET", "/v1/tenants", &operator, b"").json();
+        let mut names: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tenant"].as_str().unwrap())
+            .collect();
+        names.sort();
+        let mut expected = demo.clone();
+        expected.sort();
+        assert_eq!(names, expected, "every node lists the demo tenants once");
+        for name in &demo {
+            let tenant = tenant_on(node, &operator, name).unwrap();
+            assert_eq!(tenant["versions"].as_array().unwrap().len(), 1, "{name}");
+        }
+    }
+    for node in nodes {
+        eventually("every demo tenant is live on every node", || {
+            demo.iter()
+                .all(|name| active_on(node, &operator, name) == Some(1))
+        });
+        assert!(bids(node));
+    }
+
+    // A tenant and its token created on one node work on another.
+    let created = admin_call(&a, "POST", "/v1/tenants/newco", &operator, b"");
+    assert_eq!(created.status, 201, "{}", created.json());
+    let token = created.json()["token"].as_str().unwrap().to_string();
+    eventually("the new tenant's token works on node c", || {
+        tenant_on(&c, &token, "newco").is_some()
+    });
+    assert_eq!(
+        admin_call(&c, "GET", "/v1/tenants/fixed-cpm", &token, b"").status,
+        404,
+        "a tenant token reaches its own tenant only, on every node"
+    );
+
+    // An upload through node b goes live on all three.
+    let floor = gavel_strategies::example("floor-margin").unwrap();
+    let uploaded = admin_call(&b, "POST", "/v1/tenants/newco/versions", &token, floor);
+    assert_eq!(uploaded.status, 201, "{}", uploaded.json());
+    for node in nodes {
+        eventually("the upload is live on every node", || {
+            active_on(node, &token, "newco") == Some(1)
+        });
+    }
+
+    // Settings made on one node are what the others report.
+    let budget = admin_call(
+        &c,
+        "PUT",
+        "/v1/tenants/newco/budget",
+        &operator,
+        br#"{"total": 5.0}"#,
+    );
+    assert_eq!(budget.status, 200, "{}", budget.json());
+    for node in nodes {
+        eventually("the budget reaches every node", || {
+            admin_call(node, "GET", "/v1/tenants/newco/budget", &token, b"").json()["total"] == 5.0
+        });
+    }
+
+    // Two nodes change one tenant at once: each change lands or gets 409,
+    // never lost, and every node ends on the same version.
+    for _ in 0..2 {
+        let stored = admin_call(
+            &a,
+            "POST",
+            "/v1/tenants/newco/versions?activate=false",
+            &token,
+            floor,
+        );
+        assert_eq!(stored.status, 201, "{}", stored.json());
+    }
+    eventually("node b sees versions 2 and 3", || {
+        tenant_on(&b, &token, "newco").unwrap()["versions"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    });
+    let mut landed = Vec::new();
+    for round in 0..6 {
+        let (first, second) = (2 + round % 2, 3 - round % 2);
+        let statuses = std::thread::scope(|scope| {
+            let one = scope.spawn(|| {
+                admin_call(
+                    &a,
+                    "POST",
+                    &format!("/v1/tenants/newco/versions/{first}/activate"),
+                    &token,
+                    b"",
+                )
+                .status
+            });
+            let two = scope.spawn(|| {
+                admin_call(
+                    &b,
+                    "POST",
+                    &format!("/v1/tenants/newco/versions/{second}/activate"),
+                    &token,
+                    b"",
+                )
+                .status
+            });
+            (one.join().unwrap(), two.join().unwrap())
+        });
+        assert!(
+            [200, 409].contains(&statuses.0) && [200, 409].contains(&statuses.1),
+            "round {round}: {statuses:?}"
+        );
+        assert!(
+            statuses.0 == 200 || statuses.1 == 200,
+            "round {round}: one lands"
+        );
+        landed.push(statuses);
+        eventually("every node agrees on the active version", || {
+            let seen: Vec<Option<u64>> = nodes
+                .iter()
+                .map(|n| active_on(n, &token, "newco"))
+                .collect();
+            seen[0].is_some() && seen.iter().all(|v| *v == seen[0])
+        });
+        let active = active_on(&a, &token, "newco").unwrap();
+        let mut winners = Vec::new();
+        if statuses.0 == 200 {
+            winners.push(first);
+        }
+        if statuses.1 == 200 {
+            winners.push(second);
+        }
+        assert!(
+            winners.contains(&active),
+            "round {round}: {active} landed ({statuses:?})"
+        );
+    }
+    // Two uploads at once from two nodes get distinct numbers, or one 409.
+    let uploads = std::thread::scope(|scope| {
+        let one = scope.spawn(|| {
+            admin_call(
+                &a,
+                "POST",
+                "/v1/tenants/newco/versions?activate=false",
+                &token,
+                floor,
+            )
+        });
+        let two = scope.spawn(|| {
+            admin_call(
+                &c,
+                "POST",
+                "/v1/tenants/newco/versions?activate=false",
+                &token,
+                floor,
+            )
+        });
+        [one.join().unwrap(), two.join().unwrap()]
+    });
+    let numbers: Vec<u64> = uploads
+        .iter()
+        .filter(|r| r.status == 201)
+        .map(|r| r.json()["version"].as_u64().unwrap())
+        .collect();
+    assert!(uploads.iter().all(|r| [201, 409].contains(&r.status)));
+    assert!(!numbers.is_empty());
+    assert!(numbers.len() < 2 || numbers[0] != numbers[1], "{numbers:?}");
+    assert_eq!(
+        a.metric("gavel_registry_connected"),
+        1.0,
+        "the registry's health is in the metrics"
+    );
+}
+
+#[test]
+fn with_the_registry_down_nodes_keep_serving_and_catch_up_after() {
+    let Some(mut nats) = Nats::start() else {
+        return;
+    };
+    let (a, b) = (node(&nats, "node-a"), node(&nats, "node-b"));
+    let operator = operator_token(&a);
+    assert!(bids(&b));
+
+    nats.stop();
+    eventually("node a sees NATS gone", || {
+        a.metric("gavel_registry_connected") == 0.0
+    });
+    for node in [&a, &b] {
+        for _ in 0..20 {
+            assert!(bids(node), "the last lineup keeps bidding");
+        }
+    }
+    let refused = admin_call(&a, "POST", "/v1/tenants/later", &operator, b"");
+    assert_eq!(
+        refused.status,
+        503,
+        "a write without the registry: {}",
+        refused.json()
+    );
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("registry"),
+        "{}",
+        refused.json()
+    );
+    assert!(a.metric("gavel_registry_unavailable_total") >= 1.0);
+
+    // NATS comes back: writes work again, and the watch picks them up.
+    nats.run();
+    eventually("node a reconnects", || {
+        a.metric("gavel_registry_connected") == 1.0
+    });
+    let mut created = admin_call(&a, "POST", "/v1/tenants/later", &operator, b"");
+    let until = Instant::now() + Duration::from_secs(10);
+    while created.status == 503 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        created = admin_call(&a, "POST", "/v1/tenants/later", &operator, b"");
+    }
+    assert_eq!(created.status, 201, "{}", created.json());
+    let token = created.json()["token"].as_str().unwrap().to_string();
+    eventually("node b learns what node a wrote after the outage", || {
+        tenant_on(&b, &token, "later").is_some()
+    });
+    let floor = gavel_strategies::example("floor-margin").unwrap();
+    assert_eq!(
+        admin_call(&a, "POST", "/v1/tenants/later/versions", &token, floor).status,
+        201
+    );
+    eventually("the upload is live on node b", || {
+        active_on(&b, &token, "later") == Some(1)
+    });
 }
