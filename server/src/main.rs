@@ -288,6 +288,11 @@ struct ServeArgs {
     /// JetStream); default: this node's data directory (overrides the file).
     #[arg(long, value_name = "URL")]
     registry: Option<String>,
+    /// The fleet's budget ledger, `redis://HOST:PORT`: budgets shared by
+    /// every node through leases; default: this node's own (overrides the
+    /// file).
+    #[arg(long, value_name = "URL")]
+    ledger: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -372,6 +377,9 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(url) = args.registry {
         config.fleet.registry = Some(url);
+    }
+    if let Some(url) = args.ledger {
+        config.fleet.ledger = Some(url);
     }
     if args.print_config {
         print!("{}", toml::to_string_pretty(&config)?);

@@ -10,6 +10,7 @@ use crate::auth::{Auth, Principal};
 use crate::compiler::Compiler;
 use crate::config::Config;
 use crate::error::Error;
+use crate::fleet::ledger::{Banker, LedgerStats};
 use crate::fleet::registry::{JetStreamRegistry, RegistryStats};
 use crate::fleet::stream::{Replicated, StreamStats};
 use crate::lineup::Lineup;
@@ -56,6 +57,24 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         }
     }
     let (mut ledger, money) = start_money(&config, budgets)?;
+    // With a fleet ledger, budgets are leased from Redis (after the local
+    // ledger restored this node's spend, which its reports carry).
+    let ledger_stats = Arc::new(LedgerStats::default());
+    let mut banker = match &config.fleet.ledger {
+        None => None,
+        Some(url) => Some(
+            Banker::start(
+                url,
+                &config.fleet.redis,
+                config.fleet.node_name(config.bid.listen.port()),
+                data_dir,
+                money.accounts.clone(),
+                money.settings.clock,
+                ledger_stats.clone(),
+            )
+            .map_err(Error::io("starting the fleet's ledger"))?,
+        ),
+    };
     let exe = std::env::current_exe().map_err(Error::io("finding the gavel executable"))?;
     let compiler =
         Compiler::start(runtime.clone(), exe).map_err(Error::io("starting the compile workers"))?;
@@ -126,6 +145,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         bid_listen: config.bid.listen,
         ready: AtomicBool::new(false),
         registry: registry.as_ref().map(|(stats, _)| stats.clone()),
+        ledger: banker.as_ref().map(|_| ledger_stats.clone()),
     });
     admin::start(admin_listener, admin.clone()).map_err(Error::io("starting the admin thread"))?;
 
@@ -177,8 +197,12 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         .map_err(Error::io("starting the loader thread"))?;
 
     let _ = shards.join_all();
-    // The cores are gone: everything they queued is applied and committed.
+    // The cores are gone: everything they queued is applied and committed,
+    // then reported to the fleet's ledger.
     ledger.stop();
+    if let Some(banker) = &mut banker {
+        banker.stop();
+    }
     let recording = recorder.stop();
     if recording.recorded > 0 {
         tracing::info!(
@@ -238,7 +262,10 @@ pub fn start_money(
     budgets: Vec<(String, Budget)>,
 ) -> Result<(Ledger, Arc<Money>), Error> {
     let data_dir = &config.data_dir.0;
-    let accounts = Arc::new(Accounts::default());
+    let accounts = Arc::new(match config.fleet.ledger {
+        Some(_) => Accounts::leased(),
+        None => Accounts::default(),
+    });
     for (tenant, budget) in budgets {
         accounts.get(&tenant).set_budget(&budget);
     }

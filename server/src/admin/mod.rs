@@ -45,6 +45,8 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// The registry's health, when it is on NATS.
     pub registry: Option<Arc<crate::fleet::registry::RegistryStats>>,
+    /// The budget ledger's health, when it is on Redis.
+    pub ledger: Option<Arc<crate::fleet::ledger::LedgerStats>>,
 }
 
 /// A parsed admin request.
@@ -261,6 +263,9 @@ fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
             state.tenants.render_metrics(&mut text);
             if let Some(registry) = &state.registry {
                 registry.render(&mut text);
+            }
+            if let Some(ledger) = &state.ledger {
+                ledger.render(&mut text);
             }
             Reply {
                 status: 200,

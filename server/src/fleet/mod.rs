@@ -7,10 +7,12 @@
 //! | --- | --- | --- |
 //! | [`crate::store::Registry`] | `crate::store::Store` (a directory) | [`registry`]: JetStream key-value + object store |
 //! | [`crate::money::events::EventSink`] | the local event log | [`stream`]: the log, also published to a JetStream stream |
+//! | budgets ([`crate::money::account::Account`]'s lease) | the node's own ledger | [`ledger`]: leases from Redis, the banker pattern |
 //!
 //! Every NATS call runs on a Tokio runtime of the fleet's own threads,
 //! never on a serving core.
 
+pub mod ledger;
 pub mod registry;
 pub mod stream;
 
@@ -35,7 +37,12 @@ pub struct FleetConfig {
     /// `nats://host:port` (or `tls://`) where events are published, when
     /// not on the registry's NATS. Default: the registry's.
     pub events: Option<String>,
+    /// `redis://[user:password@]host:port[/db]`: budgets shared by the
+    /// fleet, leased from Redis (`gavel serve --ledger`). Absent: each
+    /// node's budgets are its own.
+    pub ledger: Option<String>,
     pub nats: NatsConfig,
+    pub redis: ledger::RedisConfig,
 }
 
 /// How to reach NATS JetStream (section `fleet.nats`).
@@ -87,6 +94,12 @@ impl FleetConfig {
             return Err(format!("fleet.node must be 1 to 64 bytes, got {node:?}"));
         }
         let nats = &self.nats;
+        if let Some(url) = &self.ledger
+            && !url.starts_with("redis://")
+        {
+            return Err(format!("fleet.ledger must start with redis://, got {url:?}"));
+        }
+        self.redis.check()?;
         for (key, url) in [
             ("fleet.registry", &self.registry),
             ("fleet.events", &self.events),
@@ -193,7 +206,9 @@ mod tests {
             node: None,
             registry: Some("nats://127.0.0.1:4222".into()),
             events: None,
+            ledger: Some("redis://127.0.0.1:6379".into()),
             nats,
+            redis: ledger::RedisConfig::default(),
         };
         assert!(with(NatsConfig::default()).check().is_ok());
         for (bad, key) in [
@@ -203,6 +218,13 @@ mod tests {
                     ..with(NatsConfig::default())
                 },
                 "fleet.registry",
+            ),
+            (
+                FleetConfig {
+                    ledger: Some("nats://x".into()),
+                    ..with(NatsConfig::default())
+                },
+                "fleet.ledger",
             ),
             (
                 FleetConfig {

@@ -103,6 +103,16 @@ pub struct Account {
     spent_day: AtomicI64,
     day: AtomicU64,
     reserved: AtomicI64,
+    /// The fleet's ledger (`crate::fleet::ledger`): spend the other nodes
+    /// reported, in total and on day `others_day`.
+    others_spent: AtomicI64,
+    others_spent_day: AtomicI64,
+    others_day: AtomicU64,
+    /// What this node may spend or reserve of the fleet's budget: its
+    /// lease, counted from `reported` (its own spend the ledger has);
+    /// [`UNLIMITED`] without a fleet ledger.
+    lease: AtomicI64,
+    reported: AtomicI64,
     pub counts: Counts,
     /// Calls or bids refused for budget or pacing (bid path, any core).
     pub refused: AtomicU64,
@@ -129,6 +139,11 @@ impl Account {
             spent_day: AtomicI64::new(0),
             day: AtomicU64::new(0),
             reserved: AtomicI64::new(0),
+            others_spent: AtomicI64::new(0),
+            others_spent_day: AtomicI64::new(0),
+            others_day: AtomicU64::new(0),
+            lease: AtomicI64::new(UNLIMITED),
+            reported: AtomicI64::new(0),
             counts: Counts::default(),
             refused: AtomicU64::new(0),
             frequency: ArcSwapOption::empty(),
@@ -155,7 +170,14 @@ impl Account {
         }
     }
 
+    /// Settled spend: this node's, plus what the fleet's other nodes
+    /// reported.
     pub fn spent(&self) -> i64 {
+        self.own_spent() + self.others_spent.load(Ordering::Relaxed)
+    }
+
+    /// Settled spend on this node (what its ledger holds).
+    pub fn own_spent(&self) -> i64 {
         self.spent.load(Ordering::Relaxed)
     }
 
@@ -166,6 +188,17 @@ impl Account {
     /// Spent today, as of `now_ms` (zero once the day has turned, before
     /// the ledger has rolled it).
     pub fn spent_today(&self, now_ms: u64, clock: &DayClock) -> i64 {
+        let today = clock.day(now_ms);
+        let others = if self.others_day.load(Ordering::Relaxed) == today {
+            self.others_spent_day.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        self.own_spent_today(now_ms, clock) + others
+    }
+
+    /// This node's settled spend today.
+    pub fn own_spent_today(&self, now_ms: u64, clock: &DayClock) -> i64 {
         if self.day.load(Ordering::Relaxed) == clock.day(now_ms) {
             self.spent_day.load(Ordering::Relaxed)
         } else {
@@ -202,7 +235,59 @@ impl Account {
                 room = (today, why);
             }
         }
+        let lease = self.lease.load(Ordering::Relaxed);
+        if lease >= 0 {
+            let unreported = self.own_spent() - self.reported.load(Ordering::Relaxed);
+            room.0 = room.0.min(lease - unreported - reserved);
+        }
         Some(room)
+    }
+
+    /// What the fleet's ledger needs to report: this node's total spend,
+    /// and its spend on day `day` (`now_ms`'s).
+    pub fn own_spend_at(&self, now_ms: u64, clock: &DayClock) -> (i64, u64, i64) {
+        (
+            self.own_spent(),
+            clock.day(now_ms),
+            self.own_spent_today(now_ms, clock),
+        )
+    }
+
+    /// Applies the fleet ledger's answer to a report of `reported` (this
+    /// node's total spend when it was sent) and `reported_day` (its spend
+    /// on `day`): the lease left to this node, of which `granted` is new,
+    /// and the fleet's spend, in total and on `day`. The lease shrinks
+    /// before the report counts, so the room never grows in between.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_lease(
+        &self,
+        reported: i64,
+        reported_day: i64,
+        lease: i64,
+        granted: i64,
+        day: u64,
+        fleet_spent: i64,
+        fleet_spent_day: i64,
+    ) {
+        self.lease.store(lease - granted, Ordering::Release);
+        self.reported.store(reported, Ordering::Release);
+        self.others_spent
+            .store(fleet_spent - reported, Ordering::Relaxed);
+        self.others_day.store(day, Ordering::Relaxed);
+        self.others_spent_day
+            .store(fleet_spent_day - reported_day, Ordering::Relaxed);
+        self.lease.store(lease, Ordering::Release);
+    }
+
+    /// No lease any more (it may have expired in the fleet's ledger): the
+    /// tenant's budgeted calls stop until the next lease.
+    pub fn revoke_lease(&self) {
+        self.lease.store(0, Ordering::Release);
+    }
+
+    /// The lease this node holds, `None` without a fleet ledger.
+    pub fn lease(&self) -> Option<i64> {
+        Some(self.lease.load(Ordering::Relaxed)).filter(|l| *l >= 0)
     }
 
     /// Whether the tenant may be called at all: some budget is left.
@@ -353,9 +438,20 @@ pub struct SpendView {
 #[derive(Debug, Default)]
 pub struct Accounts {
     map: Mutex<HashMap<Arc<str>, Arc<Account>>>,
+    /// Budgets are shared by a fleet: every account starts with no lease.
+    leased: bool,
 }
 
 impl Accounts {
+    /// Accounts whose budgets the fleet's ledger leases: a budgeted tenant
+    /// is not called until its node holds a lease.
+    pub fn leased() -> Self {
+        Self {
+            map: Mutex::default(),
+            leased: true,
+        }
+    }
+
     /// The tenant's account (a lock: control plane and lineup changes only,
     /// never per request).
     pub fn get(&self, tenant: &str) -> Arc<Account> {
@@ -365,6 +461,9 @@ impl Accounts {
         }
         let tenant: Arc<str> = tenant.into();
         let account = Arc::new(Account::new(tenant.clone()));
+        if self.leased {
+            account.revoke_lease();
+        }
         map.insert(tenant, account.clone());
         account
     }

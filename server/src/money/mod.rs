@@ -362,8 +362,8 @@ impl Money {
             (
                 "gavel_tenant_spent_micros_total",
                 "counter",
-                "Settled spend, micros of the bidder's currency.",
-                |a| a.spent(),
+                "Settled spend on this node, micros of the bidder's currency.",
+                Account::own_spent,
             ),
             (
                 "gavel_tenant_reserved_micros",
