@@ -66,6 +66,7 @@ fn bench_money(c: &mut Criterion) {
         request: "80ce30c53c16e6ede735f123ef6e32361bfc7b22",
         imp: "1",
         bid: "1.0.123456",
+        node: "",
     };
     group.bench_function("sign_token", |b| {
         b.iter(|| {

@@ -11,6 +11,7 @@ use crate::compiler::Compiler;
 use crate::config::Config;
 use crate::error::Error;
 use crate::fleet::ledger::{Banker, LedgerStats};
+use crate::fleet::notices::NoticeLink;
 use crate::fleet::registry::{JetStreamRegistry, RegistryStats};
 use crate::fleet::stream::{Replicated, StreamStats};
 use crate::lineup::Lineup;
@@ -57,6 +58,22 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         }
     }
     let (mut ledger, money) = start_money(&config, budgets)?;
+    // A fleet signs with shared notice keys, and hands notices for other
+    // nodes' bids to them.
+    if let Some((registry, _)) = &registry {
+        let keys_path = money.keys.load().path().to_path_buf();
+        if registry
+            .adopt_notice_keys(&keys_path)
+            .map_err(Error::Store)?
+        {
+            money
+                .reload_keys()
+                .map_err(Error::io("reading the fleet's notice keys"))?;
+        }
+        let node = config.fleet.node_name(config.bid.listen.port());
+        NoticeLink::start(registry.clone(), &config.fleet.nats, &node, money.clone())
+            .map_err(Error::Store)?;
+    }
     // With a fleet ledger, budgets are leased from Redis (after the local
     // ledger restored this node's spend, which its reports carry).
     let ledger_stats = Arc::new(LedgerStats::default());
@@ -110,6 +127,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
     // bid path.
     if let Some((_, changes)) = &registry {
         let (tenants, auth, changes) = (tenants.clone(), auth.clone(), changes.clone());
+        let money = money.clone();
         std::thread::Builder::new()
             .name("gavel-registry".into())
             .spawn(move || {
@@ -118,6 +136,14 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
                         Change::Token { sha256, tenant } => {
                             if let Err(e) = auth.learn(sha256, tenant.as_deref()) {
                                 tracing::error!(error = %e, "a token from the registry was not learned");
+                            }
+                        }
+                        Change::NoticeKeys(file) => {
+                            let path = money.keys.load().path().to_path_buf();
+                            let adopted = crate::durable::write_atomic_mode(&path, file, 0o600)
+                                .and_then(|()| money.reload_keys());
+                            if let Err(e) = adopted {
+                                tracing::error!(error = %e, "the fleet's rotated notice keys were not taken");
                             }
                         }
                         _ => tenants.refresh(&change),
@@ -144,7 +170,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         recordings_dir: data_dir.join("recordings"),
         bid_listen: config.bid.listen,
         ready: AtomicBool::new(false),
-        registry: registry.as_ref().map(|(stats, _)| stats.clone()),
+        registry: registry.as_ref().map(|(shared, _)| shared.stats().clone()),
         ledger: banker.as_ref().map(|_| ledger_stats.clone()),
     });
     admin::start(admin_listener, admin.clone()).map_err(Error::io("starting the admin thread"))?;
@@ -225,7 +251,7 @@ fn open_registry(
     (
         Arc<dyn Registry>,
         Arc<Auth>,
-        Option<(Arc<RegistryStats>, crossbeam_channel::Receiver<Change>)>,
+        Option<(Arc<JetStreamRegistry>, crossbeam_channel::Receiver<Change>)>,
     ),
     Error,
 > {
@@ -251,7 +277,7 @@ fn open_registry(
     }
     tracing::info!(registry = %url, "the registry is on NATS JetStream");
     let auth = auth.shared_with(registry.clone());
-    Ok((registry, Arc::new(auth), Some((stats, changes))))
+    Ok((registry.clone(), Arc::new(auth), Some((registry, changes))))
 }
 
 /// Opens the money loop in `config.data_dir`: accounts with the stored
@@ -339,6 +365,11 @@ pub fn start_money(
         currency: config.bid.currency.clone(),
         exchanges,
         events_dir,
+        // Named only in a fleet, where notices may reach another node.
+        node: match config.fleet.registry {
+            Some(_) => config.fleet.node_name(config.bid.listen.port()),
+            None => String::new(),
+        },
     };
     let money = Arc::new(Money::new(
         accounts,

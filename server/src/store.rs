@@ -237,6 +237,8 @@ pub enum Change {
     /// The tenant's shadow or canary.
     Rollout(String),
     Budget(String),
+    /// The notice keys file, after a rotation on another node.
+    NoticeKeys(Vec<u8>),
     /// A token was issued: its hex SHA-256 and its tenant (none: the
     /// operator's).
     Token {

@@ -1314,7 +1314,7 @@ impl Tenants {
                 Ok(None) => {}
                 Err(e) => tracing::error!(%tenant, error = %e, "budget unreadable; kept"),
             },
-            Change::Token { .. } => {}
+            Change::Token { .. } | Change::NoticeKeys(_) => {}
         }
     }
 

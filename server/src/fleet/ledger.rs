@@ -15,11 +15,13 @@
 //!    before) to the tenant's fleet spend and takes it off the node's
 //!    lease. Sending a total, not an increment, makes a report idempotent:
 //!    a reply lost to a timeout is sent again and counted once.
-//! 2. **Lease.** Redis tops the node's lease up towards `lease_micros`
+//! 2. **Lease.** Redis tops the node's lease up towards what it wants
 //!    from what the budget has left: total (or today's budget) less fleet
-//!    spend, less every live lease. A lease is a key that expires after
-//!    `lease_ttl_s` unless renewed: a node that dies gives its lease back
-//!    by itself.
+//!    spend, less every live lease. A node wants `lease_micros` while the
+//!    tenant spends, reserves or is refused on it, and gives back all but
+//!    a tenth of that while it is idle, so leases follow the traffic. A
+//!    lease is a key that expires after `lease_ttl_s` unless renewed: a
+//!    node that dies gives its lease back by itself.
 //! 3. The node applies the answer: its lease, and the fleet's spend (what
 //!    budgets, pacing and `GET .../spend` read).
 //!
@@ -41,6 +43,7 @@
 //! directory (`ledger-id`), so a node restarted on a new directory starts
 //! a new count instead of hiding its spend behind the old one's.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -50,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::money::account::{Accounts, DayClock};
+use crate::money::account::{Account, Accounts, DayClock};
 use crate::money::unix_ms;
 
 /// The ledger's settings (section `fleet.redis`).
@@ -129,13 +132,14 @@ impl RedisConfig {
 ///
 /// KEYS: tenant hash, day hash, set of leasing nodes.
 /// ARGV: node, reporter, own total, own day, total budget (-1: none),
-/// daily budget (-1: none), wanted lease, lease ttl ms, lease key prefix.
+/// daily budget (-1: none), wanted lease, lease ttl ms, lease key prefix,
+/// whether a lease above the wanted one goes back (1) or stays (0).
 /// Returns: lease, granted, fleet spend, fleet spend today.
 const SYNC: &str = r#"
 local node, reporter = ARGV[1], ARGV[2]
 local own_total, own_day = tonumber(ARGV[3]), tonumber(ARGV[4])
 local total, daily, want = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local ttl, lease_prefix = tonumber(ARGV[8]), ARGV[9]
+local ttl, lease_prefix, give_back = tonumber(ARGV[8]), ARGV[9], ARGV[10] == '1'
 local field = 'reported:' .. reporter
 local delta = own_total - tonumber(redis.call('HGET', KEYS[1], field) or '0')
 if delta > 0 then
@@ -163,6 +167,10 @@ for _, other in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   end
 end
 local grant = want - lease
+if grant < 0 then
+  grant = 0
+  if give_back then lease = want end
+end
 if total >= 0 then grant = math.min(grant, total - spent - others - lease) end
 if daily >= 0 then grant = math.min(grant, daily - spent_day - others - lease) end
 if grant < 0 then grant = 0 end
@@ -245,6 +253,17 @@ struct Syncer {
     stats: Arc<LedgerStats>,
     /// When the last sync of every tenant succeeded.
     last_ok: Option<Instant>,
+    /// Per tenant, what [`activity`] read at the last sync.
+    seen: HashMap<Arc<str>, (i64, u64)>,
+}
+
+/// What moves when a tenant is busy on this node: spend plus
+/// reservations, and refusals.
+fn activity(account: &Account) -> (i64, u64) {
+    (
+        account.own_spent() + account.reserved(),
+        account.refused.load(Ordering::Relaxed),
+    )
 }
 
 impl Banker {
@@ -273,6 +292,7 @@ impl Banker {
             clock,
             stats,
             last_ok: None,
+            seen: HashMap::new(),
         };
         if let Err(e) = syncer.sync_all() {
             tracing::warn!(error = %e, ledger = url, "the fleet's ledger is out of reach: budgeted tenants wait for a lease");
@@ -338,9 +358,7 @@ impl Syncer {
         // The sync that granted it started before `last_ok`: keep a margin
         // of one timeout.
         let margin = Duration::from_millis(self.config.timeout_ms);
-        let expired = self
-            .last_ok
-            .is_none_or(|ok| ok.elapsed() + margin >= ttl);
+        let expired = self.last_ok.is_none_or(|ok| ok.elapsed() + margin >= ttl);
         if !expired {
             return;
         }
@@ -379,6 +397,17 @@ impl Syncer {
                 continue;
             }
             let (own_total, day, own_day) = account.own_spend_at(now, &self.clock);
+            let now_seen = activity(&account);
+            let busy = self.seen.insert(account.tenant.clone(), now_seen) != Some(now_seen);
+            // Idle: the local lease shrinks first, so that what the node
+            // has committed (spend not yet reported, reservations) never
+            // passes what it keeps in Redis.
+            let (want, give_back) = if busy {
+                (self.config.lease_micros, false)
+            } else {
+                let keep = self.config.lease_micros / 10;
+                (keep.max(account.shrink_lease(keep)), true)
+            };
             let prefix = format!("{}:{{{}}}", self.config.prefix, account.tenant);
             let mut invocation = self.script.prepare_invoke();
             invocation
@@ -391,9 +420,10 @@ impl Syncer {
                 .arg(own_day)
                 .arg(budget.total_micros.unwrap_or(-1))
                 .arg(budget.daily_micros.unwrap_or(-1))
-                .arg(self.config.lease_micros)
+                .arg(want)
                 .arg(self.config.lease_ttl_s * 1000)
-                .arg(format!("{prefix}:lease:"));
+                .arg(format!("{prefix}:lease:"))
+                .arg(u8::from(give_back));
             let result = invocation.invoke::<(i64, i64, i64, i64)>(&mut connection);
             let (lease, granted, fleet_spent, fleet_spent_day) = match result {
                 Ok(answer) => answer,

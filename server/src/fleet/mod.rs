@@ -7,12 +7,14 @@
 //! | --- | --- | --- |
 //! | [`crate::store::Registry`] | `crate::store::Store` (a directory) | [`registry`]: JetStream key-value + object store |
 //! | [`crate::money::events::EventSink`] | the local event log | [`stream`]: the log, also published to a JetStream stream |
+//! | notices ([`crate::money::FleetLink`]) | the node's own ledger | [`notices`]: handed to the node that made the bid through a JetStream stream |
 //! | budgets ([`crate::money::account::Account`]'s lease) | the node's own ledger | [`ledger`]: leases from Redis, the banker pattern |
 //!
 //! Every NATS call runs on a Tokio runtime of the fleet's own threads,
 //! never on a serving core.
 
 pub mod ledger;
+pub mod notices;
 pub mod registry;
 pub mod stream;
 
@@ -58,6 +60,9 @@ pub struct NatsConfig {
     /// The registry's key-value bucket; its modules and tables are in the
     /// object store `<registry_bucket>_BLOBS`. Default `GAVEL_REGISTRY`.
     pub registry_bucket: String,
+    /// The stream that hands notices to the node that made the bid.
+    /// Default `GAVEL_NOTICES`, subjects `gavel.notices.<node, hex>`.
+    pub notice_stream: String,
     /// The event stream's name. Default `GAVEL_EVENTS`, subjects
     /// `gavel.events.<tenant>.<kind>`.
     pub stream: String,
@@ -78,6 +83,7 @@ impl Default for NatsConfig {
             tls_required: false,
             tls_root_certificates: None,
             registry_bucket: "GAVEL_REGISTRY".into(),
+            notice_stream: "GAVEL_NOTICES".into(),
             stream: "GAVEL_EVENTS".into(),
             duplicate_window_s: 120,
             buffer_max: 65_536,
@@ -97,7 +103,9 @@ impl FleetConfig {
         if let Some(url) = &self.ledger
             && !url.starts_with("redis://")
         {
-            return Err(format!("fleet.ledger must start with redis://, got {url:?}"));
+            return Err(format!(
+                "fleet.ledger must start with redis://, got {url:?}"
+            ));
         }
         self.redis.check()?;
         for (key, url) in [
@@ -115,6 +123,7 @@ impl FleetConfig {
         for (key, name) in [
             ("fleet.nats.stream", &nats.stream),
             ("fleet.nats.registry_bucket", &nats.registry_bucket),
+            ("fleet.nats.notice_stream", &nats.notice_stream),
         ] {
             // What JetStream accepts as a stream or bucket name.
             let ok = !name.is_empty()

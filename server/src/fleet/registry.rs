@@ -11,6 +11,7 @@
 //!   t.<tenant>.rollout      RolloutState JSON
 //!   t.<tenant>.table.<name> {sha256, bytes}: which object holds the table
 //!   token.<sha256>          {tenant}: a token's hash, never the token
+//!   notice-keys             the notice keys file every node signs with
 //!   seeded                  the node that seeded the demo tenants
 //! ```
 //!
@@ -64,6 +65,9 @@ use crate::store::{
 
 /// Deadline of one registry call (a read of an object, a write).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The key of the shared notice keys file.
+const NOTICE_KEYS: &str = "notice-keys";
 
 /// Wait before the watch is started again after it ended.
 const WATCH_RETRY: Duration = Duration::from_millis(500);
@@ -157,6 +161,9 @@ fn table_object(tenant: &str, name: &str, sha256: &str) -> String {
 /// What a key's change means to the control plane; `None`: nothing to
 /// apply (version metadata is read when needed; `seeded` is a marker).
 fn change_of(key: &str, value: &[u8]) -> Option<Change> {
+    if key == NOTICE_KEYS {
+        return Some(Change::NoticeKeys(value.to_vec()));
+    }
     if let Some(sha256) = key.strip_prefix("token.") {
         let holder: TokenRef = serde_json::from_slice(value).ok()?;
         return Some(Change::Token {
@@ -324,6 +331,76 @@ impl JetStreamRegistry {
 
     pub fn stats(&self) -> &Arc<RegistryStats> {
         &self.stats
+    }
+
+    /// A JetStream context on the registry's connection.
+    pub fn jetstream(&self) -> jetstream::Context {
+        // The context starts a task of its own: inside the runtime.
+        let _inside = self.runtime.enter();
+        jetstream::new(self.client.clone())
+    }
+
+    /// Runs `task` on the registry's runtime.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.runtime.spawn(task);
+    }
+
+    /// Runs one NATS call to completion within [`OP_TIMEOUT`], from a
+    /// thread of the control plane.
+    pub fn block_on<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, async_nats::Error>>,
+    ) -> Result<T, StoreError> {
+        self.run(what, call)
+    }
+
+    /// Makes the fleet's notice keys this node's: the registry's file is
+    /// written to `path` when there is one, else `path`'s is shared (the
+    /// first node's keys win a race). Returns whether `path` changed.
+    pub fn adopt_notice_keys(&self, path: &std::path::Path) -> Result<bool, StoreError> {
+        let io_error = |source| StoreError::Io {
+            context: format!("the notice keys {}", path.display()),
+            source,
+        };
+        loop {
+            if let Some((_, shared)) = self.get(NOTICE_KEYS) {
+                let local = std::fs::read(path).ok();
+                if local.as_deref() == Some(&shared[..]) {
+                    return Ok(false);
+                }
+                crate::durable::write_atomic_mode(path, &shared, 0o600).map_err(io_error)?;
+                return Ok(true);
+            }
+            let local = std::fs::read(path).map_err(io_error)?;
+            match self.write("notice-keys", NOTICE_KEYS, Bytes::from(local), None) {
+                Ok(_) => return Ok(false),
+                // Another node shared its keys first: read them.
+                Err(StoreError::Conflict(_)) => {
+                    let kv = &self.kv;
+                    let entry = self.run("reading the notice keys", async {
+                        kv.entry(NOTICE_KEYS).await.map_err(Into::into)
+                    })?;
+                    if let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) {
+                        self.remember(NOTICE_KEYS, entry.revision, entry.value);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Shares a rotated notice keys file: compare-and-set against the
+    /// version this node has, so two rotations at once cannot both land.
+    pub fn share_notice_keys(&self, file: &[u8]) -> Result<(), StoreError> {
+        let expected = self.get(NOTICE_KEYS).map(|(revision, _)| revision);
+        self.write(
+            "notice-keys",
+            NOTICE_KEYS,
+            Bytes::copy_from_slice(file),
+            expected,
+        )
+        .map(drop)
     }
 
     /// Every token hash in the registry and its tenant (none: operator).

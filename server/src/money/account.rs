@@ -279,6 +279,17 @@ impl Account {
         self.lease.store(lease, Ordering::Release);
     }
 
+    /// Lowers the lease to at most `target` before giving the rest back,
+    /// and returns what the node has committed against it (spend not yet
+    /// reported, reservations): new reservations fit within `target`, so
+    /// keeping the larger of the two in the ledger covers everything.
+    pub fn shrink_lease(&self, target: i64) -> i64 {
+        if self.lease.load(Ordering::Acquire) >= 0 {
+            self.lease.fetch_min(target, Ordering::AcqRel);
+        }
+        self.own_spent() - self.reported.load(Ordering::Acquire) + self.reserved()
+    }
+
     /// No lease any more (it may have expired in the fleet's ledger): the
     /// tenant's budgeted calls stop until the next lease.
     pub fn revoke_lease(&self) {

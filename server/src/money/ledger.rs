@@ -153,7 +153,8 @@ impl StrategyUrls {
 }
 
 /// Which notice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NoticeKind {
     Win,
     Bill,
@@ -193,14 +194,18 @@ pub enum Applied {
     Duplicate,
     /// A loss for a bid whose reservation had already expired.
     AlreadyReleased,
+    /// For a bid another node of the fleet made: handed to that node,
+    /// which settles it.
+    Relayed,
 }
 
 impl Applied {
-    pub const ALL: [Applied; 4] = [
+    pub const ALL: [Applied; 5] = [
         Applied::Settled,
         Applied::Released,
         Applied::Duplicate,
         Applied::AlreadyReleased,
+        Applied::Relayed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -209,6 +214,7 @@ impl Applied {
             Applied::Released => "released",
             Applied::Duplicate => "duplicate",
             Applied::AlreadyReleased => "already_released",
+            Applied::Relayed => "relayed",
         }
     }
 }
@@ -217,7 +223,7 @@ impl Applied {
 /// is answered 503 so the exchange may send it again.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("the ledger could not commit: {0}")]
-pub struct LedgerError(String);
+pub struct LedgerError(pub String);
 
 pub type Reply = oneshot::Sender<Result<Applied, LedgerError>>;
 

@@ -167,6 +167,29 @@ pub struct MoneySettings {
     /// default exchange first.
     pub exchanges: Vec<(String, Option<PriceKeys>)>,
     pub events_dir: PathBuf,
+    /// This node's name in a fleet (in every token, so that a notice
+    /// reaching another node is handed to this one); empty on one node.
+    pub node: String,
+}
+
+/// The money loop's side of a fleet (`crate::fleet::notices`): a notice
+/// for a bid another node made goes to that node, and the notice keys,
+/// which every node must share, go to the registry after a rotation.
+pub trait FleetLink: Send + Sync {
+    /// Hands a checked notice to `node`. The receiver answers once the
+    /// fleet holds it durably; `node` settles it when it reads it.
+    fn relay(
+        &self,
+        node: &str,
+        bid: &str,
+        kind: NoticeKind,
+        query: &str,
+        received_ms: u64,
+    ) -> futures_channel::oneshot::Receiver<Result<Applied, ledger::LedgerError>>;
+    /// Shares this node's notice keys file after a rotation here; an
+    /// error (another node rotated meanwhile, the registry is down) undoes
+    /// the rotation.
+    fn share_keys(&self, file: &[u8]) -> std::io::Result<()>;
 }
 
 /// The money loop's shared state: accounts, keys, the ledger's queue.
@@ -181,6 +204,8 @@ pub struct Money {
     pub counters: NoticeCounters,
     /// The event stream's figures, when events also go to NATS.
     pub stream: Option<Arc<StreamStats>>,
+    /// The fleet, once linked: notices for other nodes, shared keys.
+    link: std::sync::OnceLock<Arc<dyn FleetLink>>,
 }
 
 impl std::fmt::Debug for Money {
@@ -225,7 +250,20 @@ impl Money {
             boot,
             counters: NoticeCounters::default(),
             stream,
+            link: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Links the money loop to its fleet (once, at start-up).
+    pub fn link_fleet(&self, link: Arc<dyn FleetLink>) {
+        let _ = self.link.set(link);
+    }
+
+    /// Takes the notice keys from their file again (another node rotated).
+    pub fn reload_keys(&self) -> std::io::Result<()> {
+        let keys = self.keys.load().reopen()?;
+        self.keys.store(Arc::new(keys));
+        Ok(())
     }
 
     /// The ledger's queue, for events of the control plane.
@@ -243,9 +281,20 @@ impl Money {
         self.ledger.queued()
     }
 
-    /// Rotates the notice signing key; tokens already out stay valid.
+    /// Rotates the notice signing key; tokens already out stay valid. In
+    /// a fleet the new keys are shared before any token is signed with
+    /// them; if sharing fails the rotation is undone.
     pub fn rotate_keys(&self) -> std::io::Result<u32> {
-        let rotated = self.keys.load().rotate()?;
+        let current = self.keys.load_full();
+        let before = std::fs::read(current.path())?;
+        let rotated = current.rotate()?;
+        if let Some(link) = self.link.get() {
+            let shared = std::fs::read(rotated.path()).and_then(|file| link.share_keys(&file));
+            if let Err(e) = shared {
+                crate::durable::write_atomic_mode(current.path(), &before, 0o600)?;
+                return Err(e);
+            }
+        }
         let id = rotated.signing_id();
         self.keys.store(Arc::new(rotated));
         Ok(id)
@@ -264,6 +313,7 @@ impl Money {
             self.counters.refused(kind, why);
             why
         };
+        let raw_query = query;
         let query: NoticeQuery =
             serde_urlencoded::from_str(query).map_err(|_| refuse(Refused::MalformedToken))?;
         let token = query.t.ok_or_else(|| refuse(Refused::MalformedToken))?;
@@ -293,6 +343,13 @@ impl Money {
             // A loss may carry the winner's price; it is recorded when readable.
             (NoticeKind::Loss, p) => p.and_then(|p| price::clearing_cpm_micros(p, keys).ok()),
         };
+        // A bid another node made settles there: hand it over.
+        if let Some(link) = self.link.get()
+            && !claims.node.is_empty()
+            && claims.node != self.settings.node
+        {
+            return Ok(link.relay(&claims.node, &claims.bid, kind, raw_query, now_ms));
+        }
         let notice = Notice {
             kind,
             claims,
@@ -525,6 +582,7 @@ impl CoreMoney {
                 request: request_id,
                 imp: imp_id,
                 bid: &notice.id,
+                node: &money.settings.node,
             };
             token.clear();
             money.keys.load().sign(&claims, payload, token);

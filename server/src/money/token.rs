@@ -11,8 +11,11 @@
 //! bid price in CPM micros (i64), the user key (u64) and creative key
 //! (u32) that frequency counts use (see [`super::frequency`]), all
 //! big-endian, then tenant, exchange, request id, impression id and bid
-//! id, each a u16 length and its bytes; `tag` is the first 16 bytes of the
-//! MAC (128 bits). Version 1 tokens (without the two keys) still verify.
+//! id, each a u16 length and its bytes, then (version 3) the name of the
+//! fleet node that made the bid, empty on a single node, so that a notice
+//! reaching another node is handed to it; `tag` is the first 16 bytes of
+//! the MAC (128 bits). Versions 1 (without the two keys) and 2 (without
+//! the node) still verify.
 //!
 //! Keys live in `<data_dir>/notice-keys.json` (owner-only). The newest key
 //! signs; every kept key verifies, so rotating never invalidates tokens
@@ -30,7 +33,10 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Token format version signed now.
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+
+/// Version 2: no node name.
+const VERSION_2: u8 = 2;
 
 /// The first version, without user and creative keys: still read, so
 /// that bids made before an upgrade settle.
@@ -62,7 +68,7 @@ const FIXED_BYTES: usize = FIXED_BYTES_V1 + 8 + 4;
 /// The fixed part of a payload of `version`, if it is one this server reads.
 fn fixed_bytes(version: u8) -> Option<usize> {
     match version {
-        VERSION => Some(FIXED_BYTES),
+        VERSION | VERSION_2 => Some(FIXED_BYTES),
         VERSION_1 => Some(FIXED_BYTES_V1),
         _ => None,
     }
@@ -82,6 +88,8 @@ pub struct Claims {
     pub request: String,
     pub imp: String,
     pub bid: String,
+    /// The fleet node that made the bid; empty on a single node.
+    pub node: String,
 }
 
 /// The fields of a token about to be signed, borrowed from the bid path.
@@ -96,6 +104,7 @@ pub struct ClaimsRef<'a> {
     pub request: &'a str,
     pub imp: &'a str,
     pub bid: &'a str,
+    pub node: &'a str,
 }
 
 /// Why a token was refused.
@@ -224,6 +233,17 @@ impl NoticeKeys {
         Self::from_stored(&stored, self.path.clone())
     }
 
+    /// Reads the keys' file again (another node of the fleet rotated).
+    pub fn reopen(&self) -> io::Result<Self> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        Self::open(dir)
+    }
+
+    /// The file the keys are kept in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The id of the signing key.
     pub fn signing_id(&self) -> u32 {
         self.keys[0].id
@@ -247,6 +267,7 @@ impl NoticeKeys {
             claims.request,
             claims.imp,
             claims.bid,
+            claims.node,
         ] {
             // Callers keep ids under ID_BYTES_MAX; the length fits a u16.
             scratch.extend_from_slice(&(field.len() as u16).to_be_bytes());
@@ -314,7 +335,7 @@ pub fn read_signed(signed: &[u8]) -> Result<Claims, TokenError> {
 fn read_payload(payload: &[u8]) -> Result<Claims, TokenError> {
     let time_ms = u64::from_be_bytes(payload[5..13].try_into().expect("8 bytes"));
     let price_cpm_micros = i64::from_be_bytes(payload[13..21].try_into().expect("8 bytes"));
-    let (user_key, crid_key, mut rest) = if payload[0] == VERSION {
+    let (user_key, crid_key, mut rest) = if payload[0] != VERSION_1 {
         (
             u64::from_be_bytes(payload[21..29].try_into().expect("8 bytes")),
             u32::from_be_bytes(payload[29..33].try_into().expect("4 bytes")),
@@ -340,6 +361,11 @@ fn read_payload(payload: &[u8]) -> Result<Claims, TokenError> {
         request: field()?,
         imp: field()?,
         bid: field()?,
+        node: if payload[0] == VERSION {
+            field()?
+        } else {
+            String::new()
+        },
     };
     if !rest.is_empty() {
         return Err(TokenError::Malformed);
@@ -362,6 +388,7 @@ mod tests {
             request: "req-1",
             imp: "1",
             bid: "7.0.42",
+            node: "node-a",
         }
     }
 
@@ -374,6 +401,7 @@ mod tests {
         let read = keys.verify(&token).unwrap();
         assert_eq!(read.tenant, "acme");
         assert_eq!(read.bid, "7.0.42");
+        assert_eq!(read.node, "node-a");
         assert_eq!(read.price_cpm_micros, 2_500_000);
         assert_eq!(
             (read.user_key, read.crid_key),
@@ -392,25 +420,37 @@ mod tests {
     }
 
     #[test]
-    fn version_1_tokens_still_verify() {
+    fn versions_1_and_2_tokens_still_verify() {
         let dir = tempfile::tempdir().unwrap();
         let keys = NoticeKeys::open(dir.path()).unwrap();
         let (mut scratch, mut token) = (Vec::new(), String::new());
         keys.sign(&claims(), &mut scratch, &mut token);
-        // The same claims as version 1 wrote them: no user or creative key.
+        // The ids as versions 1 and 2 wrote them: without the node.
+        let ids = &scratch[FIXED_BYTES..scratch.len() - TAG_BYTES - 2 - "node-a".len()];
+        let signed = |mut payload: Vec<u8>| {
+            let mut mac = keys.keys[0].mac.clone();
+            mac.update(&payload);
+            payload.extend_from_slice(&mac.finalize().into_bytes()[..TAG_BYTES]);
+            payload
+        };
+        // Version 1: no user or creative key either.
         let mut v1 = vec![VERSION_1];
         v1.extend_from_slice(&scratch[1..FIXED_BYTES_V1]);
-        v1.extend_from_slice(&scratch[FIXED_BYTES..scratch.len() - TAG_BYTES]);
-        let mut mac = keys.keys[0].mac.clone();
-        mac.update(&v1);
-        v1.extend_from_slice(&mac.finalize().into_bytes()[..TAG_BYTES]);
+        v1.extend_from_slice(ids);
+        let v1 = signed(v1);
         let read = keys.verify(&URL_SAFE_NO_PAD.encode(&v1)).unwrap();
         assert_eq!((read.user_key, read.crid_key), (0, 0));
         assert_eq!(
-            (read.tenant.as_str(), read.bid.as_str()),
-            ("acme", "7.0.42")
+            (read.tenant.as_str(), read.bid.as_str(), read.node.as_str()),
+            ("acme", "7.0.42", "")
         );
         assert_eq!(read_signed(&v1).unwrap(), read);
+        let mut v2 = vec![VERSION_2];
+        v2.extend_from_slice(&scratch[1..FIXED_BYTES]);
+        v2.extend_from_slice(ids);
+        let read = keys.verify(&URL_SAFE_NO_PAD.encode(signed(v2))).unwrap();
+        assert_eq!(read.crid_key, 0xfeed_beef);
+        assert_eq!((read.bid.as_str(), read.node.as_str()), ("7.0.42", ""));
     }
 
     #[test]
