@@ -19,7 +19,9 @@
 //!    from what the budget has left: total (or today's budget) less fleet
 //!    spend, less every live lease. A node wants `lease_micros` while the
 //!    tenant spends, reserves or is refused on it, and gives back all but
-//!    a tenth of that while it is idle, so leases follow the traffic. A
+//!    a tenth of that once it has been idle for half the lease TTL, so
+//!    leases follow the traffic (a refusal asks for the full lease again
+//!    at the next sync). A
 //!    lease is a key that expires after `lease_ttl_s` unless renewed: a
 //!    node that dies gives its lease back by itself.
 //! 3. The node applies the answer: its lease, and the fleet's spend (what
@@ -253,8 +255,8 @@ struct Syncer {
     stats: Arc<LedgerStats>,
     /// When the last sync of every tenant succeeded.
     last_ok: Option<Instant>,
-    /// Per tenant, what [`activity`] read at the last sync.
-    seen: HashMap<Arc<str>, (i64, u64)>,
+    /// Per tenant, what [`activity`] read when it last changed, and when.
+    seen: HashMap<Arc<str>, ((i64, u64), Instant)>,
 }
 
 /// What moves when a tenant is busy on this node: spend plus
@@ -398,7 +400,19 @@ impl Syncer {
             }
             let (own_total, day, own_day) = account.own_spend_at(now, &self.clock);
             let now_seen = activity(&account);
-            let busy = self.seen.insert(account.tenant.clone(), now_seen) != Some(now_seen);
+            let idle_after = Duration::from_millis(self.config.lease_ttl_s * 500);
+            let busy = match self.seen.get_mut(&account.tenant) {
+                Some((seen, since)) if *seen == now_seen => since.elapsed() < idle_after,
+                Some(entry) => {
+                    *entry = (now_seen, Instant::now());
+                    true
+                }
+                None => {
+                    self.seen
+                        .insert(account.tenant.clone(), (now_seen, Instant::now()));
+                    true
+                }
+            };
             // Idle: the local lease shrinks first, so that what the node
             // has committed (spend not yet reported, reservations) never
             // passes what it keeps in Redis.

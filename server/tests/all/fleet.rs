@@ -260,13 +260,80 @@ fn past_its_buffer_a_node_drops_events_from_the_stream_only_and_counts_them() {
 
 /// A node on the shared registry, on a fresh data directory.
 fn node(nats: &Nats, name: &str) -> Server {
+    node_with(nats, name, "")
+}
+
+fn node_with(nats: &Nats, name: &str, extra: &str) -> Server {
     Server::start(
         tempfile::tempdir().unwrap(),
         &format!(
-            "bid.cores = 1\nfleet.node = \"{name}\"\nfleet.registry = \"{}\"\n",
+            "bid.cores = 1\nfleet.node = \"{name}\"\nfleet.registry = \"{}\"\n{extra}",
             nats.url()
         ),
     )
+}
+
+/// A `redis-server` of the test's own, appending every write to its file
+/// before answering (so a restart loses nothing it acknowledged).
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        engine("redis-server", "redis-server")?;
+        let mut redis = Redis {
+            child: None,
+            port: free_port().port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.run();
+        Some(redis)
+    }
+
+    fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < until, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// The operator token from the seeding node's demo tokens file.
@@ -558,4 +625,250 @@ fn with_the_registry_down_nodes_keep_serving_and_catch_up_after() {
     eventually("the upload is live on node b", || {
         active_on(&b, &token, "later") == Some(1)
     });
+}
+
+/// One bid request to `server`: the nurl of its bid, if it bid. Every
+/// request must be answered (200 with bids, or 204).
+fn bid_nurl(server: &Server) -> Option<String> {
+    let response = post_json(server.bid, &example_json("simple-banner"));
+    assert!(
+        [200, 204].contains(&response.status),
+        "a bid request failed: {}",
+        response.status
+    );
+    if response.status == 204 {
+        return None;
+    }
+    let body = response.json();
+    body["seatbid"][0]["bid"][0]["nurl"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Sends a win notice at 1.5 CPM to `server`, whichever node made the bid.
+fn win_at(server: &Server, nurl: &str) -> u16 {
+    let query = nurl
+        .split_once('?')
+        .unwrap()
+        .1
+        .replace("${AUCTION_PRICE}", "1.5");
+    let raw = format!("GET /v1/events/win?{query} HTTP/1.1\r\nHost: t\r\n\r\n");
+    request(server.bid, raw.as_bytes()).status
+}
+
+/// `tenant`'s settled spend as `server` reports it (the fleet's).
+fn spent_on(server: &Server, token: &str, tenant: &str) -> i64 {
+    admin_call(
+        server,
+        "GET",
+        &format!("/v1/tenants/{tenant}/spend"),
+        token,
+        b"",
+    )
+    .json()["spent_micros"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn a_fleet_shares_one_budget_settles_notices_anywhere_and_rides_out_failures() {
+    let Some(mut nats) = Nats::start() else {
+        return;
+    };
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    // Small leases that expire fast, so that the test sees them move.
+    let ledger = format!(
+        "fleet.ledger = \"{}\"\nfleet.redis.lease_micros = 4000\nfleet.redis.lease_ttl_s = 2\nfleet.redis.sync_ms = 100\n",
+        redis.url()
+    );
+    let a = node_with(&nats, "node-a", &ledger);
+    let (b, c) = (
+        node_with(&nats, "node-b", &ledger),
+        node_with(&nats, "node-c", &ledger),
+    );
+    let nodes = [&a, &b, &c];
+    let operator = operator_token(&a);
+    // Only fixed-cpm bids: 1.5 CPM, so each bid reserves 1,500 micros.
+    for example in gavel_strategies::EXAMPLES {
+        if example.name != "fixed-cpm" {
+            let path = format!("/v1/tenants/{}/pause", example.name);
+            assert_eq!(admin_call(&a, "POST", &path, &operator, b"").status, 200);
+        }
+    }
+    let budget = |node: &Server, total: &str| {
+        let body = format!("{{\"total\": {total}}}");
+        let set = admin_call(
+            node,
+            "PUT",
+            "/v1/tenants/fixed-cpm/budget",
+            &operator,
+            body.as_bytes(),
+        );
+        assert_eq!(set.status, 200, "{}", set.json());
+        let total: f64 = total.parse().unwrap();
+        for node in nodes {
+            eventually("every node has the budget", || {
+                admin_call(node, "GET", "/v1/tenants/fixed-cpm/budget", &operator, b"").json()["total"]
+                    == total
+            });
+        }
+    };
+    for node in nodes {
+        eventually("the pauses reach every node", || {
+            [
+                "pacing",
+                "floor-margin",
+                "targeting",
+                "audience",
+                "deal-bidder",
+            ]
+            .iter()
+            .all(|t| {
+                tenant_on(node, &operator, t)
+                    .is_some_and(|v| v["live"] == false || v["state"]["paused"] == true)
+            })
+        });
+    }
+
+    // 6,000 micros shared by three nodes: at most 4 bids in the fleet.
+    budget(&c, "0.006");
+    // Traffic for 1.5 s, a request every 10 ms: leases follow it (a node
+    // refused asks for a lease at its next sync).
+    let mut made: Vec<(usize, String)> = Vec::new();
+    for round in 0..150 {
+        let i = round % 3;
+        if let Some(nurl) = bid_nurl(nodes[i]) {
+            made.push((i, nurl));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if made.is_empty() {
+        for node in nodes {
+            eprintln!(
+                "{}",
+                admin_call(node, "GET", "/v1/tenants/fixed-cpm/spend", &operator, b"").json()
+            );
+            eprintln!(
+                "{}",
+                node.metrics()
+                    .lines()
+                    .filter(|l| l.contains("ledger") || l.contains("fixed-cpm"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+    assert!(!made.is_empty(), "the fleet bids within its budget");
+    assert!(made.len() <= 4, "{} bids of 1,500 within 6,000", made.len());
+
+    // Each win goes to another node than the one that bid, and again to a
+    // third: settled once, on the node that made the bid.
+    for (i, nurl) in &made {
+        assert_eq!(win_at(nodes[(i + 1) % 3], nurl), 204);
+        assert_eq!(win_at(nodes[(i + 2) % 3], nurl), 204);
+    }
+    let settled = made.len() as i64 * 1500;
+    let own_spend = || -> f64 {
+        nodes
+            .iter()
+            .map(|n| n.metric("gavel_tenant_spent_micros_total{tenant=\"fixed-cpm\"}"))
+            .sum()
+    };
+    eventually("every win settles exactly once in the fleet", || {
+        own_spend() == settled as f64
+    });
+    for node in nodes {
+        eventually("every node reports the fleet's spend", || {
+            spent_on(node, &operator, "fixed-cpm") == settled
+        });
+    }
+
+    // Redis restarts mid-traffic: no bid fails, the spend it acknowledged
+    // is still there, and the nodes lease again by themselves.
+    redis.stop();
+    for round in 0..30 {
+        let _ = bid_nurl(nodes[round % 3]);
+    }
+    eventually("the nodes see the ledger gone", || {
+        nodes
+            .iter()
+            .all(|n| n.metric("gavel_ledger_connected") == 0.0)
+    });
+    redis.run();
+    for node in nodes {
+        eventually("the ledger is back on every node", || {
+            node.metric("gavel_ledger_connected") == 1.0
+        });
+        assert_eq!(
+            spent_on(node, &operator, "fixed-cpm"),
+            settled,
+            "nothing lost"
+        );
+    }
+
+    // More budget, then the node holding it is killed: its lease expires
+    // back to the budget and the others bid with it.
+    budget(&a, "0.009");
+    let holder = (0..300)
+        .find_map(|round| {
+            std::thread::sleep(Duration::from_millis(10));
+            bid_nurl(nodes[round % 3]).map(|nurl| (round % 3, nurl))
+        })
+        .expect("someone bids with the new budget");
+    made.push(holder.clone());
+    nodes[holder.0].signal("KILL");
+    let survivors: Vec<&Server> = (0..3)
+        .filter(|i| *i != holder.0)
+        .map(|i| nodes[i])
+        .collect();
+    let until = Instant::now() + Duration::from_secs(15);
+    let mut after = Vec::new();
+    while after.is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the killed node's lease never came back"
+        );
+        for survivor in &survivors {
+            if let Some(nurl) = bid_nurl(survivor) {
+                after.push(nurl);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for round in 0..100 {
+        if let Some(nurl) = bid_nurl(survivors[round % 2]) {
+            after.push(nurl);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "bids: {} before, {} after the kill, holder {}",
+        made.len(),
+        after.len(),
+        holder.0
+    );
+    // Every reservation in the fleet, the dead node's included, stays
+    // within the budget: 9,000 micros, 6 bids.
+    assert!(
+        made.len() + after.len() <= 6,
+        "{} + {} bids of 1,500 within 9,000",
+        made.len(),
+        after.len()
+    );
+
+    // NATS stops mid-traffic: bids go on; a notice for a bid on the node
+    // that receives it settles; one for another node waits for NATS (503).
+    nats.stop();
+    for round in 0..20 {
+        let _ = bid_nurl(survivors[round % 2]);
+    }
+    let local = after.first().unwrap();
+    let home = survivors
+        .iter()
+        .find(|s| local.contains(&format!(":{}/", s.bid.port())))
+        .unwrap();
+    assert_eq!(win_at(home, local), 204, "settled where it was made");
+    nats.run();
 }
