@@ -10,6 +10,8 @@ use crate::auth::{Auth, Principal};
 use crate::compiler::Compiler;
 use crate::config::Config;
 use crate::error::Error;
+use crate::fleet::FleetStats;
+use crate::fleet::frequency::FrequencyStats;
 use crate::fleet::ledger::{Banker, LedgerStats};
 use crate::fleet::notices::NoticeLink;
 use crate::fleet::registry::{JetStreamRegistry, RegistryStats};
@@ -76,10 +78,11 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
     }
     // With a fleet ledger, budgets are leased from Redis (after the local
     // ledger restored this node's spend, which its reports carry).
-    let ledger_stats = Arc::new(LedgerStats::default());
-    let mut banker = match &config.fleet.ledger {
-        None => None,
-        Some(url) => Some(
+    let mut fleet_stats = FleetStats::default();
+    let mut banker = None;
+    if let Some(url) = &config.fleet.ledger {
+        let stats = Arc::new(LedgerStats::default());
+        banker = Some(
             Banker::start(
                 url,
                 &config.fleet.redis,
@@ -87,11 +90,12 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
                 data_dir,
                 money.accounts.clone(),
                 money.settings.clock,
-                ledger_stats.clone(),
+                stats.clone(),
             )
             .map_err(Error::io("starting the fleet's ledger"))?,
-        ),
-    };
+        );
+        fleet_stats.ledger = Some(stats);
+    }
     let exe = std::env::current_exe().map_err(Error::io("finding the gavel executable"))?;
     let compiler =
         Compiler::start(runtime.clone(), exe).map_err(Error::io("starting the compile workers"))?;
@@ -155,6 +159,21 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
     // Grants and tables before the bid port opens: a strategy never starts
     // without its data.
     tenants.load_access().map_err(Error::Store)?;
+    // With a fleet ledger, frequency counts are the fleet's: wins go to
+    // Redis, and each node's tables (made just above) cache them.
+    if let Some(url) = &config.fleet.ledger {
+        let stats = Arc::new(FrequencyStats::default());
+        crate::fleet::frequency::start(
+            url,
+            &config.fleet.redis,
+            &config.frequency,
+            config.fleet.node_name(config.bid.listen.port()),
+            money.ledger_handle(),
+            stats.clone(),
+        )
+        .map_err(Error::io("sharing frequency counts"))?;
+        fleet_stats.frequency = Some(stats);
+    }
 
     // The admin port opens first so that /readyz can say "not yet".
     let admin_listener = std::net::TcpListener::bind(config.admin.listen).map_err(Error::io(
@@ -170,8 +189,10 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         recordings_dir: data_dir.join("recordings"),
         bid_listen: config.bid.listen,
         ready: AtomicBool::new(false),
-        registry: registry.as_ref().map(|(shared, _)| shared.stats().clone()),
-        ledger: banker.as_ref().map(|_| ledger_stats.clone()),
+        fleet: FleetStats {
+            registry: registry.as_ref().map(|(shared, _)| shared.stats().clone()),
+            ..fleet_stats
+        },
     });
     admin::start(admin_listener, admin.clone()).map_err(Error::io("starting the admin thread"))?;
 

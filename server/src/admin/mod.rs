@@ -43,10 +43,8 @@ pub struct AdminState {
     pub bid_listen: std::net::SocketAddr,
     /// Set once every stored strategy is loaded and the bid port is open.
     pub ready: AtomicBool,
-    /// The registry's health, when it is on NATS.
-    pub registry: Option<Arc<crate::fleet::registry::RegistryStats>>,
-    /// The budget ledger's health, when it is on Redis.
-    pub ledger: Option<Arc<crate::fleet::ledger::LedgerStats>>,
+    /// The fleet's engines' health (none on a single node).
+    pub fleet: crate::fleet::FleetStats,
 }
 
 /// A parsed admin request.
@@ -261,12 +259,7 @@ fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
             render_recorder(&state.recorder, &mut text);
             state.money.render_metrics(&mut text);
             state.tenants.render_metrics(&mut text);
-            if let Some(registry) = &state.registry {
-                registry.render(&mut text);
-            }
-            if let Some(ledger) = &state.ledger {
-                ledger.render(&mut text);
-            }
+            state.fleet.render(&mut text);
             Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",

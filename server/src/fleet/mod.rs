@@ -9,10 +9,12 @@
 //! | [`crate::money::events::EventSink`] | the local event log | [`stream`]: the log, also published to a JetStream stream |
 //! | notices ([`crate::money::FleetLink`]) | the node's own ledger | [`notices`]: handed to the node that made the bid through a JetStream stream |
 //! | budgets ([`crate::money::account::Account`]'s lease) | the node's own ledger | [`ledger`]: leases from Redis, the banker pattern |
+//! | frequency counts ([`crate::money::frequency`]) | the node's own table | [`frequency`]: wins in Redis, each node's table a cache of them |
 //!
 //! Every NATS call runs on a Tokio runtime of the fleet's own threads,
 //! never on a serving core.
 
+pub mod frequency;
 pub mod ledger;
 pub mod notices;
 pub mod registry;
@@ -167,6 +169,29 @@ impl FleetConfig {
                 .unwrap_or_else(|| "gavel".into());
             format!("{host}:{bid_port}")
         })
+    }
+}
+
+/// The fleet's health as the metrics show it: one part per engine in use.
+#[derive(Debug, Default)]
+pub struct FleetStats {
+    pub registry: Option<Arc<registry::RegistryStats>>,
+    pub ledger: Option<Arc<ledger::LedgerStats>>,
+    pub frequency: Option<Arc<frequency::FrequencyStats>>,
+}
+
+impl FleetStats {
+    /// Prometheus text.
+    pub fn render(&self, out: &mut String) {
+        if let Some(registry) = &self.registry {
+            registry.render(out);
+        }
+        if let Some(ledger) = &self.ledger {
+            ledger.render(out);
+        }
+        if let Some(frequency) = &self.frequency {
+            frequency.render(out);
+        }
     }
 }
 

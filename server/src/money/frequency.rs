@@ -26,6 +26,11 @@
 //! slot (the ledger thread descheduled mid-write) it gives that slot up,
 //! and a user it could not read counts 0.
 //!
+//! In a fleet (`crate::fleet::frequency`) every win a node counts also
+//! goes to Redis and to the other nodes, whose ledger threads record it in
+//! their own tables: each node's table is its cache of the fleet's
+//! counts, filled again from Redis when the node starts.
+//!
 //! # What is approximate, and what a restart forgets
 //!
 //! A count is at most `wins_per_user` (the most recent wins kept per user,
@@ -34,6 +39,7 @@
 //! every user at zero. Each errs toward showing an ad once more, never
 //! toward spending more than the budget, which the ledger enforces.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use gavel_schemas::openrtb::BidRequest;
@@ -96,6 +102,30 @@ pub fn crid_key(crid: &[u8]) -> u32 {
         0
     } else {
         (xxhash_rust::xxh3::xxh3_64(crid) as u32).max(1)
+    }
+}
+
+/// One counted win, as it crosses nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Win {
+    pub tenant: Arc<str>,
+    pub user: u64,
+    pub crid: u32,
+    pub at_s: u32,
+}
+
+/// Where the ledger thread hands the wins it counts, in a fleet: a bounded
+/// queue that never blocks it; a win that does not fit is counted.
+pub struct WinShare {
+    pub queue: crossbeam_channel::Sender<Win>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl WinShare {
+    pub fn offer(&self, win: Win) {
+        if self.queue.try_send(win).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -199,6 +229,7 @@ impl Frequency {
             }
             oldest
         });
+        let packed = (u64::from(now_s) << 32) | u64::from(crid);
         let seq = &self.slots[slot].seq;
         let before = seq.load(Ordering::Relaxed);
         seq.store(before.wrapping_add(1), Ordering::Relaxed);
@@ -215,10 +246,7 @@ impl Frequency {
             .iter()
             .min_by_key(|w| w.load(Ordering::Relaxed))
             .expect("wins_per_user > 0");
-        oldest.store(
-            (u64::from(now_s) << 32) | u64::from(crid),
-            Ordering::Relaxed,
-        );
+        oldest.store(packed, Ordering::Relaxed);
         seq.store(before.wrapping_add(2), Ordering::Release);
     }
 

@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::account::{Account, Accounts, DayClock};
 use super::amount::impression_cost;
 use super::events::{Event, EventKind, EventSink};
+use super::frequency::{Win, WinShare};
 use super::token::{Claims, read_signed};
 use super::unix_ms;
 
@@ -232,6 +233,8 @@ enum Wake {
     Notice(Box<Notice>, Reply),
     /// An event of the control plane (canary, shadow), logged in order.
     Event(Box<Event>),
+    /// A win another node of the fleet counted, for this node's counts.
+    Counted(Box<Win>),
     Stop,
 }
 
@@ -252,6 +255,8 @@ pub struct LedgerConfig {
 pub struct LedgerHandle {
     bids: Sender<BidRecord>,
     wake: Sender<Wake>,
+    /// Where wins counted here also go, in a fleet.
+    wins: Arc<OnceLock<WinShare>>,
 }
 
 /// The queue to the ledger is full: it is behind.
@@ -279,6 +284,19 @@ impl LedgerHandle {
         self.wake
             .try_send(Wake::Event(Box::new(event)))
             .map_err(|_| Full)
+    }
+
+    /// Queues a win counted on another node for this node's frequency
+    /// counts. `Err`: the ledger is behind and the count is lost.
+    pub fn count_win(&self, win: Win) -> Result<(), Full> {
+        self.wake
+            .try_send(Wake::Counted(Box::new(win)))
+            .map_err(|_| Full)
+    }
+
+    /// From now on, hands every win counted here to `share` too (once).
+    pub fn share_wins(&self, share: WinShare) {
+        let _ = self.wins.set(share);
     }
 
     /// Queues a notice; the answer comes once it is durable.
@@ -320,11 +338,13 @@ impl Ledger {
         let boot = restore(&db, &accounts).map_err(db_error)?;
         let (bids, bid_queue) = crossbeam_channel::bounded(config.queue_max);
         let (wake, wake_queue) = crossbeam_channel::bounded(config.queue_max);
+        let wins = Arc::new(OnceLock::new());
         let mut state = State {
             db,
             accounts,
             sink,
             config,
+            wins: wins.clone(),
             touched: HashMap::new(),
             row: Vec::new(),
         };
@@ -332,7 +352,7 @@ impl Ledger {
             .name("gavel-ledger".into())
             .spawn(move || state.run(&bid_queue, &wake_queue))?;
         Ok(Self {
-            handle: LedgerHandle { bids, wake },
+            handle: LedgerHandle { bids, wake, wins },
             thread: Some(thread),
             boot,
         })
@@ -419,6 +439,7 @@ struct State {
     accounts: Arc<Accounts>,
     sink: Box<dyn EventSink>,
     config: LedgerConfig,
+    wins: Arc<OnceLock<WinShare>>,
     /// Tenants touched in the current batch.
     touched: HashMap<String, Touched>,
     /// A reservation row being written (reused).
@@ -433,6 +454,8 @@ struct Batch {
     /// Tenants whose counts to show once the batch is committed.
     counts: Vec<Touched>,
     replies: Vec<(Reply, Applied)>,
+    /// Wins other nodes counted, recorded once the batch is committed.
+    counted: Vec<Win>,
 }
 
 impl State {
@@ -475,6 +498,16 @@ impl State {
         }
     }
 
+    /// Records the wins other nodes counted (memory only: the fleet keeps
+    /// them in Redis).
+    fn record_counted(&self, counted: Vec<Win>) {
+        for win in counted {
+            if let Some(frequency) = &*self.accounts.get(&win.tenant).frequency.load() {
+                frequency.record(win.user, win.crid, win.at_s);
+            }
+        }
+    }
+
     /// Applies `bids`, then `notices`, and the expiries that are due, in
     /// one transaction.
     fn apply(
@@ -508,6 +541,7 @@ impl State {
                         pending_replies.push((reply, applied));
                     }
                     Wake::Event(event) => batch.events.push(*event),
+                    Wake::Counted(win) => batch.counted.push(*win),
                     Wake::Stop => {}
                 }
             }
@@ -522,6 +556,7 @@ impl State {
         if batch.events.is_empty() && pending_replies.is_empty() && forgotten == 0 {
             // An idle sweep that found nothing: no commit, no fsync.
             txn.abort()?;
+            self.record_counted(batch.counted);
             return Ok(());
         }
         batch.replies = pending_replies;
@@ -555,10 +590,19 @@ impl State {
                             if let Some(frequency) = &*account.frequency.load() {
                                 let now_s = u32::try_from(now / 1000).unwrap_or(u32::MAX);
                                 frequency.record(user_key, crid_key, now_s);
+                                if let Some(share) = self.wins.get() {
+                                    share.offer(Win {
+                                        tenant: account.tenant.clone(),
+                                        user: user_key,
+                                        crid: crid_key,
+                                        at_s: now_s,
+                                    });
+                                }
                             }
                         }
                     }
                 }
+                self.record_counted(batch.counted);
                 for touched in batch.counts {
                     publish(&touched.account, &touched.totals);
                 }

@@ -872,3 +872,82 @@ fn a_fleet_shares_one_budget_settles_notices_anywhere_and_rides_out_failures() {
     assert_eq!(win_at(home, local), 204, "settled where it was made");
     nats.run();
 }
+
+/// The capabilities probe's bid on `server` for `user`: its frequency
+/// counts over an hour (`"<any creative>/<creative probe>"`) and its nurl.
+fn probe_counts(server: &Server, user: &str) -> (String, String) {
+    let body = format!(
+        r#"{{"id": "r", "imp": [{{"id": "1", "tagid": "64,3600", "banner": {{"w": 300, "h": 250}}}}], "user": {{"id": "{user}"}}}}"#
+    );
+    let response = post_json(server.bid, body.as_bytes());
+    assert_eq!(response.status, 200);
+    let bid = response.json()["seatbid"][0]["bid"][0].clone();
+    (
+        bid["adid"].as_str().unwrap().to_string(),
+        bid["nurl"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn frequency_counts_cross_nodes_and_a_new_node_reads_them_back() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let ledger = format!("fleet.ledger = \"{}\"\n", redis.url());
+    let (a, b) = (
+        node_with(&nats, "node-a", &ledger),
+        node_with(&nats, "node-b", &ledger),
+    );
+    let operator = operator_token(&a);
+    for example in gavel_strategies::EXAMPLES {
+        let path = format!("/v1/tenants/{}/pause", example.name);
+        assert_eq!(admin_call(&a, "POST", &path, &operator, b"").status, 200);
+    }
+    assert_eq!(
+        admin_call(&a, "POST", "/v1/tenants/probe", &operator, b"").status,
+        201
+    );
+    let granted = admin_call(
+        &a,
+        "PUT",
+        "/v1/tenants/probe/grants",
+        &operator,
+        br#"{"capabilities": ["kv", "frequency", "budget"]}"#,
+    );
+    assert_eq!(granted.status, 200, "{}", granted.json());
+    let probe = gavel_strategies::probe("capabilities").unwrap();
+    let uploaded = admin_call(&a, "POST", "/v1/tenants/probe/versions", &operator, probe);
+    assert_eq!(uploaded.status, 201, "{}", uploaded.json());
+    eventually("the probe is live on node b", || {
+        active_on(&b, &operator, "probe") == Some(1)
+    });
+
+    let (counts, nurl) = probe_counts(&a, "u1");
+    assert_eq!(counts, "0/0");
+    assert_eq!(win_at(&a, &nurl), 204);
+    assert_eq!(probe_counts(&a, "u1").0, "1/1", "counted where it won");
+    eventually("node b hears the win", || probe_counts(&b, "u1").0 == "1/1");
+    assert_eq!(probe_counts(&b, "u2").0, "0/0", "another user");
+    // A win on node b counts on node a too; each win once.
+    let (_, nurl) = probe_counts(&b, "u1");
+    assert_eq!(win_at(&b, &nurl), 204);
+    eventually("node a hears it", || probe_counts(&a, "u1").0 == "2/2");
+    assert_eq!(probe_counts(&b, "u1").0, "2/2");
+
+    // A node that joins later reads the counts back from Redis.
+    let c = node_with(&nats, "node-c", &ledger);
+    eventually("node c has the probe", || {
+        active_on(&c, &operator, "probe") == Some(1)
+    });
+    eventually("node c reads the counts back", || {
+        probe_counts(&c, "u1").0 == "2/2"
+    });
+    assert!(
+        a.metric("gavel_frequency_fleet_wins_total{result=\"shared\"}") >= 1.0,
+        "{}",
+        a.metrics()
+    );
+}
