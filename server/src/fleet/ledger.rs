@@ -108,9 +108,13 @@ impl RedisConfig {
                 self.sync_ms
             ));
         }
-        if !(10..=10_000).contains(&self.timeout_ms) {
+        // A node cut off from Redis must stop spending a lease before
+        // Redis expires it, with a round (a timeout, a sync) to spare.
+        if !(10..=10_000).contains(&self.timeout_ms)
+            || 4 * self.timeout_ms + self.sync_ms >= self.lease_ttl_s * 1000
+        {
             return Err(format!(
-                "fleet.redis.timeout_ms must be between 10 and 10000, got {}",
+                "fleet.redis.timeout_ms must be between 10 and 10000 and 4 x timeout_ms + sync_ms under lease_ttl_s, got {}",
                 self.timeout_ms
             ));
         }
@@ -357,9 +361,10 @@ impl Syncer {
     /// spending it could pass the budget, so it is dropped.
     fn revoke_if_expired(&mut self) {
         let ttl = Duration::from_secs(self.config.lease_ttl_s);
-        // The sync that granted it started before `last_ok`: keep a margin
-        // of one timeout.
-        let margin = Duration::from_millis(self.config.timeout_ms);
+        // The lease was set after `last_ok` (the round's start), and this
+        // check runs once per failed round (a timeout, then `sync_ms`):
+        // stop early enough that Redis cannot have expired it yet.
+        let margin = Duration::from_millis(2 * self.config.timeout_ms + self.config.sync_ms);
         let expired = self.last_ok.is_none_or(|ok| ok.elapsed() + margin >= ttl);
         if !expired {
             return;

@@ -680,7 +680,7 @@ fn a_fleet_shares_one_budget_settles_notices_anywhere_and_rides_out_failures() {
     };
     // Small leases that expire fast, so that the test sees them move.
     let ledger = format!(
-        "fleet.ledger = \"{}\"\nfleet.redis.lease_micros = 4000\nfleet.redis.lease_ttl_s = 2\nfleet.redis.sync_ms = 100\n",
+        "fleet.ledger = \"{}\"\nfleet.redis.lease_micros = 4000\nfleet.redis.lease_ttl_s = 2\nfleet.redis.sync_ms = 100\nfleet.redis.timeout_ms = 300\n",
         redis.url()
     );
     let a = node_with(&nats, "node-a", &ledger);
