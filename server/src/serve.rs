@@ -63,15 +63,13 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
     // A fleet signs with shared notice keys, and hands notices for other
     // nodes' bids to them.
     if let Some((registry, _)) = &registry {
-        let keys_path = money.keys.load().path().to_path_buf();
-        if registry
-            .adopt_notice_keys(&keys_path)
-            .map_err(Error::Store)?
-        {
-            money
-                .reload_keys()
-                .map_err(Error::io("reading the fleet's notice keys"))?;
-        }
+        money
+            .adopt_keys(|path| {
+                registry
+                    .adopt_notice_keys(path)
+                    .map_err(std::io::Error::other)
+            })
+            .map_err(Error::io("taking the fleet's notice keys"))?;
         let node = config.fleet.node_name(config.bid.listen.port());
         NoticeLink::start(registry.clone(), &config.fleet.nats, &node, money.clone())
             .map_err(Error::Store)?;
@@ -129,9 +127,9 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         .map_err(Error::io("starting the canary thread"))?;
     // Changes other nodes make to a shared registry apply here, off the
     // bid path.
-    if let Some((_, changes)) = &registry {
+    if let Some((keys_registry, changes)) = &registry {
         let (tenants, auth, changes) = (tenants.clone(), auth.clone(), changes.clone());
-        let money = money.clone();
+        let (money, keys_registry) = (money.clone(), keys_registry.clone());
         std::thread::Builder::new()
             .name("gavel-registry".into())
             .spawn(move || {
@@ -142,10 +140,14 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
                                 tracing::error!(error = %e, "a token from the registry was not learned");
                             }
                         }
-                        Change::NoticeKeys(file) => {
-                            let path = money.keys.load().path().to_path_buf();
-                            let adopted = crate::durable::write_atomic_mode(&path, file, 0o600)
-                                .and_then(|()| money.reload_keys());
+                        // The registry's current keys, never this change's
+                        // payload, which a later rotation may have passed.
+                        Change::NoticeKeys(_) => {
+                            let adopted = money.adopt_keys(|path| {
+                                keys_registry
+                                    .adopt_notice_keys(path)
+                                    .map_err(std::io::Error::other)
+                            });
                             if let Err(e) = adopted {
                                 tracing::error!(error = %e, "the fleet's rotated notice keys were not taken");
                             }

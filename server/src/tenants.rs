@@ -346,22 +346,30 @@ impl Tenants {
         Ok(())
     }
 
-    /// The tenant's grants and tables as stored, parsed within the limits.
+    /// The tenant's grants and tables as stored, parsed within the limits;
+    /// what cannot be read is reported and left out.
     fn stored_access(&self, tenant: &str) -> (Capabilities, Arc<Tables>) {
-        let granted = match self.store.grants(tenant) {
-            Ok(granted) => granted,
-            Err(e) => {
-                tracing::error!(%tenant, error = %e, "grants unreadable; none granted");
-                Capabilities::default()
-            }
-        };
-        let stored = match self.store.tables(tenant) {
-            Ok(stored) => stored,
-            Err(e) => {
-                tracing::error!(%tenant, error = %e, "tables unreadable; none loaded");
-                Vec::new()
-            }
-        };
+        let granted = self.store.grants(tenant).unwrap_or_else(|e| {
+            tracing::error!(%tenant, error = %e, "grants unreadable; none granted");
+            Capabilities::default()
+        });
+        let stored = self.store.tables(tenant).unwrap_or_else(|e| {
+            tracing::error!(%tenant, error = %e, "tables unreadable; none loaded");
+            Vec::new()
+        });
+        (granted, self.parse_tables(tenant, stored))
+    }
+
+    /// As [`Self::stored_access`], but a failed read is an error.
+    fn read_access(&self, tenant: &str) -> Result<(Capabilities, Arc<Tables>), StoreError> {
+        let granted = self.store.grants(tenant)?;
+        let stored = self.store.tables(tenant)?;
+        Ok((granted, self.parse_tables(tenant, stored)))
+    }
+
+    /// Parses stored tables within the limits; a table refused is reported
+    /// and left out (the strategy sees it absent).
+    fn parse_tables(&self, tenant: &str, stored: Vec<(String, Vec<u8>)>) -> Arc<Tables> {
         let mut tables = Tables::default();
         for (name, body) in stored {
             let (entries, bytes) = tables.usage_except(&name);
@@ -377,7 +385,7 @@ impl Tenants {
                 }
             }
         }
-        (granted, Arc::new(tables))
+        Arc::new(tables)
     }
 
     /// The tenant's grants.
@@ -785,8 +793,17 @@ impl Tenants {
         }
         let said = self.reconcile_trials(&mut control, tenant, after.active);
         self.publish(&mut control);
+        let stale = control
+            .live
+            .get(tenant)
+            .is_some_and(|(live, _)| Some(live.version) != after.active);
         drop(control);
         self.say(tenant, said);
+        // A shared registry changed by another node between the read and
+        // the write: the change landed on its state, so load what it made.
+        if stale {
+            self.refresh_state(tenant);
+        }
         Ok(after)
     }
 
@@ -1300,7 +1317,10 @@ impl Tenants {
         match change {
             Change::State(tenant) => self.refresh_state(tenant),
             Change::Access(tenant) => {
-                let (granted, tables) = self.stored_access(tenant);
+                // A registry read that fails keeps what the tenant has.
+                let Ok((granted, tables)) = self.read_access(tenant) else {
+                    return;
+                };
                 let mut control = self.lock();
                 let now = self.access_of(&control, tenant);
                 if now.granted != granted || now.tables.infos() != tables.infos() {

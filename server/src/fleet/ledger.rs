@@ -18,10 +18,12 @@
 //! 2. **Lease.** Redis tops the node's lease up towards what it wants
 //!    from what the budget has left: total (or today's budget) less fleet
 //!    spend, less every live lease. A node wants `lease_micros` while the
-//!    tenant spends, reserves or is refused on it, and gives back all but
-//!    a tenth of that once it has been idle for half the lease TTL, so
-//!    leases follow the traffic (a refusal asks for the full lease again
-//!    at the next sync). A
+//!    tenant spends, reserves or is refused on it; once it has been idle
+//!    for half the lease TTL it shrinks its own lease to a tenth and, one
+//!    sync later, gives the rest back (never below what it has committed),
+//!    so leases follow the traffic (a refusal asks for the full lease
+//!    again at the next sync). A stopping node gives back everything not
+//!    committed. A
 //!    lease is a key that expires after `lease_ttl_s` unless renewed: a
 //!    node that dies gives its lease back by itself.
 //! 3. The node applies the answer: its lease, and the fleet's spend (what
@@ -34,10 +36,14 @@
 //! node that died or lost Redis for longer than `lease_ttl_s`, plus, as on
 //! one node, wins that arrive after their reservation expired.
 //!
+//! Lowering a budget does not take back leases already granted: the fleet
+//! may still spend what its nodes hold, at most `lease_micros` each, as
+//! spend in flight on one node settles after a budget is lowered.
+//!
 //! **Redis unreachable.** The node keeps spending what it has leased; once
-//! its lease may have expired in Redis (`lease_ttl_s` after the last
-//! successful sync) it drops it to zero and its budgeted tenants stop
-//! being called: fail closed on money. Unbudgeted tenants are unaffected.
+//! a lease may have expired in Redis (nearly `lease_ttl_s` after its last
+//! renewal, checked per tenant before every round) it drops it to zero
+//! and the tenant stops being called: fail closed on money. Unbudgeted tenants are unaffected.
 //! The thread retries every `sync_ms` and recovers by itself; its first
 //! report after the outage carries everything spent meanwhile.
 //!
@@ -257,10 +263,19 @@ struct Syncer {
     accounts: Arc<Accounts>,
     clock: DayClock,
     stats: Arc<LedgerStats>,
-    /// When the last sync of every tenant succeeded.
-    last_ok: Option<Instant>,
-    /// Per tenant, what [`activity`] read when it last changed, and when.
-    seen: HashMap<Arc<str>, ((i64, u64), Instant)>,
+    /// Per budgeted tenant: its activity and its lease's renewal.
+    tenants: HashMap<Arc<str>, TenantSync>,
+}
+
+/// What the banker remembers of one tenant.
+struct TenantSync {
+    /// What [`activity`] read when it last changed, and when.
+    seen: (i64, u64),
+    since: Instant,
+    /// The local lease was shrunk for idleness; the rest goes back next.
+    shrunk: bool,
+    /// When the last successful call for it started.
+    renewed: Option<Instant>,
 }
 
 /// What moves when a tenant is busy on this node: spend plus
@@ -297,10 +312,9 @@ impl Banker {
             accounts,
             clock,
             stats,
-            last_ok: None,
-            seen: HashMap::new(),
+            tenants: HashMap::new(),
         };
-        if let Err(e) = syncer.sync_all() {
+        if let Err(e) = syncer.sync_all(false) {
             tracing::warn!(error = %e, ledger = url, "the fleet's ledger is out of reach: budgeted tenants wait for a lease");
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -335,7 +349,8 @@ impl Syncer {
         let mut failing = false;
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            match self.sync_all() {
+            self.revoke_expired();
+            match self.sync_all(stopping) {
                 Ok(()) => {
                     if failing {
                         tracing::info!("the fleet's ledger is back");
@@ -347,7 +362,6 @@ impl Syncer {
                         tracing::warn!(error = %e, "the fleet's ledger is out of reach; spending leases only");
                     }
                     failing = true;
-                    self.revoke_if_expired();
                 }
             }
             if stopping {
@@ -357,20 +371,21 @@ impl Syncer {
         }
     }
 
-    /// Past the lease TTL without a sync, a lease may be gone in Redis:
-    /// spending it could pass the budget, so it is dropped.
-    fn revoke_if_expired(&mut self) {
+    /// A lease not renewed for nearly its TTL may be gone in Redis:
+    /// spending it could pass the budget, so it is dropped. Checked per
+    /// tenant before every round, so a slow round expires nothing unseen.
+    fn revoke_expired(&mut self) {
         let ttl = Duration::from_secs(self.config.lease_ttl_s);
-        // The lease was set after `last_ok` (the round's start), and this
-        // check runs once per failed round (a timeout, then `sync_ms`):
-        // stop early enough that Redis cannot have expired it yet.
+        // The lease was set after `renewed` (just before its call), and
+        // this runs once per round (up to a timeout, then `sync_ms`): stop
+        // early enough that Redis cannot have expired it yet.
         let margin = Duration::from_millis(2 * self.config.timeout_ms + self.config.sync_ms);
-        let expired = self.last_ok.is_none_or(|ok| ok.elapsed() + margin >= ttl);
-        if !expired {
-            return;
-        }
         for account in self.accounts.all() {
-            if account.lease().is_some_and(|l| l > 0) {
+            if !account.lease().is_some_and(|l| l > 0) {
+                continue;
+            }
+            let renewed = self.tenants.get(&account.tenant).and_then(|t| t.renewed);
+            if renewed.is_none_or(|at| at.elapsed() + margin >= ttl) {
                 account.revoke_lease();
                 self.stats.revoked.fetch_add(1, Ordering::Relaxed);
             }
@@ -385,9 +400,52 @@ impl Syncer {
         Ok(connection)
     }
 
-    /// Syncs every budgeted tenant; the first failure ends the round.
-    fn sync_all(&mut self) -> redis::RedisResult<()> {
-        let started = Instant::now();
+    /// What this node asks of a tenant's lease this round: the lease it
+    /// wants and whether a larger one goes back.
+    ///
+    /// Busy: the full `lease_micros`. Idle for half the TTL: the local
+    /// lease shrinks to a tenth first, and only at the next round is the
+    /// rest given back, keeping at least what the node has committed
+    /// (spend not yet reported, reservations): a bid that read the old
+    /// lease on a core just before the shrink is counted by then.
+    /// Stopping: everything not committed goes back. The third value caps
+    /// the local lease after the answer (the shrink stands until the rest
+    /// is given back).
+    fn ask(&mut self, account: &Account, stopping: bool) -> (i64, bool, Option<i64>) {
+        let now_seen = activity(account);
+        let idle_after = Duration::from_millis(self.config.lease_ttl_s * 500);
+        let tenant = self
+            .tenants
+            .entry(account.tenant.clone())
+            .or_insert_with(|| TenantSync {
+                seen: now_seen,
+                since: Instant::now(),
+                shrunk: false,
+                renewed: None,
+            });
+        if tenant.seen != now_seen {
+            tenant.seen = now_seen;
+            tenant.since = Instant::now();
+        }
+        if stopping {
+            return (account.shrink_lease(0), true, Some(0));
+        }
+        let keep = self.config.lease_micros / 10;
+        if tenant.since.elapsed() < idle_after {
+            tenant.shrunk = false;
+            (self.config.lease_micros, false, None)
+        } else if !tenant.shrunk {
+            account.shrink_lease(keep);
+            tenant.shrunk = true;
+            (0, false, Some(keep))
+        } else {
+            (keep.max(account.shrink_lease(keep)), true, None)
+        }
+    }
+
+    /// Syncs every budgeted tenant (`stopping`: the last round, which gives
+    /// back what is not committed); the first failure ends the round.
+    fn sync_all(&mut self, stopping: bool) -> redis::RedisResult<()> {
         let now = unix_ms();
         // Taken for the round, put back after it: a failed call leaves
         // it dropped, and the next round connects afresh.
@@ -401,32 +459,15 @@ impl Syncer {
         for account in self.accounts.all() {
             let budget = account.budget();
             if budget.total_micros.is_none() && budget.daily_micros.is_none() {
+                // A budget removed: its lease must not be spent should one
+                // be set again before the next sync.
+                if account.lease().is_some_and(|l| l > 0) {
+                    account.revoke_lease();
+                }
                 continue;
             }
             let (own_total, day, own_day) = account.own_spend_at(now, &self.clock);
-            let now_seen = activity(&account);
-            let idle_after = Duration::from_millis(self.config.lease_ttl_s * 500);
-            let busy = match self.seen.get_mut(&account.tenant) {
-                Some((seen, since)) if *seen == now_seen => since.elapsed() < idle_after,
-                Some(entry) => {
-                    *entry = (now_seen, Instant::now());
-                    true
-                }
-                None => {
-                    self.seen
-                        .insert(account.tenant.clone(), (now_seen, Instant::now()));
-                    true
-                }
-            };
-            // Idle: the local lease shrinks first, so that what the node
-            // has committed (spend not yet reported, reservations) never
-            // passes what it keeps in Redis.
-            let (want, give_back) = if busy {
-                (self.config.lease_micros, false)
-            } else {
-                let keep = self.config.lease_micros / 10;
-                (keep.max(account.shrink_lease(keep)), true)
-            };
+            let (want, give_back, cap) = self.ask(&account, stopping);
             let prefix = format!("{}:{{{}}}", self.config.prefix, account.tenant);
             let mut invocation = self.script.prepare_invoke();
             invocation
@@ -443,6 +484,7 @@ impl Syncer {
                 .arg(self.config.lease_ttl_s * 1000)
                 .arg(format!("{prefix}:lease:"))
                 .arg(u8::from(give_back));
+            let called = Instant::now();
             let result = invocation.invoke::<(i64, i64, i64, i64)>(&mut connection);
             let (lease, granted, fleet_spent, fleet_spent_day) = match result {
                 Ok(answer) => answer,
@@ -461,11 +503,16 @@ impl Syncer {
                 fleet_spent,
                 fleet_spent_day,
             );
+            if let Some(cap) = cap {
+                account.shrink_lease(cap);
+            }
+            if let Some(tenant) = self.tenants.get_mut(&account.tenant) {
+                tenant.renewed = Some(called);
+            }
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         }
         self.connection = Some(connection);
         self.stats.connected.store(true, Ordering::Relaxed);
-        self.last_ok = Some(started);
         Ok(())
     }
 }

@@ -34,9 +34,8 @@ use super::registry::JetStreamRegistry;
 use crate::money::ledger::{Applied, LedgerError, NoticeKind};
 use crate::money::{FleetLink, Money};
 
-/// How long the stream keeps a notice a node has not read: as long as a
-/// token is valid is enough; a week bounds a node that never returns.
-const NOTICE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Relayed notices applied at once at most.
+const IN_FLIGHT_MAX: i64 = 1024;
 
 /// Wait before the consumer starts again after an error.
 const CONSUME_RETRY: Duration = Duration::from_secs(1);
@@ -77,13 +76,17 @@ impl NoticeLink {
         node: &str,
         money: Arc<Money>,
     ) -> Result<(), crate::store::StoreError> {
+        // A notice waits at most one token life for its node: the node
+        // remembers closed bids for two (the token's, then this wait), so
+        // a notice it reads in time is never settled twice.
+        let max_age = Duration::from_millis(money.settings.notice_ttl_ms);
         let context = registry.jetstream();
         let stream_config = stream::Config {
             name: config.notice_stream.clone(),
             subjects: vec!["gavel.notices.>".into()],
             retention: stream::RetentionPolicy::WorkQueue,
             duplicate_window: Duration::from_secs(config.duplicate_window_s),
-            max_age: NOTICE_MAX_AGE,
+            max_age,
             ..Default::default()
         };
         registry.block_on("creating the notice stream", async {
@@ -121,6 +124,8 @@ impl FleetLink for NoticeLink {
             received_ms,
         };
         let payload = serde_json::to_vec(&relayed).unwrap_or_default();
+        // `bid` is the bid's time and id: ids alone repeat when a node
+        // starts over on a new data directory.
         let id = format!("{}.{}.{bid}", node_token(node), kind.as_str());
         let (context, subject) = (self.context.clone(), subject(node));
         self.registry.spawn(async move {
@@ -146,9 +151,15 @@ impl FleetLink for NoticeLink {
         answered
     }
 
-    fn share_keys(&self, file: &[u8]) -> std::io::Result<()> {
+    fn refresh_keys(&self, path: &std::path::Path) -> std::io::Result<Option<u64>> {
         self.registry
-            .share_notice_keys(file)
+            .fetch_notice_keys(path)
+            .map_err(std::io::Error::other)
+    }
+
+    fn share_keys(&self, file: &[u8], revision: Option<u64>) -> std::io::Result<()> {
+        self.registry
+            .share_notice_keys(file, revision)
             .map_err(std::io::Error::other)
     }
 }
@@ -174,6 +185,7 @@ async fn consume(
                         filter_subject: subject(&node),
                         ack_policy: consumer::AckPolicy::Explicit,
                         ack_wait: Duration::from_secs(30),
+                        max_ack_pending: IN_FLIGHT_MAX,
                         ..Default::default()
                     },
                 )
@@ -182,12 +194,18 @@ async fn consume(
         };
         match messages.await {
             Ok(mut messages) => {
+                // Each notice on a task of its own, so that the ledger
+                // commits them in groups; the consumer's `max_ack_pending`
+                // bounds how many are in flight.
                 while let Some(message) = messages.next().await {
                     let Ok(message) = message else { break };
-                    let ack = apply(&money, &message.payload).await;
-                    if let Err(e) = message.ack_with(ack).await {
-                        tracing::warn!(error = %e, "acknowledging a relayed notice failed; it comes again");
-                    }
+                    let money = money.clone();
+                    tokio::spawn(async move {
+                        let ack = apply(&money, &message.payload).await;
+                        if let Err(e) = message.ack_with(ack).await {
+                            tracing::warn!(error = %e, "acknowledging a relayed notice failed; it comes again");
+                        }
+                    });
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading relayed notices failed; retrying"),
@@ -203,6 +221,16 @@ async fn apply(money: &Money, payload: &[u8]) -> AckKind {
         return AckKind::Term;
     };
     let kind = relayed.kind;
+    // Past one more token life the ledger may have forgotten that the bid
+    // is closed: settling now could settle it twice.
+    if crate::money::unix_ms() > relayed.received_ms + money.settings.notice_ttl_ms {
+        money.counters.refused(kind, crate::money::Refused::Expired);
+        tracing::warn!(
+            kind = kind.as_str(),
+            "a relayed notice waited too long; dropped"
+        );
+        return AckKind::Term;
+    }
     match money.notice(kind, &relayed.query, relayed.received_ms) {
         Ok(pending) => match pending.await {
             Ok(Ok(applied)) => {

@@ -390,15 +390,37 @@ impl JetStreamRegistry {
         }
     }
 
-    /// Shares a rotated notice keys file: compare-and-set against the
-    /// version this node has, so two rotations at once cannot both land.
-    pub fn share_notice_keys(&self, file: &[u8]) -> Result<(), StoreError> {
-        let expected = self.get(NOTICE_KEYS).map(|(revision, _)| revision);
+    /// Reads the fleet's notice keys from the bucket itself, writes them
+    /// to `path` when they differ, and returns their revision.
+    pub fn fetch_notice_keys(&self, path: &std::path::Path) -> Result<Option<u64>, StoreError> {
+        let kv = &self.kv;
+        let entry = self.run("reading the notice keys", async {
+            kv.entry(NOTICE_KEYS).await.map_err(Into::into)
+        })?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Ok(None);
+        };
+        self.remember(NOTICE_KEYS, entry.revision, entry.value.clone());
+        if std::fs::read(path).ok().as_deref() != Some(&entry.value[..]) {
+            crate::durable::write_atomic_mode(path, &entry.value, 0o600).map_err(|source| {
+                StoreError::Io {
+                    context: format!("writing {}", path.display()),
+                    source,
+                }
+            })?;
+        }
+        Ok(Some(entry.revision))
+    }
+
+    /// Shares a rotated notice keys file if the fleet's are still at
+    /// `revision` (compare-and-set): two rotations at once cannot both
+    /// land.
+    pub fn share_notice_keys(&self, file: &[u8], revision: Option<u64>) -> Result<(), StoreError> {
         self.write(
             "notice-keys",
             NOTICE_KEYS,
             Bytes::copy_from_slice(file),
-            expected,
+            revision,
         )
         .map(drop)
     }

@@ -235,9 +235,13 @@ impl Account {
                 room = (today, why);
             }
         }
-        let lease = self.lease.load(Ordering::Relaxed);
+        // `reported` before `lease`: `apply_lease` shrinks the lease
+        // before it raises `reported`, so any pair read this way
+        // understates the room, never overstates it.
+        let reported = self.reported.load(Ordering::Acquire);
+        let lease = self.lease.load(Ordering::Acquire);
         if lease >= 0 {
-            let unreported = self.own_spent() - self.reported.load(Ordering::Relaxed);
+            let unreported = self.own_spent() - reported;
             room.0 = room.0.min(lease - unreported - reserved);
         }
         Some(room)
@@ -477,6 +481,12 @@ impl Accounts {
         }
         map.insert(tenant, account.clone());
         account
+    }
+
+    /// The tenant's account, if it has one (never creates one).
+    pub fn find(&self, tenant: &str) -> Option<Arc<Account>> {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(tenant).cloned()
     }
 
     /// Every account, by tenant id.

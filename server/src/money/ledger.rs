@@ -233,8 +233,6 @@ enum Wake {
     Notice(Box<Notice>, Reply),
     /// An event of the control plane (canary, shadow), logged in order.
     Event(Box<Event>),
-    /// A win another node of the fleet counted, for this node's counts.
-    Counted(Box<Win>),
     Stop,
 }
 
@@ -255,6 +253,9 @@ pub struct LedgerConfig {
 pub struct LedgerHandle {
     bids: Sender<BidRecord>,
     wake: Sender<Wake>,
+    /// Wins other nodes counted: a queue of their own, so that they never
+    /// crowd out notices.
+    counted: Sender<Win>,
     /// Where wins counted here also go, in a fleet.
     wins: Arc<OnceLock<WinShare>>,
 }
@@ -287,10 +288,11 @@ impl LedgerHandle {
     }
 
     /// Queues a win counted on another node for this node's frequency
-    /// counts. `Err`: the ledger is behind and the count is lost.
+    /// counts, waiting up to a second for room (a background thread
+    /// calls this). `Err`: the ledger is behind and the count is lost.
     pub fn count_win(&self, win: Win) -> Result<(), Full> {
-        self.wake
-            .try_send(Wake::Counted(Box::new(win)))
+        self.counted
+            .send_timeout(win, Duration::from_secs(1))
             .map_err(|_| Full)
     }
 
@@ -338,6 +340,7 @@ impl Ledger {
         let boot = restore(&db, &accounts).map_err(db_error)?;
         let (bids, bid_queue) = crossbeam_channel::bounded(config.queue_max);
         let (wake, wake_queue) = crossbeam_channel::bounded(config.queue_max);
+        let (counted, counted_queue) = crossbeam_channel::bounded(config.queue_max);
         let wins = Arc::new(OnceLock::new());
         let mut state = State {
             db,
@@ -350,9 +353,14 @@ impl Ledger {
         };
         let thread = std::thread::Builder::new()
             .name("gavel-ledger".into())
-            .spawn(move || state.run(&bid_queue, &wake_queue))?;
+            .spawn(move || state.run(&bid_queue, &wake_queue, &counted_queue))?;
         Ok(Self {
-            handle: LedgerHandle { bids, wake, wins },
+            handle: LedgerHandle {
+                bids,
+                wake,
+                counted,
+                wins,
+            },
             thread: Some(thread),
             boot,
         })
@@ -454,8 +462,6 @@ struct Batch {
     /// Tenants whose counts to show once the batch is committed.
     counts: Vec<Touched>,
     replies: Vec<(Reply, Applied)>,
-    /// Wins other nodes counted, recorded once the batch is committed.
-    counted: Vec<Win>,
 }
 
 impl State {
@@ -464,7 +470,12 @@ impl State {
     /// A notice's bid was queued before the answer that carried its URLs
     /// was written, so it is applied in the same batch or an earlier one.
     /// An idle ledger sweeps expiries every [`SWEEP_INTERVAL`].
-    fn run(&mut self, bid_queue: &Receiver<BidRecord>, wake_queue: &Receiver<Wake>) {
+    fn run(
+        &mut self,
+        bid_queue: &Receiver<BidRecord>,
+        wake_queue: &Receiver<Wake>,
+        counted_queue: &Receiver<Win>,
+    ) {
         let mut bids = Vec::new();
         let mut notices = Vec::with_capacity(BATCH_MAX);
         let mut next_sweep = Instant::now();
@@ -482,6 +493,8 @@ impl State {
             // After the notices: every bid they name is queued by now. All
             // of them, so that none is left behind its notice.
             bids.extend(bid_queue.try_iter());
+            // Wins the fleet counted: memory only, no commit needed.
+            self.record_counted(counted_queue.try_iter().take(BATCH_MAX));
             let now = Instant::now();
             if bids.is_empty() && notices.is_empty() && now < next_sweep && !stop {
                 continue;
@@ -500,9 +513,11 @@ impl State {
 
     /// Records the wins other nodes counted (memory only: the fleet keeps
     /// them in Redis).
-    fn record_counted(&self, counted: Vec<Win>) {
+    /// Tenants this node does not know are ignored.
+    fn record_counted(&self, counted: impl Iterator<Item = Win>) {
         for win in counted {
-            if let Some(frequency) = &*self.accounts.get(&win.tenant).frequency.load() {
+            let account = self.accounts.find(&win.tenant);
+            if let Some(frequency) = account.as_ref().and_then(|a| a.frequency.load_full()) {
                 frequency.record(win.user, win.crid, win.at_s);
             }
         }
@@ -541,7 +556,6 @@ impl State {
                         pending_replies.push((reply, applied));
                     }
                     Wake::Event(event) => batch.events.push(*event),
-                    Wake::Counted(win) => batch.counted.push(*win),
                     Wake::Stop => {}
                 }
             }
@@ -556,7 +570,6 @@ impl State {
         if batch.events.is_empty() && pending_replies.is_empty() && forgotten == 0 {
             // An idle sweep that found nothing: no commit, no fsync.
             txn.abort()?;
-            self.record_counted(batch.counted);
             return Ok(());
         }
         batch.replies = pending_replies;
@@ -602,7 +615,6 @@ impl State {
                         }
                     }
                 }
-                self.record_counted(batch.counted);
                 for touched in batch.counts {
                     publish(&touched.account, &touched.totals);
                 }
@@ -726,12 +738,6 @@ impl State {
             batch.events.push(event);
             return Ok(Applied::Duplicate);
         }
-        if let Some(amount) = reserved {
-            batch.deltas.push(Delta::Release {
-                account: account.clone(),
-                amount,
-            });
-        }
         let key = (key_time, bid.as_str());
         let applied = match kind {
             NoticeKind::Win | NoticeKind::Bill => {
@@ -784,6 +790,13 @@ impl State {
                 }
             }
         };
+        // After the spend: spent + reserved never dips below the truth.
+        if let Some(amount) = reserved {
+            batch.deltas.push(Delta::Release {
+                account: account.clone(),
+                amount,
+            });
+        }
         batch.events.push(event);
         Ok(applied)
     }
@@ -827,7 +840,13 @@ impl State {
         tables: &mut Tables<'_, '_>,
         now: u64,
     ) -> Result<usize, redb::Error> {
-        let due = due_keys(tables.closed, now.saturating_sub(self.config.notice_ttl_ms))?;
+        // Twice the token's life: a notice relayed by another node of the
+        // fleet may arrive up to one more TTL after it was received there
+        // (`crate::fleet::notices`), and must still find its bid closed.
+        let due = due_keys(
+            tables.closed,
+            now.saturating_sub(2 * self.config.notice_ttl_ms),
+        )?;
         for (time_ms, bid) in &due {
             tables.closed.remove((*time_ms, bid.as_str()))?;
         }

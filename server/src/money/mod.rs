@@ -92,10 +92,13 @@ pub enum Refused {
     UnknownExchange,
     /// The ledger's queue is full (answered 503: send again later).
     Busy,
+    /// Signed by a key newer than this node's: another node of the fleet
+    /// rotated and the key is on its way (503: send again shortly).
+    KeyNotYetHere,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 8] = [
+    pub const ALL: [Refused; 9] = [
         Refused::MalformedToken,
         Refused::UnknownKey,
         Refused::Forged,
@@ -104,6 +107,7 @@ impl Refused {
         Refused::PriceIntegrity,
         Refused::UnknownExchange,
         Refused::Busy,
+        Refused::KeyNotYetHere,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +120,7 @@ impl Refused {
             Refused::PriceIntegrity => "price_integrity",
             Refused::UnknownExchange => "unknown_exchange",
             Refused::Busy => "busy",
+            Refused::KeyNotYetHere => "key_not_yet_here",
         }
     }
 
@@ -130,6 +135,10 @@ impl Refused {
             Refused::PriceIntegrity => (403, "encrypted clearing price fails its integrity check"),
             Refused::UnknownExchange => (400, "notice token names an unknown exchange"),
             Refused::Busy => (503, "the ledger is behind; send the notice again"),
+            Refused::KeyNotYetHere => (
+                503,
+                "notice token signed by a key this node has not received yet; send it again",
+            ),
         }
     }
 }
@@ -186,10 +195,14 @@ pub trait FleetLink: Send + Sync {
         query: &str,
         received_ms: u64,
     ) -> futures_channel::oneshot::Receiver<Result<Applied, ledger::LedgerError>>;
-    /// Shares this node's notice keys file after a rotation here; an
-    /// error (another node rotated meanwhile, the registry is down) undoes
-    /// the rotation.
-    fn share_keys(&self, file: &[u8]) -> std::io::Result<()>;
+    /// Writes the fleet's current notice keys to `path` (read from the
+    /// registry itself, not a possibly late copy) and returns the revision
+    /// they are at; `None`: the fleet has none yet.
+    fn refresh_keys(&self, path: &std::path::Path) -> std::io::Result<Option<u64>>;
+    /// Shares this node's notice keys file after a rotation here, if the
+    /// fleet's are still at `revision`; an error (another node rotated
+    /// meanwhile, the registry is down) undoes the rotation.
+    fn share_keys(&self, file: &[u8], revision: Option<u64>) -> std::io::Result<()>;
 }
 
 /// The money loop's shared state: accounts, keys, the ledger's queue.
@@ -206,6 +219,8 @@ pub struct Money {
     pub stream: Option<Arc<StreamStats>>,
     /// The fleet, once linked: notices for other nodes, shared keys.
     link: std::sync::OnceLock<Arc<dyn FleetLink>>,
+    /// Held while the keys file is rotated or replaced by the fleet's.
+    keys_file: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Money {
@@ -251,19 +266,13 @@ impl Money {
             counters: NoticeCounters::default(),
             stream,
             link: std::sync::OnceLock::new(),
+            keys_file: std::sync::Mutex::new(()),
         }
     }
 
     /// Links the money loop to its fleet (once, at start-up).
     pub fn link_fleet(&self, link: Arc<dyn FleetLink>) {
         let _ = self.link.set(link);
-    }
-
-    /// Takes the notice keys from their file again (another node rotated).
-    pub fn reload_keys(&self) -> std::io::Result<()> {
-        let keys = self.keys.load().reopen()?;
-        self.keys.store(Arc::new(keys));
-        Ok(())
     }
 
     /// The ledger's queue, for events of the control plane.
@@ -282,22 +291,48 @@ impl Money {
     }
 
     /// Rotates the notice signing key; tokens already out stay valid. In
-    /// a fleet the new keys are shared before any token is signed with
-    /// them; if sharing fails the rotation is undone.
+    /// a fleet the rotation starts from the fleet's current keys and they
+    /// are shared (compare-and-set) before any token is signed with them;
+    /// if sharing fails the rotation is undone.
     pub fn rotate_keys(&self) -> std::io::Result<u32> {
+        let _rotating = self.keys_file.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.keys.load().path().to_path_buf();
+        let revision = match self.link.get() {
+            Some(link) => {
+                let revision = link.refresh_keys(&path)?;
+                self.keys.store(Arc::new(self.keys.load().reopen()?));
+                revision
+            }
+            None => None,
+        };
         let current = self.keys.load_full();
-        let before = std::fs::read(current.path())?;
+        let before = std::fs::read(&path)?;
         let rotated = current.rotate()?;
         if let Some(link) = self.link.get() {
-            let shared = std::fs::read(rotated.path()).and_then(|file| link.share_keys(&file));
+            let shared = std::fs::read(&path).and_then(|file| link.share_keys(&file, revision));
             if let Err(e) = shared {
-                crate::durable::write_atomic_mode(current.path(), &before, 0o600)?;
+                crate::durable::write_atomic_mode(&path, &before, 0o600)?;
                 return Err(e);
             }
         }
         let id = rotated.signing_id();
         self.keys.store(Arc::new(rotated));
         Ok(id)
+    }
+
+    /// Takes the fleet's notice keys: `adopt` writes them to the keys file
+    /// (true when it changed it), then they are read again. Serialized
+    /// with [`Self::rotate_keys`].
+    pub fn adopt_keys(
+        &self,
+        adopt: impl FnOnce(&std::path::Path) -> std::io::Result<bool>,
+    ) -> std::io::Result<()> {
+        let _rotating = self.keys_file.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.keys.load().path().to_path_buf();
+        if adopt(&path)? {
+            self.keys.store(Arc::new(self.keys.load().reopen()?));
+        }
+        Ok(())
     }
 
     /// Checks a notice (token, expiry, price) and queues it for the
@@ -317,9 +352,15 @@ impl Money {
         let query: NoticeQuery =
             serde_urlencoded::from_str(query).map_err(|_| refuse(Refused::MalformedToken))?;
         let token = query.t.ok_or_else(|| refuse(Refused::MalformedToken))?;
-        let claims = self.keys.load().verify(&token).map_err(|e| {
+        let keys = self.keys.load();
+        let claims = keys.verify(&token).map_err(|e| {
             refuse(match e {
                 TokenError::Malformed => Refused::MalformedToken,
+                // In a fleet, a key newer than ours is one another node
+                // just rotated in, still on its way here.
+                TokenError::UnknownKey if self.link.get().is_some() && keys.is_newer(&token) => {
+                    Refused::KeyNotYetHere
+                }
                 TokenError::UnknownKey => Refused::UnknownKey,
                 TokenError::Forged => Refused::Forged,
             })
@@ -348,7 +389,8 @@ impl Money {
             && !claims.node.is_empty()
             && claims.node != self.settings.node
         {
-            return Ok(link.relay(&claims.node, &claims.bid, kind, raw_query, now_ms));
+            let bid = format!("{}.{}", claims.time_ms, claims.bid);
+            return Ok(link.relay(&claims.node, &bid, kind, raw_query, now_ms));
         }
         let notice = Notice {
             kind,

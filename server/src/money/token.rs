@@ -233,6 +233,21 @@ impl NoticeKeys {
         Self::from_stored(&stored, self.path.clone())
     }
 
+    /// Whether `token` names a key id newer than every key held here.
+    pub fn is_newer(&self, token: &str) -> bool {
+        if token.len() > TOKEN_CHARS_MAX {
+            return false;
+        }
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        let id = bytes
+            .get(1..5)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes);
+        id.is_some_and(|id| id > self.signing_id())
+    }
+
     /// Reads the keys' file again (another node of the fleet rotated).
     pub fn reopen(&self) -> io::Result<Self> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
