@@ -381,7 +381,7 @@ impl Syncer {
         // early enough that Redis cannot have expired it yet.
         let margin = Duration::from_millis(2 * self.config.timeout_ms + self.config.sync_ms);
         for account in self.accounts.all() {
-            if !account.lease().is_some_and(|l| l > 0) {
+            if account.lease().is_none_or(|l| l <= 0) {
                 continue;
             }
             let renewed = self.tenants.get(&account.tenant).and_then(|t| t.renewed);
