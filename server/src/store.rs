@@ -226,6 +226,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// A module read back, if it matches the SHA-256 its metadata recorded.
+pub fn checked_module(
+    tenant: &str,
+    meta: VersionMeta,
+    wasm: Vec<u8>,
+) -> Result<(VersionMeta, Vec<u8>), StoreError> {
+    if sha256_hex(&wasm) != meta.sha256 {
+        return Err(StoreError::Damaged {
+            tenant: tenant.into(),
+            version: meta.version,
+            reason: "module does not match its SHA-256".into(),
+        });
+    }
+    Ok((meta, wasm))
+}
+
 /// What a change in a shared registry touched, as its watcher reports it
 /// to the control plane (`crate::tenants::Tenants::refresh`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -612,14 +628,7 @@ impl Registry for Store {
             version,
             reason: e.to_string(),
         })?;
-        if sha256_hex(&wasm) != meta.sha256 {
-            return Err(StoreError::Damaged {
-                tenant: tenant.into(),
-                version,
-                reason: "module does not match its SHA-256".into(),
-            });
-        }
-        Ok((meta, wasm))
+        checked_module(tenant, meta, wasm)
     }
 
     /// Stores a new version (not yet active) and returns its metadata.

@@ -60,7 +60,7 @@ use crate::money::account::Budget;
 use crate::runtime::{Capabilities, StrategySettings};
 use crate::store::{
     Change, Registry, RolloutState, StoreError, TenantState, VersionMeta, check_tenant_id,
-    sha256_hex,
+    checked_module, sha256_hex,
 };
 
 /// Deadline of one registry call (a read of an object, a write).
@@ -780,14 +780,7 @@ impl Registry for JetStreamRegistry {
         check_tenant_id(tenant)?;
         let meta = self.meta(tenant, version)?;
         let wasm = self.get_object(&module_name(tenant, version))?;
-        if sha256_hex(&wasm) != meta.sha256 {
-            return Err(StoreError::Damaged {
-                tenant: tenant.into(),
-                version,
-                reason: "module does not match its SHA-256".into(),
-            });
-        }
-        Ok((meta, wasm))
+        checked_module(tenant, meta, wasm)
     }
 
     fn add_version(

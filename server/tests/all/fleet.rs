@@ -1,8 +1,9 @@
-//! The fleet: nodes sharing one registry and one event stream on NATS
-//! JetStream. The tests start their own `nats-server -js` on a free port
-//! in a temporary folder and stop it. On a machine without it they say how
-//! to install it and are skipped, except when `CI` is set, where they
-//! fail.
+//! The fleet: nodes sharing one registry, event stream and notices on NATS
+//! JetStream, and one budget and frequency counts on Redis. The tests
+//! start their own `nats-server -js` and `redis-server` on ports of their
+//! own in temporary folders and stop them. On a machine without them they
+//! say how to install them and are skipped, except when `CI` is set,
+//! where they fail.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,11 +12,155 @@ use gavel::runtime::StrategySettings;
 
 use crate::support::*;
 
-/// A `nats-server -js` of the test's own.
-struct Nats {
+/// An engine process of the test's own (`nats-server`, `redis-server`) on
+/// its own port and folder; stopped when dropped, and may be stopped and
+/// started again on the same port and data.
+struct Engine {
+    binary: &'static str,
+    args: Vec<String>,
     child: Option<Child>,
     port: u16,
-    store: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Engine {
+    /// `args(port, dir)`: the command line. `None` (skip the test) when the
+    /// binary is missing outside CI.
+    fn start(
+        binary: &'static str,
+        package: &str,
+        args: impl FnOnce(u16, &str) -> Vec<String>,
+    ) -> Option<Engine> {
+        engine(binary, package)?;
+        let (port, dir) = (engine_port(), tempfile::tempdir().unwrap());
+        let args = args(port, dir.path().to_str().unwrap());
+        let mut engine = Engine {
+            binary,
+            args,
+            child: None,
+            port,
+            dir,
+        };
+        engine.run();
+        Some(engine)
+    }
+
+    /// Starts (again) on the same port and data.
+    fn run(&mut self) {
+        let child = Command::new(self.binary)
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} starts: {e}", self.binary));
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < until, "{} did not listen", self.binary);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `nats-server -js` of the test's own.
+struct Nats(Engine);
+
+impl Nats {
+    fn start() -> Option<Nats> {
+        Engine::start("nats-server", "nats-server", |port, dir| {
+            [
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-sd",
+                dir,
+            ]
+            .map(String::from)
+            .to_vec()
+        })
+        .map(Nats)
+    }
+
+    fn run(&mut self) {
+        self.0.run();
+    }
+
+    fn stop(&mut self) {
+        self.0.stop();
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.0.port)
+    }
+
+    /// Runs `f` with a JetStream context on this server.
+    fn with_jetstream<T>(&self, f: impl AsyncFnOnce(async_nats::jetstream::Context) -> T) -> T {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = async_nats::connect(self.url()).await.expect("connected");
+            f(async_nats::jetstream::new(client)).await
+        })
+    }
+}
+
+/// A `redis-server` of the test's own, appending every write to its file
+/// before answering (so a restart loses nothing it acknowledged).
+struct Redis(Engine);
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        Engine::start("redis-server", "redis-server", |port, dir| {
+            let port = port.to_string();
+            [
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--dir",
+                dir,
+            ]
+            .map(String::from)
+            .to_vec()
+        })
+        .map(Redis)
+    }
+
+    fn run(&mut self) {
+        self.0.run();
+    }
+
+    fn stop(&mut self) {
+        self.0.stop();
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.0.port)
+    }
 }
 
 /// A port for an engine the test starts (and may stop and start again):
@@ -54,72 +199,6 @@ fn engine(binary: &str, package: &str) -> Option<String> {
     }
     eprintln!("skipped: {hint}");
     None
-}
-
-impl Nats {
-    fn start() -> Option<Nats> {
-        engine("nats-server", "nats-server")?;
-        let mut nats = Nats {
-            child: None,
-            port: engine_port(),
-            store: tempfile::tempdir().unwrap(),
-        };
-        nats.run();
-        Some(nats)
-    }
-
-    /// Starts (again) on the same port and store.
-    fn run(&mut self) {
-        let child = Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < until, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs `f` with a JetStream context on this server.
-    fn with_jetstream<T>(&self, f: impl AsyncFnOnce(async_nats::jetstream::Context) -> T) -> T {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let client = async_nats::connect(self.url()).await.expect("connected");
-            f(async_nats::jetstream::new(client)).await
-        })
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// Waits (up to 20 s) until `metric` reads `value`.
@@ -292,69 +371,6 @@ fn node_with(nats: &Nats, name: &str, extra: &str) -> Server {
             nats.url()
         ),
     )
-}
-
-/// A `redis-server` of the test's own, appending every write to its file
-/// before answering (so a restart loses nothing it acknowledged).
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        engine("redis-server", "redis-server")?;
-        let mut redis = Redis {
-            child: None,
-            port: engine_port(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        redis.run();
-        Some(redis)
-    }
-
-    fn run(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < until, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// The operator token from the seeding node's demo tokens file.
