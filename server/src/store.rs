@@ -113,6 +113,21 @@ pub struct VersionMeta {
     pub uploaded_unix_s: u64,
 }
 
+impl VersionMeta {
+    /// The metadata of `wasm` stored now as `version`.
+    pub fn new(version: u64, wasm: &[u8], settings: &StrategySettings) -> Self {
+        Self {
+            version,
+            sha256: sha256_hex(wasm),
+            bytes: wasm.len() as u64,
+            settings: settings.clone(),
+            uploaded_unix_s: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
 /// A tenant's mutable state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TenantState {
@@ -656,15 +671,7 @@ impl Registry for Store {
                 next = next.max(n + 1);
             }
         }
-        let meta = VersionMeta {
-            version: next,
-            sha256: sha256_hex(wasm),
-            bytes: wasm.len() as u64,
-            settings: settings.clone(),
-            uploaded_unix_s: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
+        let meta = VersionMeta::new(next, wasm, settings);
         let wasm_path = dir.join(format!("{next}.wasm"));
         write_atomic(&wasm_path, wasm)
             .map_err(io_err(format!("writing {}", wasm_path.display())))?;

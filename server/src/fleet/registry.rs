@@ -45,7 +45,7 @@ use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store};
 use bytes::Bytes;
@@ -802,15 +802,7 @@ impl Registry for JetStreamRegistry {
             state.next_version = number + 1;
             Ok(())
         })?;
-        let meta = VersionMeta {
-            version: number,
-            sha256: sha256_hex(wasm),
-            bytes: wasm.len() as u64,
-            settings: settings.clone(),
-            uploaded_unix_s: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
+        let meta = VersionMeta::new(number, wasm, settings);
         self.put_object(&module_name(tenant, number), wasm)?;
         self.write(tenant, &version_key(tenant, number), encode(&meta), None)?;
         Ok(meta)
