@@ -41,9 +41,10 @@ pub struct FleetConfig {
     /// `nats://host:port` (or `tls://`) where events are published, when
     /// not on the registry's NATS. Default: the registry's.
     pub events: Option<String>,
-    /// `redis://[user:password@]host:port[/db]`: budgets shared by the
-    /// fleet, leased from Redis (`gavel serve --ledger`). Absent: each
-    /// node's budgets are its own.
+    /// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS,
+    /// checked against the system's roots): budgets and frequency counts
+    /// shared by the fleet, on Redis (`gavel serve --ledger`). Absent: each
+    /// node's are its own.
     pub ledger: Option<String>,
     pub nats: NatsConfig,
     pub redis: ledger::RedisConfig,
@@ -103,10 +104,10 @@ impl FleetConfig {
         }
         let nats = &self.nats;
         if let Some(url) = &self.ledger
-            && !url.starts_with("redis://")
+            && !["redis://", "rediss://"].iter().any(|s| url.starts_with(s))
         {
             return Err(format!(
-                "fleet.ledger must start with redis://, got {url:?}"
+                "fleet.ledger must start with redis:// or rediss:// (TLS), got {url:?}"
             ));
         }
         self.redis.check()?;
