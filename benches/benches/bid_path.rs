@@ -58,6 +58,7 @@ fn core(runtime: &Arc<Runtime>, money: &Arc<Money>, tenants: usize) -> BidCore {
                 account: money.accounts.get(&tenant),
                 frequency: None,
                 clock: money.settings.clock,
+                logs: Some(money.ledger_handle()),
             });
             let strategy = runtime
                 .compile(&tenant, 1, example.wasm, StrategySettings::default())

@@ -113,6 +113,7 @@ fn bench_capabilities(c: &mut Criterion) {
             day_ms: 86_400_000,
             lead_per_mille: 10,
         },
+        logs: None,
     });
     let bytes = request();
     let ctx = CallContext {

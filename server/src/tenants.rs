@@ -278,6 +278,7 @@ impl Tenants {
                 account: self.capabilities.accounts.get(tenant),
                 frequency: None,
                 clock: self.capabilities.clock,
+                logs: Some(self.rollout.events.clone()),
             })
         })
     }
@@ -330,6 +331,7 @@ impl Tenants {
                 frequency: account.frequency.load_full(),
                 account,
                 clock: self.capabilities.clock,
+                logs: Some(self.rollout.events.clone()),
             }),
         );
     }

@@ -36,6 +36,9 @@ pub enum EventKind {
     Canary,
     /// A shadow started or stopped.
     Shadow,
+    /// A line the tenant's strategy logged (`gavel_v1::log`), within its
+    /// log rate.
+    Log,
 }
 
 impl EventKind {
@@ -49,6 +52,7 @@ impl EventKind {
             EventKind::Expired => "expired",
             EventKind::Canary => "canary",
             EventKind::Shadow => "shadow",
+            EventKind::Log => "log",
         }
     }
 }
@@ -96,6 +100,9 @@ pub struct Event {
     /// What changed (canary, shadow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutChange>,
+    /// The line a strategy logged (log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A canary's or a shadow's change of state.
@@ -115,9 +122,8 @@ pub struct RolloutChange {
 }
 
 impl Event {
-    /// A canary or shadow event (`kind` is [`EventKind::Canary`] or
-    /// [`EventKind::Shadow`]); the bid fields are empty.
-    pub fn rollout(tenant: &str, time_ms: u64, kind: EventKind, change: RolloutChange) -> Self {
+    /// An event of `kind` about `tenant` with every bid field empty.
+    pub fn about(tenant: &str, time_ms: u64, kind: EventKind) -> Self {
         Self {
             seq: 0,
             time_ms,
@@ -137,7 +143,25 @@ impl Event {
             strategy_nurl: None,
             strategy_burl: None,
             strategy_lurl: None,
+            rollout: None,
+            message: None,
+        }
+    }
+
+    /// A canary or shadow event (`kind` is [`EventKind::Canary`] or
+    /// [`EventKind::Shadow`]).
+    pub fn rollout(tenant: &str, time_ms: u64, kind: EventKind, change: RolloutChange) -> Self {
+        Self {
             rollout: Some(change),
+            ..Self::about(tenant, time_ms, kind)
+        }
+    }
+
+    /// A line the tenant's strategy logged.
+    pub fn log(tenant: &str, time_ms: u64, message: String) -> Self {
+        Self {
+            message: Some(message),
+            ..Self::about(tenant, time_ms, EventKind::Log)
         }
     }
 }
@@ -349,25 +373,13 @@ mod tests {
 
     fn event(tenant: &str) -> Event {
         Event {
-            seq: 0,
-            time_ms: 1,
-            kind: EventKind::Bid,
-            tenant: tenant.into(),
             exchange: "default".into(),
             request: "r".into(),
             imp: "1".into(),
             bid: "b".into(),
             price_cpm_micros: 1_000_000,
-            clearing_cpm_micros: None,
             amount_micros: 1_000,
-            duplicate: false,
-            late: false,
-            loss_reason: None,
-            min_to_win_cpm_micros: None,
-            strategy_nurl: None,
-            strategy_burl: None,
-            strategy_lurl: None,
-            rollout: None,
+            ..Event::about(tenant, 1, EventKind::Bid)
         }
     }
 

@@ -264,6 +264,14 @@ pub struct LedgerHandle {
 #[derive(Debug)]
 pub struct Full;
 
+impl std::fmt::Debug for LedgerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerHandle")
+            .field("queued", &self.queued())
+            .finish_non_exhaustive()
+    }
+}
+
 impl LedgerHandle {
     /// Queues a bid's reservation record. `Err`: the ledger is behind; the
     /// caller releases the reservation and drops the bid.
@@ -885,25 +893,14 @@ fn publish(account: &Account, totals: &Totals) {
 
 fn event_of(kind: EventKind, claims: Claims, now: u64, amount_micros: i64) -> Event {
     Event {
-        seq: 0,
-        time_ms: now,
-        kind,
         tenant: claims.tenant,
         exchange: claims.exchange,
         request: claims.request,
         imp: claims.imp,
         bid: claims.bid,
         price_cpm_micros: claims.price_cpm_micros,
-        clearing_cpm_micros: None,
         amount_micros,
-        duplicate: false,
-        late: false,
-        loss_reason: None,
-        min_to_win_cpm_micros: None,
-        strategy_nurl: None,
-        strategy_burl: None,
-        strategy_lurl: None,
-        rollout: None,
+        ..Event::about("", now, kind)
     }
 }
 

@@ -155,6 +155,7 @@ impl Harness {
             account: none.account.clone(),
             frequency: None,
             clock: none.clock,
+            logs: None,
         });
         Ok(Self {
             runtime,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::kv::Tables;
 use crate::money::account::{Account, DayClock};
 use crate::money::frequency::Frequency;
+use crate::money::ledger::LedgerHandle;
 
 /// One grantable capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -137,6 +138,9 @@ pub struct Access {
     /// a call reads it without an atomic (`None` unless granted).
     pub frequency: Option<Arc<Frequency>>,
     pub clock: DayClock,
+    /// Where the strategy's log lines go as events (the tenant's event
+    /// log, and the fleet's stream); `None`: the server's log only.
+    pub logs: Option<LedgerHandle>,
 }
 
 impl Access {
@@ -153,6 +157,7 @@ impl Access {
                 day_ms: 86_400_000,
                 lead_per_mille: 0,
             },
+            logs: None,
         })
     }
 }

@@ -368,7 +368,20 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             match &state.log_capture {
                 Some(capture) => capture.push(&line),
                 None => {
-                    tracing::debug!(target: "gavel::tenant_log", tenant = %state.tenant, "{line}")
+                    tracing::debug!(target: "gavel::tenant_log", tenant = %state.tenant, "{line}");
+                    // And as an event: the tenant reads it from its event
+                    // log, and a fleet's stream carries it. A full ledger
+                    // queue drops it, counted with the rate's drops.
+                    if let Some(events) = &state.access.logs {
+                        let event = crate::money::events::Event::log(
+                            &state.tenant,
+                            crate::money::unix_ms(),
+                            line.into_owned(),
+                        );
+                        if events.event(event).is_err() {
+                            state.log_bytes_dropped += bytes.len() as u64;
+                        }
+                    }
                 }
             }
             Ok(())

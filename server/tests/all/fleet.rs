@@ -1003,3 +1003,67 @@ fn frequency_counts_cross_nodes_and_a_new_node_reads_them_back() {
         a.metrics()
     );
 }
+
+#[test]
+fn a_strategys_log_lines_are_tenant_events_on_the_stream() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    // pacing logs once a second when this core's budget for it is spent
+    // (10 bids of 2.00 CPM).
+    let pacing = gavel_strategies::example("pacing").unwrap();
+    let dir = data_dir_with(&[("pacing", pacing, StrategySettings::default())]);
+    let operator = gavel::auth::Auth::open(dir.path())
+        .unwrap()
+        .issue(gavel::auth::Principal::Operator)
+        .unwrap();
+    let server = Server::start(
+        dir,
+        &format!("bid.cores = 1\nfleet.events = \"{}\"\n", nats.url()),
+    );
+    let logged = || -> Vec<serde_json::Value> {
+        let listed = admin_call(
+            &server,
+            "GET",
+            "/v1/tenants/pacing/events?since=0&limit=1000",
+            &operator,
+            b"",
+        );
+        assert_eq!(listed.status, 200);
+        listed.json()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "log")
+            .cloned()
+            .collect()
+    };
+    eventually("pacing logs that its second's budget is spent", || {
+        for _ in 0..15 {
+            let _ = post_json(server.bid, &example_json("simple-banner"));
+        }
+        !logged().is_empty()
+    });
+    let line = logged()[0]["message"].as_str().unwrap().to_string();
+    assert!(
+        line.starts_with("budget of 20000 micros spent in second"),
+        "{line}"
+    );
+    nats.with_jetstream(async |jetstream| {
+        let stream = jetstream.get_stream("GAVEL_EVENTS").await.unwrap();
+        let mut found = false;
+        for _ in 0..100 {
+            let last = stream
+                .get_last_raw_message_by_subject("gavel.events.pacing.log")
+                .await;
+            if let Ok(message) = last {
+                let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+                assert_eq!(event["message"], line.as_str());
+                found = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(found, "the log line reaches the stream");
+    });
+}
