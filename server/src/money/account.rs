@@ -235,12 +235,13 @@ impl Account {
                 room = (today, why);
             }
         }
-        // `reported` before `lease`: `apply_lease` shrinks the lease
-        // before it raises `reported`, so any pair read this way
-        // understates the room, never overstates it.
-        let reported = self.reported.load(Ordering::Acquire);
-        let lease = self.lease.load(Ordering::Acquire);
-        if lease >= 0 {
+        // A fleet's lease (one load without a fleet ledger). `reported`
+        // before `lease`: `apply_lease` shrinks the lease before it raises
+        // `reported`, so any pair read this way understates the room,
+        // never overstates it.
+        if self.lease.load(Ordering::Relaxed) >= 0 {
+            let reported = self.reported.load(Ordering::Acquire);
+            let lease = self.lease.load(Ordering::Acquire);
             let unreported = self.own_spent() - reported;
             room.0 = room.0.min(lease - unreported - reserved);
         }
