@@ -96,6 +96,10 @@ fn main() {
         "schemas/strategy.fbs",
         "Cargo.toml",
         "Cargo.lock",
+        "strategies/assemblyscript/assembly",
+        "strategies/assemblyscript/scripts",
+        "strategies/assemblyscript/package.json",
+        "strategies/assemblyscript/package-lock.json",
     ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
@@ -150,6 +154,10 @@ fn main() {
         }
         generated.push_str("];\n");
     }
+    generated.push_str(&assemblyscript(
+        &workspace,
+        &target_dir.join("assemblyscript"),
+    ));
     let out = PathBuf::from(env_var("OUT_DIR")).join("artifacts.rs");
     fs::write(&out, generated)
         .unwrap_or_else(|error| fail(&format!("writing {}: {error}", out.display())));
@@ -217,6 +225,86 @@ fn discover(dir: &Path, prefix: &str) -> Vec<Strategy> {
         .collect();
     strategies.sort_by(|a, b| a.name.cmp(&b.name));
     strategies
+}
+
+/// The AssemblyScript strategies (`strategies/assemblyscript/assembly/
+/// examples/*.ts`), built into `out` by the package's own script with the
+/// compiler its lockfile pins (`npm ci` first, when its `node_modules` is
+/// missing or older than the lockfile), as the constant `ASSEMBLYSCRIPT`.
+/// Without Node.js and npm the constant is empty and a warning says how to
+/// get them; the tests that need the modules say so too.
+fn assemblyscript(workspace: &Path, out: &Path) -> String {
+    let package = workspace.join("strategies").join("assemblyscript");
+    let header = "\n/// The AssemblyScript strategies, sorted by name (empty without Node.js).\npub const ASSEMBLYSCRIPT: &[Artifact] = &[\n";
+    let has = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if !has("node") || !has("npm") {
+        println!(
+            "cargo:warning=Node.js 20 and npm are missing: the AssemblyScript strategies are not built (Debian: apt-get install nodejs npm)"
+        );
+        return format!("{header}];\n");
+    }
+    let modified = |path: PathBuf| fs::metadata(path).and_then(|m| m.modified()).ok();
+    let installed = modified(package.join("node_modules").join(".package-lock.json"));
+    let locked = modified(package.join("package-lock.json"));
+    if installed.is_none() || installed < locked {
+        run(
+            Command::new("npm")
+                .current_dir(&package)
+                .args(["ci", "--no-audit", "--no-fund"]),
+            "installing the AssemblyScript compiler from strategies/assemblyscript/package-lock.json",
+        );
+    }
+    run(
+        Command::new("node")
+            .current_dir(&package)
+            .arg("scripts/build.mjs")
+            .arg(out),
+        "building the AssemblyScript strategies",
+    );
+    let mut modules: Vec<_> = fs::read_dir(out)
+        .unwrap_or_else(|error| fail(&format!("listing {}: {error}", out.display())))
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".wasm")?
+                .to_owned();
+            Some((name, path))
+        })
+        .collect();
+    modules.sort();
+    let mut generated = String::from(header);
+    for (name, path) in modules {
+        let _ = writeln!(
+            generated,
+            "    Artifact {{ name: {name:?}, wasm: include_bytes!({:?}), tables: &[] }},",
+            path.display().to_string()
+        );
+    }
+    generated.push_str("];\n");
+    generated
+}
+
+/// Runs `command`, stopping the build with its output if it fails.
+fn run(command: &mut Command, what: &str) {
+    eprintln!("{what}: {command:?}");
+    let output = command
+        .output()
+        .unwrap_or_else(|error| fail(&format!("{what}: running {command:?}: {error}")));
+    if !output.status.success() {
+        fail(&format!(
+            "{what} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        ));
+    }
 }
 
 /// Variables cargo sets for this build script, or that carry the outer

@@ -1,6 +1,7 @@
 //! Gavel's integration tests: one binary, a module per feature.
 
 mod admin;
+mod assemblyscript;
 mod bid;
 mod capabilities;
 mod fleet;

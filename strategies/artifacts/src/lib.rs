@@ -19,6 +19,11 @@
 //! manifest or lock change. Adding a strategy is adding its folder: the build
 //! script lists the folders and names each artifact after its folder.
 //!
+//! The AssemblyScript strategies (`strategies/assemblyscript/assembly/
+//! examples/`) are built too, by that npm package's own build script with
+//! the compiler its lockfile pins, when Node.js and npm are installed
+//! ([`ASSEMBLYSCRIPT`], [`assemblyscript`]).
+//!
 //! Examples are the strategies documented in their crates; hostile strategies
 //! are test-only modules that misbehave on purpose (loop, overflow the stack,
 //! exhaust memory, panic, answer garbage) and must be contained by the host;
@@ -60,6 +65,13 @@ pub fn hostile(name: &str) -> Option<&'static [u8]> {
     find(HOSTILE, name)
 }
 
+/// The module of the AssemblyScript strategy `name` (such as
+/// `"fixed-cpm"`); `None` as well when Node.js was missing at build time
+/// ([`ASSEMBLYSCRIPT`] is then empty).
+pub fn assemblyscript(name: &str) -> Option<&'static [u8]> {
+    find(ASSEMBLYSCRIPT, name)
+}
+
 /// The module of the probe strategy `name` (such as `"capabilities"`).
 pub fn probe(name: &str) -> Option<&'static [u8]> {
     find(PROBES, name)
@@ -79,7 +91,7 @@ mod tests {
     #[test]
     fn every_strategy_is_a_wasm_module() {
         assert!(!EXAMPLES.is_empty() && !HOSTILE.is_empty());
-        for artifact in EXAMPLES.iter().chain(HOSTILE) {
+        for artifact in EXAMPLES.iter().chain(HOSTILE).chain(ASSEMBLYSCRIPT) {
             assert_eq!(&artifact.wasm[..8], b"\0asm\x01\0\0\0", "{}", artifact.name);
         }
     }

@@ -16,7 +16,7 @@ import { ANSWER_BYTES_MAX, Builder } from "./builder";
 import { Str } from "./flatbuffer";
 
 export { BidRequest, Banner, Imp, Str };
-export { Format, Pmp, Deal } from "../generated/openrtb";
+export { Format, Pmp, Deal, User } from "../generated/openrtb";
 
 // ---- the host's imports (module `gavel_v1`) --------------------------------
 
@@ -27,6 +27,49 @@ declare function host_log(ptr: usize, len: i32): void;
 // @ts-ignore: decorator
 @external("gavel_v1", "request_time_us")
 declare function host_request_time_us(): i64;
+
+// @ts-ignore: decorator
+@external("gavel_v1", "kv_get")
+declare function host_kv_get(
+  table: usize, tableLen: i32, key: usize, keyLen: i32, out: usize, outCap: i32,
+): i32;
+
+// @ts-ignore: decorator
+@external("gavel_v1", "frequency")
+declare function host_frequency(key: usize, keyLen: i32, windowS: i32): i32;
+
+// @ts-ignore: decorator
+@external("gavel_v1", "budget_remaining")
+declare function host_budget_remaining(): f64;
+
+/** A value read by `kvGet`: at most `tables.value_bytes_max` (4 KiB). */
+const KV_VALUE_BYTES_MAX: i32 = 4096;
+let kvBuffer: usize = 0;
+
+/** Capability `kv`: the value of `key` in the tenant's table `table`, or
+ * null when either is absent. */
+export function kvGet(table: string, key: Str): string | null {
+  if (!kvBuffer) kvBuffer = heap.alloc(<usize>KV_VALUE_BYTES_MAX);
+  const name = String.UTF8.encode(table);
+  const len = host_kv_get(
+    changetype<usize>(name), name.byteLength, key.ptr, key.len, kvBuffer, KV_VALUE_BYTES_MAX,
+  );
+  if (len < 0) return null;
+  return String.UTF8.decodeUnsafe(kvBuffer, <usize>min(len, KV_VALUE_BYTES_MAX));
+}
+
+/** Capability `frequency`: wins of this tenant's bids with creative `crid`
+ * (empty: any) for the request's user within `windowS` seconds. */
+export function frequency(crid: string, windowS: i32): i32 {
+  const bytes = String.UTF8.encode(crid);
+  return host_frequency(changetype<usize>(bytes), bytes.byteLength, windowS);
+}
+
+/** Capability `budget`: what the tenant has left, in the bidder's currency;
+ * -1 without a budget. */
+export function budgetRemaining(): f64 {
+  return host_budget_remaining();
+}
 
 /** Appends a line to the tenant's log (rate-limited by the host). */
 export function log(line: string): void {
