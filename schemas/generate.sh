@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the committed Rust code from the .fbs schemas.
+# Regenerates the committed code from the .fbs schemas: the Rust readers and
+# builders, and the AssemblyScript SDK's (strategies/assemblyscript).
 #
-#   schemas/generate.sh          write src/generated/*.rs
+#   schemas/generate.sh          write src/generated/*.rs and the AssemblyScript files
 #   schemas/generate.sh --check  fail if the committed code is stale (CI)
 #
 # Needs flatc 25.12.19, matching the `flatbuffers` crate version the workspace
@@ -21,7 +22,12 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$flatc_bin" --rust --gen-name-strings -o "$out" "$here/openrtb.fbs" "$here/strategy.fbs"
 
+# The AssemblyScript SDK's readers and builder slots, from flatc's
+# reflection of the same schemas (needs Node.js).
+as_generate=(node "$here/../strategies/assemblyscript/scripts/generate.mjs")
+
 if [ "${1:-}" = "--check" ]; then
+    PATH="$(dirname "$flatc_bin"):$PATH" "${as_generate[@]}" --check
     if ! diff -ru "$here/src/generated" "$out" >/dev/null; then
         diff -ru "$here/src/generated" "$out" | head -40 >&2
         echo "schemas/src/generated is stale: run schemas/generate.sh and commit the result" >&2
@@ -33,4 +39,5 @@ else
     mkdir -p "$here/src/generated"
     cp "$out"/*.rs "$here/src/generated/"
     echo "wrote $(ls "$here/src/generated" | tr '\n' ' ')"
+    PATH="$(dirname "$flatc_bin"):$PATH" "${as_generate[@]}"
 fi

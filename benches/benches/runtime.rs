@@ -109,6 +109,29 @@ fn bench_calls(c: &mut Criterion) {
         b.iter(|| call(&rt, &mut persistent, black_box(&ctx)))
     });
 
+    // The same strategy written in AssemblyScript (built when Node.js is
+    // installed): the SDK's generated readers and its builder.
+    if let Some(ported) = gavel_strategies::assemblyscript("fixed-cpm") {
+        let mut persistent = [slot(
+            &rt,
+            "fixed-cpm-as",
+            ported,
+            StrategySettings::default(),
+        )];
+        assert_eq!(call(&rt, &mut persistent, &ctx), 1, "the port bids too");
+        group.bench_function("persistent/fixed_cpm_assemblyscript", |b| {
+            b.iter(|| call(&rt, &mut persistent, black_box(&ctx)))
+        });
+        let per_request = StrategySettings {
+            isolation: Isolation::PerRequest,
+            ..StrategySettings::default()
+        };
+        let mut fresh = [slot(&rt, "fixed-cpm-as", ported, per_request)];
+        group.bench_function("fresh_instance/fixed_cpm_assemblyscript", |b| {
+            b.iter(|| call(&rt, &mut fresh, black_box(&ctx)))
+        });
+    }
+
     let mut host_only = [slot(&rt, "decline", &decline, StrategySettings::default())];
     group.bench_function("persistent/host_path_only", |b| {
         b.iter(|| call(&rt, &mut host_only, black_box(&ctx)))
