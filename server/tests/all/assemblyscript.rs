@@ -87,6 +87,8 @@ const CRAFTED: &[&str] = &[
     r#"{"id":"j","imp":[{"id":"x1","banner":{"w":728,"h":90}},{"id":"x2","video":{"mimes":["video/mp4"]}},{"id":"x3","banner":{"w":320,"h":50},"bidfloor":0.2}]}"#,
     r#"{"id":"k","imp":[{"id":"1","banner":{"w":970,"h":250}}]}"#,
     r#"{"id":"l","imp":[{"id":"1","native":{"request":"{}"}}]}"#,
+    // Many bids: the answer outgrows the builder's first buffer.
+    r#"{"id":"m","imp":[{"id":"1","banner":{"w":300,"h":250}},{"id":"2","banner":{"w":728,"h":90}},{"id":"3","banner":{"w":320,"h":50}},{"id":"4","banner":{"w":300,"h":250}},{"id":"5","banner":{"w":728,"h":90}},{"id":"6","banner":{"w":320,"h":50}},{"id":"7","banner":{"w":300,"h":250}},{"id":"8","banner":{"w":728,"h":90}},{"id":"9","banner":{"w":320,"h":50}},{"id":"10","banner":{"w":300,"h":250}}]}"#,
 ];
 
 #[test]
@@ -217,6 +219,22 @@ fn assemblyscript_modules_pass_the_upload_checks_and_bid_on_the_server() {
         String::from_utf8_lossy(&refused.body).contains("`gavel_v1::kv_get` needs the `kv` grant"),
         "{}",
         String::from_utf8_lossy(&refused.body)
+    );
+    // Granted, it passes.
+    let granted = admin_call(
+        &server,
+        "PUT",
+        "/v1/tenants/acme/grants",
+        &operator,
+        br#"{"capabilities": ["kv"]}"#,
+    );
+    assert_eq!(granted.status, 200);
+    let uploaded = upload(kv);
+    assert_eq!(
+        uploaded.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&uploaded.body)
     );
     // A module that traps on the check's request never goes live.
     assert_eq!(upload(trap).status, 422);

@@ -5,8 +5,10 @@
 //
 //   node scripts/build.mjs [out]
 //
-// The flags: -O3; the incremental runtime (a persistent instance frees what
-// it no longer uses); no JS glue; `abort` removed (`--use abort=`), so a
+// The flags: -O3; the minimal runtime, whose collector the SDK runs after
+// each call, when nothing is on the stack (a persistent instance frees what
+// it no longer uses, without the incremental collector's cost per
+// allocation); no JS glue; `abort` removed (`--use abort=`), so a
 // failed assertion traps instead of importing `env.abort`, which the host
 // refuses. Every module is checked to import from `gavel_v1` only.
 
@@ -31,7 +33,7 @@ for (const [file, name] of sources) {
     join(root, "assembly", file),
     "--outFile", wasm,
     "-O3", "--noAssert",
-    "--runtime", "incremental",
+    "--runtime", "minimal",
     "--use", "abort=",
   ]);
   if (error) {

@@ -6,6 +6,9 @@
 /** Bytes of the answer at most (ABI.md). */
 export const ANSWER_BYTES_MAX: i32 = 256 * 1024;
 
+/** String literals' UTF-8 bytes, by the literal's address. */
+const literals = new Map<usize, ArrayBuffer>();
+
 /** Fields in a table at most. */
 const FIELDS_MAX: i32 = 64;
 
@@ -89,14 +92,25 @@ export class Builder {
     return this.offset();
   }
 
-  /** A string; its offset. */
+  /** A string; its offset. A string literal (in the module's static data,
+   * below the heap) is encoded to UTF-8 once and copied from then on; any
+   * other is encoded each time. */
   createString(s: string): i32 {
+    const at = changetype<usize>(s);
+    if (at < __heap_base) {
+      let bytes = literals.has(at) ? literals.get(at) : null;
+      if (bytes == null) {
+        bytes = String.UTF8.encode(s);
+        literals.set(at, bytes);
+      }
+      return this.createBytes(changetype<usize>(bytes), bytes.byteLength);
+    }
     const len = String.UTF8.byteLength(s);
     this.prep(4, len + 1);
     this.space -= 1;
     store<u8>(this.at(), 0);
     this.space -= len;
-    String.UTF8.encodeUnsafe(changetype<usize>(s), s.length, this.at());
+    String.UTF8.encodeUnsafe(at, s.length, this.at());
     this.putI32(len);
     return this.offset();
   }
@@ -153,6 +167,10 @@ export class Builder {
     const table = this.offset();
     let last = this.fieldCount;
     while (last > 0 && this.fields[last - 1] == 0) last--;
+    // Room for the vtable (u16s: no alignment beyond the table's).
+    const vtableBytes = (last + 2) * 2;
+    if (this.space < vtableBytes) this.grow(this.offset() + vtableBytes);
+    if (this.offset() + vtableBytes > ANSWER_BYTES_MAX) this.overflowed = true;
     for (let i = last - 1; i >= 0; i--) {
       const at = this.fields[i];
       this.putU16(at ? <u16>(table - at) : 0);

@@ -8,12 +8,27 @@
 export class Str {
   constructor(public ptr: usize, public len: i32) {}
 
-  /** Whether the bytes equal `s` (encoded as UTF-8). */
+  /** Whether the bytes equal `s` (as UTF-8), without allocating: ASCII
+   * is compared unit by unit, anything else through its encoding. */
   eq(s: string): bool {
-    const n = String.UTF8.byteLength(s);
-    if (n != this.len) return false;
+    const n = s.length;
+    let ascii = true;
+    for (let i = 0; i < n; i++) {
+      if (<u32>s.charCodeAt(i) >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) {
+      if (n != this.len) return false;
+      for (let i = 0; i < n; i++) {
+        if (<u32>load<u8>(this.ptr + <usize>i) != <u32>s.charCodeAt(i)) return false;
+      }
+      return true;
+    }
     const bytes = String.UTF8.encode(s);
-    return memory.compare(this.ptr, changetype<usize>(bytes), n) == 0;
+    return bytes.byteLength == this.len
+      && memory.compare(this.ptr, changetype<usize>(bytes), <usize>this.len) == 0;
   }
 
   toString(): string {

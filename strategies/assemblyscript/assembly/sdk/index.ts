@@ -147,9 +147,9 @@ export class Bid {
   nurl: string | null = null;
   burl: string | null = null;
   lurl: string | null = null;
-  adomain: string[] = [];
-  cat: string[] = [];
-  attr: i32[] = [];
+  adomain: string[] | null = null;
+  cat: string[] | null = null;
+  attr: i32[] | null = null;
   w: i32 = -1;
   h: i32 = -1;
   mtype: i32 = -1;
@@ -185,8 +185,8 @@ export class Bids {
     return s == null ? 0 : this.builder.createString(s);
   }
 
-  private strings(values: string[]): i32 {
-    if (values.length == 0) return 0;
+  private strings(values: string[] | null): i32 {
+    if (values == null || values.length == 0) return 0;
     if (values.length > this.scratch.length) this.scratch = new StaticArray<i32>(values.length);
     for (let i = 0; i < values.length; i++) this.scratch[i] = this.builder.createString(values[i]);
     return this.builder.createOffsetVector(this.scratch, values.length);
@@ -210,10 +210,11 @@ export class Bids {
     const adomain = this.strings(bid.adomain);
     const cat = this.strings(bid.cat);
     let attr = 0;
-    if (bid.attr.length > 0) {
-      const values = new StaticArray<i32>(bid.attr.length);
-      for (let i = 0; i < bid.attr.length; i++) values[i] = bid.attr[i];
-      attr = b.createI32Vector(values, bid.attr.length);
+    const attrs = bid.attr;
+    if (attrs != null && attrs.length > 0) {
+      if (attrs.length > this.scratch.length) this.scratch = new StaticArray<i32>(attrs.length);
+      for (let i = 0; i < attrs.length; i++) this.scratch[i] = attrs[i];
+      attr = b.createI32Vector(this.scratch, attrs.length);
     }
     b.startTable(StrategyBidSlot.COUNT);
     b.addF64(StrategyBidSlot.PRICE, bid.price);
@@ -297,5 +298,9 @@ export function gavel_v1_bid(len: i32): i64 {
   if (root >= input + <usize>len) return -1;
   bids.clear();
   s.bid(new BidRequest(root), bids);
-  return bids.finish();
+  const answer = bids.finish();
+  // Garbage of this call goes now, between calls, when nothing managed is
+  // on the stack (the minimal runtime collects only when asked).
+  __collect();
+  return answer;
 }
