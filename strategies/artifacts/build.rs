@@ -244,7 +244,7 @@ fn assemblyscript(workspace: &Path, out: &Path) -> String {
     };
     if !has("node") || !has("npm") {
         println!(
-            "cargo:warning=Node.js 20 and npm are missing: the AssemblyScript strategies are not built (Debian: apt-get install nodejs npm)"
+            "cargo:warning=Node.js (18 or later) and npm are missing: the AssemblyScript strategies are not built (Debian: apt-get install nodejs npm)"
         );
         return format!("{header}];\n");
     }

@@ -17,7 +17,7 @@ fn module(name: &str) -> Option<&'static [u8]> {
     if let Some(wasm) = gavel_strategies::assemblyscript(name) {
         return Some(wasm);
     }
-    let hint = "the AssemblyScript strategies were not built: Node.js 20 and npm are missing \
+    let hint = "the AssemblyScript strategies were not built: Node.js (18 or later) and npm are missing \
                 (Debian: apt-get install nodejs npm)";
     assert!(
         std::env::var_os("CI").is_none() && gavel_strategies::ASSEMBLYSCRIPT.is_empty(),
