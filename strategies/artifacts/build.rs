@@ -363,18 +363,10 @@ fn build<'a>(workspace: &Path, target_dir: &Path, strategies: impl Iterator<Item
             command.env_remove(key.as_ref());
         }
     }
-    eprintln!("building strategies: {command:?}");
-    let output = command
-        .output()
-        .unwrap_or_else(|error| fail(&format!("running {command:?}: {error}")));
-    if !output.status.success() {
-        fail(&format!(
-            "building the strategies for {WASM_TARGET} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        ));
-    }
+    run(
+        &mut command,
+        &format!("building the strategies for {WASM_TARGET}"),
+    );
 }
 
 fn env_var(key: &str) -> String {
