@@ -432,17 +432,18 @@ fn sigkill_mid_upload_leaves_a_consistent_store() {
 
 #[test]
 fn reload_under_load_fails_no_request() {
-    let dir = data_dir_with(&[(
-        "acme",
-        example_strategy("fixed-cpm"),
-        StrategySettings::default(),
-    )]);
+    // A generous tmax and per-call deadline: this test is about which
+    // version answers, and a loaded test machine (the suite runs fleets of
+    // servers beside it) must not turn answers into time-outs.
+    let generous = StrategySettings {
+        deadline_us: 50_000,
+        ..StrategySettings::default()
+    };
+    let dir = data_dir_with(&[("acme", example_strategy("fixed-cpm"), generous)]);
     let operator = Auth::open(dir.path())
         .unwrap()
         .issue(Principal::Operator)
         .unwrap();
-    // A generous tmax: this test is about which version answers, and a
-    // loaded test machine must not turn answers into time-outs.
     let server = Server::start(dir, "bid.tmax_max_ms = 2000");
     let mut request =
         serde_json::from_slice::<serde_json::Value>(&example_json("simple-banner")).unwrap();
@@ -493,7 +494,7 @@ fn reload_under_load_fails_no_request() {
         "acme",
         &operator,
         example_strategy("floor-margin"),
-        "",
+        "?deadline_us=50000",
     );
     assert_eq!(
         response.status,

@@ -163,6 +163,16 @@ impl Redis {
     }
 }
 
+/// One fleet test at a time: each runs several servers and engines, and
+/// two at once beside the rest of the suite would load a small machine
+/// enough to turn other tests' answers into time-outs.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static FLEET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    FLEET
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A port for an engine the test starts (and may stop and start again):
 /// below the kernel's ephemeral range, so that no other test's server,
 /// which takes an ephemeral port, can grab it while the engine is down.
@@ -235,6 +245,7 @@ fn fixed_cpm_server(extra_config: &str) -> Server {
 
 #[test]
 fn every_event_reaches_the_stream_once_across_a_nats_outage_and_no_bid_waits() {
+    let _one = one_at_a_time();
     let Some(mut nats) = Nats::start() else {
         return;
     };
@@ -338,6 +349,7 @@ fn every_event_reaches_the_stream_once_across_a_nats_outage_and_no_bid_waits() {
 
 #[test]
 fn past_its_buffer_a_node_drops_events_from_the_stream_only_and_counts_them() {
+    let _one = one_at_a_time();
     // A NATS address where nothing listens: the node never connects (no
     // nats-server needed).
     let server = fixed_cpm_server(&format!(
@@ -415,6 +427,7 @@ fn bids(server: &Server) -> bool {
 
 #[test]
 fn three_nodes_share_one_registry() {
+    let _one = one_at_a_time();
     let Some(nats) = Nats::start() else {
         return;
     };
@@ -605,6 +618,7 @@ fn three_nodes_share_one_registry() {
 
 #[test]
 fn with_the_registry_down_nodes_keep_serving_and_catch_up_after() {
+    let _one = one_at_a_time();
     let Some(mut nats) = Nats::start() else {
         return;
     };
@@ -709,6 +723,7 @@ fn spent_on(server: &Server, token: &str, tenant: &str) -> i64 {
 
 #[test]
 fn a_fleet_shares_one_budget_settles_notices_anywhere_and_rides_out_failures() {
+    let _one = one_at_a_time();
     let Some(mut nats) = Nats::start() else {
         return;
     };
@@ -942,6 +957,7 @@ fn probe_counts(server: &Server, user: &str) -> (String, String) {
 
 #[test]
 fn frequency_counts_cross_nodes_and_a_new_node_reads_them_back() {
+    let _one = one_at_a_time();
     let Some(nats) = Nats::start() else {
         return;
     };
@@ -1006,6 +1022,7 @@ fn frequency_counts_cross_nodes_and_a_new_node_reads_them_back() {
 
 #[test]
 fn a_strategys_log_lines_are_tenant_events_on_the_stream() {
+    let _one = one_at_a_time();
     let Some(nats) = Nats::start() else {
         return;
     };
