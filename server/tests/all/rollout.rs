@@ -275,6 +275,9 @@ fn whatif(capture: &std::path::Path, baseline: &[u8], candidate: &[u8]) -> serde
         .arg(&json)
         .arg("--plot")
         .arg(dir.path().join("prices.svg"))
+        // Generous: what is compared is the answers, and a loaded machine
+        // must not turn one into a deadline.
+        .args(["--deadline-us", "50000"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
