@@ -58,7 +58,8 @@ fn core(runtime: &Arc<Runtime>, money: &Arc<Money>, tenants: usize) -> BidCore {
                 account: money.accounts.get(&tenant),
                 frequency: None,
                 clock: money.settings.clock,
-                logs: Some(money.ledger_handle()),
+                events: Some(money.ledger_handle()),
+                log: gavel::tenant_log::TenantLog::detached(),
             });
             let strategy = runtime
                 .compile(&tenant, 1, example.wasm, StrategySettings::default())

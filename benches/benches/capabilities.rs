@@ -113,7 +113,8 @@ fn bench_capabilities(c: &mut Criterion) {
             day_ms: 86_400_000,
             lead_per_mille: 10,
         },
-        logs: None,
+        events: None,
+        log: gavel::tenant_log::TenantLog::detached(),
     });
     let bytes = request();
     let ctx = CallContext {

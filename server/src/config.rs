@@ -16,10 +16,14 @@ use crate::rollout::shadow::ShadowConfig;
 use crate::runtime::RuntimeConfig;
 use crate::runtime::breaker::{BreakerConfig, WINDOW_CALLS_MAX};
 use crate::runtime::share::FairnessConfig;
+use crate::tenant_log::LogConfig;
 
 /// The most shadows an operator may let run at once (each holds about
 /// 0.7 MB of figures).
 const SHADOWS_RUNNING_MAX: u64 = 4096;
+
+/// The most log lines kept per tenant: each is up to about 1.1 KiB.
+const LOG_LINES_PER_TENANT_MAX: u64 = 100_000;
 
 /// The most memory one tenant's frequency counts may take.
 const FREQUENCY_BYTES_PER_TENANT_MAX: u64 = 1 << 30;
@@ -49,6 +53,8 @@ pub struct Config {
     pub canary: CanaryConfig,
     /// Many nodes: the engines behind the seams.
     pub fleet: FleetConfig,
+    /// The lines tenants' strategies log, kept per tenant in memory.
+    pub logs: LogConfig,
 }
 
 /// The money loop's notices, ledger and event log.
@@ -372,6 +378,13 @@ impl Config {
             1,
             366 * 86_400,
         )?;
+        range(
+            "logs.lines_per_tenant",
+            self.logs.lines_per_tenant as u64,
+            1,
+            LOG_LINES_PER_TENANT_MAX,
+        )?;
+        range("logs.retention_s", self.logs.retention_s, 1, 7 * 86_400)?;
         // What one tenant granted `frequency` holds (see money::frequency).
         let bytes = frequency.users_max as u64 * (16 + 8 * frequency.wins_per_user as u64);
         if bytes > FREQUENCY_BYTES_PER_TENANT_MAX {

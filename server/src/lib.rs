@@ -52,6 +52,8 @@
 //! each unlocks `gavel_v1` imports, and a module importing an ungranted
 //! one is refused at upload. Tables and grants travel with the strategy in
 //! the lineup: shared read-only by every core, swapped between requests.
+//! What a strategy logs goes to its tenant's bounded buffer
+//! ([`tenant_log`]), which the tenant reads through the admin API.
 //!
 //! Safe rollout ([`rollout`]): a module runs locally on one request, then
 //! beside the live one on a recorded capture (what-if), then on sampled
@@ -65,7 +67,7 @@
 //! so far every event also goes to a NATS JetStream stream.
 //!
 //! Plain types several parts share ([`config`], [`fault`], [`counter`],
-//! [`durable`])
+//! [`durable`], [`exposition`])
 //! import nothing that imports them back: arrows point down the bid's
 //! story (`shard -> bid -> runtime`) and the control plane's (`admin ->
 //! tenants -> compiler -> runtime`).
@@ -80,6 +82,7 @@ pub mod config;
 pub mod counter;
 pub mod durable;
 pub mod error;
+pub mod exposition;
 pub mod fault;
 pub mod fleet;
 pub mod http;
@@ -93,4 +96,5 @@ pub mod runtime;
 pub mod serve;
 pub mod shard;
 pub mod store;
+pub mod tenant_log;
 pub mod tenants;

@@ -277,5 +277,6 @@ impl CoreTenants {
             &self.fairness,
             stats,
         )
+        .on_core(self.core as u32)
     }
 }

@@ -37,10 +37,10 @@ enum Command {
 #[derive(Args)]
 struct StrategyArgs {
     /// Admin port address.
-    #[arg(long, default_value = "127.0.0.1:8081")]
+    #[arg(long, global = true, default_value = "127.0.0.1:8081")]
     admin: SocketAddr,
     /// File holding the bearer token (default: the GAVEL_TOKEN variable).
-    #[arg(long)]
+    #[arg(long, global = true)]
     token_file: Option<PathBuf>,
     #[command(subcommand)]
     action: StrategyAction,
@@ -191,10 +191,10 @@ enum StrategyAction {
 #[derive(Args)]
 struct TenantArgs {
     /// Admin port address.
-    #[arg(long, default_value = "127.0.0.1:8081")]
+    #[arg(long, global = true, default_value = "127.0.0.1:8081")]
     admin: SocketAddr,
     /// File holding the bearer token (default: the GAVEL_TOKEN variable).
-    #[arg(long)]
+    #[arg(long, global = true)]
     token_file: Option<PathBuf>,
     #[command(subcommand)]
     action: TenantAction,
@@ -259,6 +259,22 @@ enum TenantAction {
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// Keep polling for new events until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The lines a tenant's strategy logged, oldest first.
+    Logs {
+        tenant: String,
+        /// Only lines after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// At most this many per call (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Keep polling for new lines until interrupted.
         #[arg(long)]
         follow: bool,
         /// Print JSON lines instead of a table.
@@ -819,12 +835,72 @@ fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
                     break;
                 }
                 if events.len() < limit {
-                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    std::thread::sleep(FOLLOW_POLL);
+                }
+            }
+        }
+        TenantAction::Logs {
+            tenant,
+            mut since,
+            limit,
+            follow,
+            json,
+        } => {
+            if !json {
+                println!(
+                    "{:<24}  {:>7}  {:>4}  {:<20}  message",
+                    "time", "version", "core", "request"
+                );
+            }
+            loop {
+                let page = client.call(
+                    "GET",
+                    &format!("/v1/tenants/{tenant}/logs?since={since}&limit={limit}"),
+                    &[],
+                )?;
+                if let Some(missed) = page["missed"].as_u64().filter(|n| *n > 0) {
+                    eprintln!("({missed} lines were pushed out of the buffer before this read)");
+                }
+                let lines = page["lines"].as_array().cloned().unwrap_or_default();
+                for line in &lines {
+                    if json {
+                        println!("{line}");
+                    } else {
+                        print_log_line(line);
+                    }
+                }
+                since = page["next"].as_u64().unwrap_or(since);
+                if !follow {
+                    break;
+                }
+                if lines.len() < limit {
+                    std::thread::sleep(FOLLOW_POLL);
                 }
             }
         }
     }
     Ok(())
+}
+
+/// How often `--follow` asks for more.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A Unix time in ms as RFC 3339 UTC, to the millisecond.
+fn timestamp(time_ms: &serde_json::Value) -> String {
+    let ms = time_ms.as_u64().unwrap_or(0);
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn print_log_line(line: &serde_json::Value) {
+    println!(
+        "{:<24}  {:>7}  {:>4}  {:<20}  {}",
+        timestamp(&line["time_ms"]),
+        line["version"].as_u64().unwrap_or(0),
+        line["core"].as_u64().unwrap_or(0),
+        line["request"].as_str().unwrap_or(""),
+        line["message"].as_str().unwrap_or(""),
+    );
 }
 
 /// A money amount in micros, shown in currency units with six decimals.

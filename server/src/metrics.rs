@@ -1,5 +1,7 @@
 //! Counters and latency histograms, written by the cores without locks and
-//! read by the admin port's `/metrics` (Prometheus text format).
+//! read by the admin port's `/metrics`.
+//!
+//! The exposition is written by `prometheus-client` ([`crate::exposition`]).
 //!
 //! Every counter has exactly one writer (its core), so increments are a
 //! relaxed load and store, not a locked read-modify-write. Latency goes into
@@ -9,7 +11,7 @@
 //! serves through its own `ArcSwap`. No core ever takes a lock here.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +21,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::counter::bump;
+use crate::counter::{CALL_BUCKETS_NS, bump};
+use crate::exposition::{Exposition, HistogramSnapshot};
 
 use crate::runtime::Capability;
 use crate::runtime::answer::BidRejection;
@@ -267,101 +270,83 @@ impl Metrics {
         self.cores.iter().map(|c| c.requests(outcome, format)).sum()
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(8 << 10);
-
-        out.push_str("# HELP gavel_requests_total Bid port requests by outcome and body format.\n");
-        out.push_str("# TYPE gavel_requests_total counter\n");
-        for outcome in RequestOutcome::ALL {
-            for format in Format::ALL {
-                let n = self.requests(outcome, format);
-                let _ = writeln!(
-                    out,
-                    "gavel_requests_total{{outcome=\"{}\",format=\"{}\"}} {n}",
-                    outcome.as_str(),
-                    format.as_str()
-                );
-            }
-        }
-
-        out.push_str("# HELP gavel_connections_open Open bid port connections per core.\n");
-        out.push_str("# TYPE gavel_connections_open gauge\n");
-        for (core, m) in self.cores.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "gavel_connections_open{{core=\"{core}\"}} {}",
-                load(&m.connections_open)
-            );
-        }
-        out.push_str("# HELP gavel_connections_rejected_total Connections closed at once: over the per-core limit.\n");
-        out.push_str("# TYPE gavel_connections_rejected_total counter\n");
-        let rejected: u64 = self
-            .cores
-            .iter()
-            .map(|m| load(&m.connections_rejected))
-            .sum();
-        let _ = writeln!(out, "gavel_connections_rejected_total {rejected}");
-        out.push_str("# HELP gavel_connections_timed_out_total Connections closed for a slow or idle client.\n");
-        out.push_str("# TYPE gavel_connections_timed_out_total counter\n");
-        let timed_out: u64 = self
-            .cores
-            .iter()
-            .map(|m| load(&m.connections_timed_out))
-            .sum();
-        let _ = writeln!(out, "gavel_connections_timed_out_total {timed_out}");
-
+    /// Describes the bid port's and the tenants' counters.
+    pub fn encode(&self, out: &mut Exposition<'_>) -> fmt::Result {
+        out.counters(
+            "gavel_requests_total",
+            "Bid port requests by outcome and body format.",
+            RequestOutcome::ALL.iter().flat_map(|outcome| {
+                Format::ALL.iter().map(move |format| {
+                    (
+                        [("outcome", outcome.as_str()), ("format", format.as_str())],
+                        self.requests(*outcome, *format),
+                    )
+                })
+            }),
+        )?;
+        let cores: Vec<String> = (0..self.cores.len()).map(|c| c.to_string()).collect();
+        out.gauges(
+            "gavel_connections_open",
+            "Open bid port connections per core.",
+            self.cores
+                .iter()
+                .zip(&cores)
+                .map(|(m, core)| ([("core", core.as_str())], load(&m.connections_open) as i64)),
+        )?;
+        let sum = |f: fn(&CoreMetrics) -> &AtomicU64| -> u64 {
+            self.cores.iter().map(|m| load(f(m))).sum()
+        };
+        out.counter(
+            "gavel_connections_rejected_total",
+            "Connections closed at once: over the per-core limit.",
+            sum(|m| &m.connections_rejected),
+        )?;
+        out.counter(
+            "gavel_connections_timed_out_total",
+            "Connections closed for a slow or idle client.",
+            sum(|m| &m.connections_timed_out),
+        )?;
         if let Ok(mut latency) = self.latency.lock() {
             for recorded in self.latency_outbox.try_iter() {
                 // Same bounds everywhere: adding cannot fail.
                 let _ = latency.add(&recorded);
             }
-            out.push_str("# HELP gavel_request_duration_seconds Server-side time per bid request, read to written.\n");
-            out.push_str("# TYPE gavel_request_duration_seconds histogram\n");
+            let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_US.len());
+            let mut below = 0;
             for bound in LATENCY_BUCKETS_US {
-                let n = latency.count_between(0, bound);
-                let _ = writeln!(
-                    out,
-                    "gavel_request_duration_seconds_bucket{{le=\"{}\"}} {n}",
-                    bound as f64 / 1e6
-                );
+                let cumulative = latency.count_between(0, bound);
+                buckets.push((bound as f64 / 1e6, cumulative - below));
+                below = cumulative;
             }
             let count = latency.len();
-            let _ = writeln!(
-                out,
-                "gavel_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "gavel_request_duration_seconds_sum {}",
-                latency.mean() * count as f64 / 1e6
-            );
-            let _ = writeln!(out, "gavel_request_duration_seconds_count {count}");
+            let snapshot = HistogramSnapshot {
+                sum_seconds: latency.mean() * count as f64 / 1e6,
+                count,
+                buckets,
+            };
+            out.histogram(
+                "gavel_request_duration_seconds",
+                "Server-side time per bid request, read to written.",
+                &snapshot,
+            )?;
         }
-
-        out.push_str("# HELP gavel_admin_responses_total Admin API answers by status class (refused uploads, tables and grants are 4xx).\n");
-        out.push_str("# TYPE gavel_admin_responses_total counter\n");
-        for (class, n) in ["2xx", "3xx", "4xx", "5xx"]
-            .iter()
-            .zip(&self.admin_responses)
-        {
-            let _ = writeln!(
-                out,
-                "gavel_admin_responses_total{{class=\"{class}\"}} {}",
-                load(n)
-            );
-        }
-
-        self.render_tenants(&mut out);
-        out
+        out.counters(
+            "gavel_admin_responses_total",
+            "Admin API answers by status class (refused uploads, tables and grants are 4xx).",
+            ["2xx", "3xx", "4xx", "5xx"]
+                .iter()
+                .zip(&self.admin_responses)
+                .map(|(class, n)| ([("class", *class)], load(n))),
+        )?;
+        self.encode_tenants(out)
     }
 
-    fn render_tenants(&self, out: &mut String) {
+    fn encode_tenants(&self, out: &mut Exposition<'_>) -> fmt::Result {
         let per_core: Vec<_> = self.tenants.iter().map(ArcSwap::load_full).collect();
         let tenants: Vec<&(Arc<str>, Arc<TenantStats>)> =
             per_core.iter().flat_map(|core| core.iter()).collect();
-        let mut names: Vec<&Arc<str>> = tenants.iter().map(|(name, _)| name).collect();
-        names.sort();
+        let mut names: Vec<&str> = tenants.iter().map(|(name, _)| &**name).collect();
+        names.sort_unstable();
         names.dedup();
         let sum = |tenant: &str, f: &dyn Fn(&TenantStats) -> u64| -> u64 {
             tenants
@@ -370,102 +355,108 @@ impl Metrics {
                 .map(|(_, s)| f(s))
                 .sum()
         };
-        type Field = (
-            &'static str,
-            &'static str,
-            &'static str,
-            fn(&TenantStats) -> u64,
-        );
+        type Field = (&'static str, &'static str, fn(&TenantStats) -> u64);
         let simple: [Field; 7] = [
-            (
-                "gavel_tenant_calls_total",
-                "counter",
-                "Strategy calls.",
-                |s| load(&s.calls),
-            ),
-            (
-                "gavel_tenant_bids_total",
-                "counter",
-                "Valid bids returned.",
-                |s| load(&s.bids),
-            ),
+            ("gavel_tenant_calls_total", "Strategy calls.", |s| {
+                load(&s.calls)
+            }),
+            ("gavel_tenant_bids_total", "Valid bids returned.", |s| {
+                load(&s.bids)
+            }),
             (
                 "gavel_tenant_fuel_used_total",
-                "counter",
                 "Fuel consumed by calls.",
                 |s| load(&s.fuel_used),
             ),
             (
                 "gavel_tenant_instantiations_total",
-                "counter",
                 "Instances created.",
                 |s| load(&s.instantiations),
             ),
             (
                 "gavel_tenant_log_bytes_dropped_total",
-                "counter",
-                "Log bytes over the rate limit.",
+                "Log bytes over the rate limit, the per-call line cap, or a full ledger queue (the event only).",
                 |s| load(&s.log_bytes_dropped),
             ),
             (
                 "gavel_tenant_failures_blamed_on_request_total",
-                "counter",
                 "Failures caused by an outsized request: not counted by the breaker.",
                 |s| load(&s.failures_blamed_on_request),
             ),
             (
                 "gavel_tenant_wall_nanoseconds_total",
-                "counter",
                 "Wall time in calls.",
                 |s| load(&s.wall_ns),
             ),
         ];
-        for (metric, kind, help, field) in simple {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
-            for name in &names {
-                let _ = writeln!(out, "{metric}{{tenant=\"{name}\"}} {}", sum(name, &field));
-            }
+        for (metric, help, field) in simple {
+            out.counters(
+                metric,
+                help,
+                names
+                    .iter()
+                    .map(|name| ([("tenant", *name)], sum(name, &field))),
+            )?;
         }
-        out.push_str("# HELP gavel_tenant_no_bids_total Calls without a bid, by reason.\n");
-        out.push_str("# TYPE gavel_tenant_no_bids_total counter\n");
-        for name in &names {
-            for reason in NoBidReason::ALL {
-                let n = sum(name, &|s| load(&s.no_bids[reason as usize]));
-                let _ = writeln!(
-                    out,
-                    "gavel_tenant_no_bids_total{{tenant=\"{name}\",reason=\"{}\"}} {n}",
-                    reason.as_str()
-                );
-            }
-        }
-        out.push_str("# HELP gavel_tenant_host_calls_total Capability host calls, by import; kv_get misses apart.\n");
-        out.push_str("# TYPE gavel_tenant_host_calls_total counter\n");
-        for name in &names {
-            for capability in Capability::ALL {
-                let n = sum(name, &|s| load(&s.host_calls[capability as usize]));
-                let _ = writeln!(
-                    out,
-                    "gavel_tenant_host_calls_total{{tenant=\"{name}\",call=\"{}\"}} {n}",
-                    capability.import()
-                );
-            }
-            let misses = sum(name, &|s| load(&s.kv_misses));
-            let _ = writeln!(
-                out,
-                "gavel_tenant_host_calls_total{{tenant=\"{name}\",call=\"kv_get_miss\"}} {misses}"
-            );
-        }
-        out.push_str("# HELP gavel_tenant_rejected_bids_total Bids dropped by the host's checks, by reason.\n");
-        out.push_str("# TYPE gavel_tenant_rejected_bids_total counter\n");
-        for name in &names {
-            for reason in BidRejection::ALL {
-                let n = sum(name, &|s| load(&s.rejected_bids[reason as usize]));
-                let _ = writeln!(
-                    out,
-                    "gavel_tenant_rejected_bids_total{{tenant=\"{name}\",reason=\"{}\"}} {n}",
-                    reason.as_str()
-                );
-            }
-        }
+        let histograms: Vec<HistogramSnapshot> = names
+            .iter()
+            .map(|name| {
+                let mut total = HistogramSnapshot::empty(&CALL_BUCKETS_NS);
+                for (_, stats) in tenants.iter().filter(|(n, _)| &**n == *name) {
+                    total.add(&stats.call_time);
+                }
+                total
+            })
+            .collect();
+        out.histograms(
+            "gavel_tenant_call_duration_seconds",
+            "Wall time of a strategy call, instantiation included.",
+            names
+                .iter()
+                .zip(&histograms)
+                .map(|(name, h)| ([("tenant", *name)], h)),
+        )?;
+        out.counters(
+            "gavel_tenant_no_bids_total",
+            "Calls without a bid, by reason.",
+            names.iter().flat_map(|name| {
+                NoBidReason::ALL.iter().map(move |reason| {
+                    (
+                        [("tenant", *name), ("reason", reason.as_str())],
+                        sum(name, &|s| load(&s.no_bids[*reason as usize])),
+                    )
+                })
+            }),
+        )?;
+        out.counters(
+            "gavel_tenant_host_calls_total",
+            "Capability host calls, by import; kv_get misses apart.",
+            names.iter().flat_map(|name| {
+                Capability::ALL
+                    .iter()
+                    .map(move |capability| {
+                        (
+                            [("tenant", *name), ("call", capability.import())],
+                            sum(name, &|s| load(&s.host_calls[*capability as usize])),
+                        )
+                    })
+                    .chain(std::iter::once((
+                        [("tenant", *name), ("call", "kv_get_miss")],
+                        sum(name, &|s| load(&s.kv_misses)),
+                    )))
+            }),
+        )?;
+        out.counters(
+            "gavel_tenant_rejected_bids_total",
+            "Bids dropped by the host's checks, by reason.",
+            names.iter().flat_map(|name| {
+                BidRejection::ALL.iter().map(move |reason| {
+                    (
+                        [("tenant", *name), ("reason", reason.as_str())],
+                        sum(name, &|s| load(&s.rejected_bids[*reason as usize])),
+                    )
+                })
+            }),
+        )
     }
 }

@@ -29,6 +29,7 @@ use crate::runtime::validate::imported_capabilities;
 use crate::runtime::{Runtime, StrategySettings};
 use crate::shard::{self, Shared};
 use crate::store::{Change, Registry, Store};
+use crate::tenant_log::TenantLogs;
 use crate::tenants::{CapabilitySettings, RolloutSettings, TenantError, Tenants};
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
@@ -107,6 +108,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
             clock: money.settings.clock,
             tables: config.tables.clone(),
             frequency: config.frequency.clone(),
+            logs: Arc::new(TenantLogs::new(config.logs)),
         },
         RolloutSettings {
             canary: config.canary.clone(),

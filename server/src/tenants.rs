@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use gavel_schemas::verify;
 
 use crate::compiler::{CompileError, Compiler};
+use crate::exposition::Exposition;
 use crate::fault::{ErrorKind, Fault};
 use crate::kv::{Table, TableError, TableInfo, TableLimits, Tables};
 use crate::lineup::{Entry, Lineup};
@@ -44,6 +45,7 @@ use crate::runtime::{
 use crate::store::{
     CanaryRecord, Change, Registry, ShadowRecord, StoreError, TenantState, VersionMeta,
 };
+use crate::tenant_log::{LogCounts, TenantLog, TenantLogs};
 
 /// The request every upload is tried on before it may go live: a typical
 /// banner request on a site.
@@ -191,6 +193,8 @@ pub struct CapabilitySettings {
     pub clock: DayClock,
     pub tables: TableLimits,
     pub frequency: FrequencyConfig,
+    /// Every tenant's log buffer.
+    pub logs: Arc<TenantLogs>,
 }
 
 /// The control plane's state, under one lock.
@@ -278,7 +282,8 @@ impl Tenants {
                 account: self.capabilities.accounts.get(tenant),
                 frequency: None,
                 clock: self.capabilities.clock,
-                logs: Some(self.rollout.events.clone()),
+                events: Some(self.rollout.events.clone()),
+                log: self.capabilities.logs.get(tenant),
             })
         })
     }
@@ -331,7 +336,8 @@ impl Tenants {
                 frequency: account.frequency.load_full(),
                 account,
                 clock: self.capabilities.clock,
-                logs: Some(self.rollout.events.clone()),
+                events: Some(self.rollout.events.clone()),
+                log: self.capabilities.logs.get(tenant),
             }),
         );
     }
@@ -390,6 +396,16 @@ impl Tenants {
         Arc::new(tables)
     }
 
+    /// The tenant's log buffer.
+    pub fn log(&self, tenant: &str) -> Arc<TenantLog> {
+        self.capabilities.logs.get(tenant)
+    }
+
+    /// Every tenant's log buffer, by name.
+    pub fn logs(&self) -> &TenantLogs {
+        &self.capabilities.logs
+    }
+
     /// The tenant's grants.
     pub fn grants(&self, tenant: &str) -> Capabilities {
         self.access_of(&self.lock(), tenant).granted
@@ -444,10 +460,9 @@ impl Tenants {
         Ok(granted)
     }
 
-    /// Per tenant, its tables' entries and bytes, and its frequency
-    /// table's memory (Prometheus text).
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
+    /// Per tenant, its tables' entries and bytes, its frequency table's
+    /// memory, its trials and its log.
+    pub fn encode_metrics(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         let control = self.lock();
         type Gauge = (&'static str, &'static str, fn(&Access) -> usize);
         let gauges: [Gauge; 3] = [
@@ -468,52 +483,71 @@ impl Tenants {
             ),
         ];
         for (metric, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
-            for (tenant, access) in &control.access {
-                let _ = writeln!(out, "{metric}{{tenant=\"{tenant}\"}} {}", value(access));
-            }
+            out.gauges(
+                metric,
+                help,
+                control
+                    .access
+                    .iter()
+                    .map(|(tenant, access)| ([("tenant", tenant.as_str())], value(access) as i64)),
+            )?;
         }
-        let shadows = || {
-            control
-                .trials
+        let shadows: Vec<(&String, (u64, u64, u64))> = control
+            .trials
+            .iter()
+            .filter_map(|(tenant, t)| t.shadow.as_ref().map(|s| (tenant, s.counts())))
+            .collect();
+        out.counters(
+            "gavel_tenant_shadow_sampled_total",
+            "Live requests sampled for the running shadow.",
+            shadows
                 .iter()
-                .filter_map(|(tenant, t)| t.shadow.as_ref().map(|s| (tenant, s.counts())))
-        };
-        let _ = writeln!(
-            out,
-            "# HELP gavel_tenant_shadow_sampled_total Live requests sampled for the running shadow.\n# TYPE gavel_tenant_shadow_sampled_total counter"
-        );
-        for (tenant, (sampled, _, _)) in shadows() {
-            let _ = writeln!(
-                out,
-                "gavel_tenant_shadow_sampled_total{{tenant=\"{tenant}\"}} {sampled}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP gavel_tenant_shadow_skipped_total Sampled requests not shadowed: another request waited (busy) or the core's shadow share was spent (over_share).\n# TYPE gavel_tenant_shadow_skipped_total counter"
-        );
-        for (tenant, (_, busy, over_share)) in shadows() {
-            let _ = writeln!(
-                out,
-                "gavel_tenant_shadow_skipped_total{{tenant=\"{tenant}\",reason=\"busy\"}} {busy}\ngavel_tenant_shadow_skipped_total{{tenant=\"{tenant}\",reason=\"over_share\"}} {over_share}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP gavel_tenant_canary_running Whether a canary bids for a share of the tenant's users.\n# TYPE gavel_tenant_canary_running gauge"
-        );
-        for (tenant, trials) in &control.trials {
-            let running = trials
-                .canary
-                .as_ref()
-                .is_some_and(|c| !c.guard.is_rolled_back());
-            let _ = writeln!(
-                out,
-                "gavel_tenant_canary_running{{tenant=\"{tenant}\"}} {}",
-                u8::from(running)
-            );
-        }
+                .map(|(tenant, (sampled, _, _))| ([("tenant", tenant.as_str())], *sampled)),
+        )?;
+        out.counters(
+            "gavel_tenant_shadow_skipped_total",
+            "Sampled requests not shadowed: another request waited (busy) or the core's shadow share was spent (over_share).",
+            shadows.iter().flat_map(|(tenant, (_, busy, over_share))| {
+                [
+                    ([("tenant", tenant.as_str()), ("reason", "busy")], *busy),
+                    ([("tenant", tenant.as_str()), ("reason", "over_share")], *over_share),
+                ]
+            }),
+        )?;
+        out.gauges(
+            "gavel_tenant_canary_running",
+            "Whether a canary bids for a share of the tenant's users.",
+            control.trials.iter().map(|(tenant, trials)| {
+                let running = trials
+                    .canary
+                    .as_ref()
+                    .is_some_and(|c| !c.guard.is_rolled_back());
+                ([("tenant", tenant.as_str())], i64::from(running))
+            }),
+        )?;
+        drop(control);
+        let logs = self.capabilities.logs.all();
+        let counts: Vec<(&str, LogCounts)> = logs
+            .iter()
+            .map(|(tenant, log)| (tenant.as_str(), log.counts()))
+            .collect();
+        out.counters(
+            "gavel_tenant_log_lines_total",
+            "Lines the tenant's strategy logged into its log buffer (logs.lines_per_tenant).",
+            counts
+                .iter()
+                .map(|(tenant, c)| ([("tenant", *tenant)], c.logged)),
+        )?;
+        out.counters(
+            "gavel_tenant_log_lines_dropped_total",
+            "Log lines lost: refused over the log byte rate or the per-call line cap (rate), or pushed out of the full buffer or past logs.retention_s (overwritten).",
+            counts.iter().flat_map(|(tenant, c)| {
+                [
+                    ([("tenant", *tenant), ("reason", "rate")], c.refused),
+                    ([("tenant", *tenant), ("reason", "overwritten")], c.pushed_out),
+                ]
+            }),
+        )
     }
 
     /// The tenant's tables.

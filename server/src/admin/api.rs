@@ -14,6 +14,7 @@
 //! | `GET /v1/tenants/{t}/budget` | operator, t | the budget |
 //! | `GET /v1/tenants/{t}/spend` | operator, t | spent, reserved, remaining, bids, wins, losses, duplicates ... |
 //! | `GET /v1/tenants/{t}/events?since=&limit=` | operator, t | the tenant's events after sequence `since` (at most `limit`, 1000) |
+//! | `GET /v1/tenants/{t}/logs?since=&limit=` | operator, t | the lines the tenant's strategy logged after sequence `since` (at most `limit`, 1000), with version, core, request id and time; `missed` counts lines pushed out of the bounded buffer before they were read |
 //! | `PUT /v1/tenants/{t}/grants` | operator | grant capabilities: `{"capabilities": ["kv", "frequency", "budget"]}` replaces the set |
 //! | `GET /v1/tenants/{t}/grants` | operator, t | the granted capabilities |
 //! | `PUT /v1/tenants/{t}/tables/{name}` | operator, t | upload a data table: JSON lines `{"key": "...", "value": "..."}`; replaces the table of that name |
@@ -47,6 +48,7 @@ use crate::money::account::{Budget, Pacing};
 use crate::money::amount::{micros_to_units, units_to_micros};
 use crate::runtime::{Capabilities, Capability, StrategySettings};
 use crate::store::check_tenant_id;
+use crate::tenant_log::READ_LIMIT_MAX;
 use crate::tenants::TenantError;
 
 fn json<T: Serialize>(status: u16, value: &T) -> Reply {
@@ -216,6 +218,7 @@ fn tenant_call(
             json(200, &view)
         }
         ("GET", ["events"]) => events(tenant, query, state),
+        ("GET", ["logs"]) => logs(tenant, query, state),
         ("PUT", ["grants"]) => {
             if *principal != Principal::Operator {
                 return error(403, "only the operator grants capabilities");
@@ -443,14 +446,14 @@ const EVENTS_LIMIT_MAX: usize = 1000;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EventsQuery {
+struct PageQuery {
     #[serde(default)]
     since: u64,
     limit: Option<usize>,
 }
 
 fn events(tenant: &str, query: &str, state: &AdminState) -> Reply {
-    let query: EventsQuery = match serde_urlencoded::from_str(query) {
+    let query: PageQuery = match serde_urlencoded::from_str(query) {
         Ok(q) => q,
         Err(e) => return error(400, &format!("events: {e}")),
     };
@@ -468,6 +471,22 @@ fn events(tenant: &str, query: &str, state: &AdminState) -> Reply {
             error(500, "internal error: the server log has the details")
         }
     }
+}
+
+fn logs(tenant: &str, query: &str, state: &AdminState) -> Reply {
+    let query: PageQuery = match serde_urlencoded::from_str(query) {
+        Ok(q) => q,
+        Err(e) => return error(400, &format!("logs: {e}")),
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=READ_LIMIT_MAX).contains(&limit) {
+        return error(400, &format!("logs: limit must be 1 to {READ_LIMIT_MAX}"));
+    }
+    let page = state
+        .tenants
+        .log(tenant)
+        .read(query.since, limit, crate::money::unix_ms());
+    json(200, &page)
 }
 
 /// Recording names: file names under the recordings folder, nothing else.

@@ -11,8 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Registry;
+
 use crate::auth::Auth;
 use crate::config::AdminConfig;
+use crate::exposition::Exposition;
 use crate::http::{self, Head, HeadLimits, Method, Response};
 use crate::metrics::Metrics;
 use crate::money::Money;
@@ -255,15 +260,22 @@ fn route(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
 fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
     match (method, path) {
         (Method::Get, "/metrics") => {
-            let mut text = state.metrics.render();
-            render_recorder(&state.recorder, &mut text);
-            state.money.render_metrics(&mut text);
-            state.tenants.render_metrics(&mut text);
-            state.fleet.render(&mut text);
-            Reply {
-                status: 200,
-                content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body: text.into_bytes(),
+            let mut registry = Registry::default();
+            registry.register_collector(Box::new(Scrape {
+                metrics: state.metrics.clone(),
+                recorder: state.recorder.clone(),
+                money: state.money.clone(),
+                tenants: state.tenants.clone(),
+                fleet: state.fleet.clone(),
+            }));
+            let mut text = String::with_capacity(64 << 10);
+            match prometheus_client::encoding::prometheus_text::encode(&mut text, &registry) {
+                Ok(()) => Reply {
+                    status: 200,
+                    content_type: "text/plain; version=0.0.4; charset=utf-8",
+                    body: text.into_bytes(),
+                },
+                Err(_) => Reply::text(500, "encoding the metrics failed\n"),
             }
         }
         (Method::Get, "/healthz") => Reply::text(200, "ok\n"),
@@ -275,34 +287,44 @@ fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
     }
 }
 
-fn render_recorder(recorder: &Recorder, out: &mut String) {
-    use std::fmt::Write as _;
-    let status = recorder.status();
-    let _ = writeln!(
-        out,
-        "# HELP gavel_recording_active Whether bid requests are being recorded."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE gavel_recording_active gauge\ngavel_recording_active {}",
-        u8::from(status.active)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP gavel_recorded_requests_total Requests written to the current or last recording."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE gavel_recorded_requests_total counter\ngavel_recorded_requests_total {}",
-        status.recorded
-    );
-    let _ = writeln!(
-        out,
-        "# HELP gavel_recording_dropped_total Sampled requests dropped: a core's recording queue was full."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE gavel_recording_dropped_total counter\ngavel_recording_dropped_total {}",
-        status.dropped
-    );
+/// Everything `/metrics` describes, as one `prometheus-client`
+/// collector: each part reads its own counters when scraped.
+struct Scrape {
+    metrics: Arc<Metrics>,
+    recorder: Arc<Recorder>,
+    money: Arc<Money>,
+    tenants: Arc<Tenants>,
+    fleet: crate::fleet::FleetStats,
+}
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape").finish_non_exhaustive()
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut out = Exposition::new(encoder);
+        self.metrics.encode(&mut out)?;
+        let status = self.recorder.status();
+        out.gauge(
+            "gavel_recording_active",
+            "Whether bid requests are being recorded.",
+            i64::from(status.active),
+        )?;
+        out.counter(
+            "gavel_recorded_requests_total",
+            "Requests written to the current or last recording.",
+            status.recorded,
+        )?;
+        out.counter(
+            "gavel_recording_dropped_total",
+            "Sampled requests dropped: a core's recording queue was full.",
+            status.dropped,
+        )?;
+        self.money.encode_metrics(&mut out)?;
+        self.tenants.encode_metrics(&mut out)?;
+        self.fleet.encode(&mut out)
+    }
 }

@@ -29,6 +29,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::ledger::RedisConfig;
+use crate::exposition::Exposition;
 use crate::money::frequency::{FrequencyConfig, Win, WinShare};
 use crate::money::ledger::LedgerHandle;
 
@@ -54,21 +55,22 @@ pub struct FrequencyStats {
 }
 
 impl FrequencyStats {
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
+    pub fn encode(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP gavel_frequency_fleet_wins_total Wins shared with the fleet through Redis: shared (written), heard (from other nodes), dropped.\n# TYPE gavel_frequency_fleet_wins_total counter\ngavel_frequency_fleet_wins_total{{result=\"shared\"}} {}\ngavel_frequency_fleet_wins_total{{result=\"heard\"}} {}\ngavel_frequency_fleet_wins_total{{result=\"dropped\"}} {}",
-            load(&self.shared),
-            load(&self.heard),
-            load(&self.dropped)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gavel_frequency_fleet_subscribed Whether the node hears the fleet's wins.\n# TYPE gavel_frequency_fleet_subscribed gauge\ngavel_frequency_fleet_subscribed {}",
-            u8::from(self.subscribed.load(Ordering::Relaxed))
-        );
+        out.counters(
+            "gavel_frequency_fleet_wins_total",
+            "Wins shared with the fleet through Redis: shared (written), heard (from other nodes), dropped.",
+            [
+                ([("result", "shared")], load(&self.shared)),
+                ([("result", "heard")], load(&self.heard)),
+                ([("result", "dropped")], load(&self.dropped)),
+            ],
+        )?;
+        out.gauge(
+            "gavel_frequency_fleet_subscribed",
+            "Whether the node hears the fleet's wins.",
+            i64::from(self.subscribed.load(Ordering::Relaxed)),
+        )
     }
 }
 

@@ -61,6 +61,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::exposition::Exposition;
 use crate::money::account::{Account, Accounts, DayClock};
 use crate::money::unix_ms;
 
@@ -209,25 +210,26 @@ pub struct LedgerStats {
 }
 
 impl LedgerStats {
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
+    pub fn encode(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP gavel_ledger_connected Whether the node reaches the fleet's ledger on Redis.\n# TYPE gavel_ledger_connected gauge\ngavel_ledger_connected {}",
-            u8::from(self.connected.load(Ordering::Relaxed))
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gavel_ledger_syncs_total Budget lease syncs with Redis, by result.\n# TYPE gavel_ledger_syncs_total counter\ngavel_ledger_syncs_total{{result=\"ok\"}} {}\ngavel_ledger_syncs_total{{result=\"failed\"}} {}",
-            load(&self.syncs),
-            load(&self.failures)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gavel_ledger_leases_revoked_total Leases dropped because Redis stayed out of reach past their TTL (budgeted tenants stop).\n# TYPE gavel_ledger_leases_revoked_total counter\ngavel_ledger_leases_revoked_total {}",
-            load(&self.revoked)
-        );
+        out.gauge(
+            "gavel_ledger_connected",
+            "Whether the node reaches the fleet's ledger on Redis.",
+            i64::from(self.connected.load(Ordering::Relaxed)),
+        )?;
+        out.counters(
+            "gavel_ledger_syncs_total",
+            "Budget lease syncs with Redis, by result.",
+            [
+                ([("result", "ok")], load(&self.syncs)),
+                ([("result", "failed")], load(&self.failures)),
+            ],
+        )?;
+        out.counter(
+            "gavel_ledger_leases_revoked_total",
+            "Leases dropped because Redis stayed out of reach past their TTL (budgeted tenants stop).",
+            load(&self.revoked),
+        )
     }
 }
 

@@ -27,6 +27,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::exposition::Exposition;
+
 /// The fleet's settings (section `fleet`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -174,7 +176,7 @@ impl FleetConfig {
 }
 
 /// The fleet's health as the metrics show it: one part per engine in use.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct FleetStats {
     pub registry: Option<Arc<registry::RegistryStats>>,
     pub ledger: Option<Arc<ledger::LedgerStats>>,
@@ -182,17 +184,17 @@ pub struct FleetStats {
 }
 
 impl FleetStats {
-    /// Prometheus text.
-    pub fn render(&self, out: &mut String) {
+    pub fn encode(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         if let Some(registry) = &self.registry {
-            registry.render(out);
+            registry.encode(out)?;
         }
         if let Some(ledger) = &self.ledger {
-            ledger.render(out);
+            ledger.encode(out)?;
         }
         if let Some(frequency) = &self.frequency {
-            frequency.render(out);
+            frequency.encode(out)?;
         }
+        Ok(())
     }
 }
 

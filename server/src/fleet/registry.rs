@@ -55,6 +55,7 @@ use tokio::io::AsyncReadExt as _;
 
 use super::NatsConfig;
 use crate::auth::TokenShare;
+use crate::exposition::Exposition;
 use crate::kv::check_table_name;
 use crate::money::account::Budget;
 use crate::runtime::{Capabilities, StrategySettings};
@@ -85,30 +86,28 @@ pub struct RegistryStats {
 }
 
 impl RegistryStats {
-    /// Prometheus text.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
+    pub fn encode(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP gavel_registry_connected Whether the node is connected to the registry on NATS.\n# TYPE gavel_registry_connected gauge\ngavel_registry_connected {}",
-            u8::from(self.connected.load(Ordering::Relaxed))
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gavel_registry_changes_total Registry changes made on other nodes and applied here.\n# TYPE gavel_registry_changes_total counter\ngavel_registry_changes_total {}",
-            load(&self.changes)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gavel_registry_watch_restarts_total Times the registry watch started again after NATS came back.\n# TYPE gavel_registry_watch_restarts_total counter\ngavel_registry_watch_restarts_total {}",
-            load(&self.watch_restarts)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gavel_registry_unavailable_total Registry calls that failed for want of NATS (answered 503).\n# TYPE gavel_registry_unavailable_total counter\ngavel_registry_unavailable_total {}",
-            load(&self.unavailable)
-        );
+        out.gauge(
+            "gavel_registry_connected",
+            "Whether the node is connected to the registry on NATS.",
+            i64::from(self.connected.load(Ordering::Relaxed)),
+        )?;
+        out.counter(
+            "gavel_registry_changes_total",
+            "Registry changes made on other nodes and applied here.",
+            load(&self.changes),
+        )?;
+        out.counter(
+            "gavel_registry_watch_restarts_total",
+            "Times the registry watch started again after NATS came back.",
+            load(&self.watch_restarts),
+        )?;
+        out.counter(
+            "gavel_registry_unavailable_total",
+            "Registry calls that failed for want of NATS (answered 503).",
+            load(&self.unavailable),
+        )
     }
 }
 

@@ -29,6 +29,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::NatsConfig;
+use crate::exposition::Exposition;
 use crate::money::events::{Event, EventLog, EventSink};
 
 /// Events published per batch before waiting for their acknowledgements.
@@ -58,31 +59,28 @@ pub struct StreamStats {
 
 impl StreamStats {
     /// Prometheus text.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
+    pub fn encode(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP gavel_events_stream_total Events on the NATS JetStream stream: published (acknowledged), duplicate (acknowledged as already stored), dropped (queue full), retried (publish failed, kept).\n# TYPE gavel_events_stream_total counter"
-        );
-        for (result, n) in [
-            ("published", load(&self.published)),
-            ("duplicate", load(&self.duplicates)),
-            ("dropped", load(&self.dropped)),
-            ("retried", load(&self.retried)),
-        ] {
-            let _ = writeln!(out, "gavel_events_stream_total{{result=\"{result}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP gavel_events_stream_buffered Events waiting for the stream.\n# TYPE gavel_events_stream_buffered gauge\ngavel_events_stream_buffered {}",
-            load(&self.buffered)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gavel_events_stream_connected Whether the node is connected to NATS.\n# TYPE gavel_events_stream_connected gauge\ngavel_events_stream_connected {}",
-            u8::from(self.connected.load(Ordering::Relaxed))
-        );
+        out.counters(
+            "gavel_events_stream_total",
+            "Events on the NATS JetStream stream: published (acknowledged), duplicate (acknowledged as already stored), dropped (queue full), retried (publish failed, kept).",
+            [
+                ([("result", "published")], load(&self.published)),
+                ([("result", "duplicate")], load(&self.duplicates)),
+                ([("result", "dropped")], load(&self.dropped)),
+                ([("result", "retried")], load(&self.retried)),
+            ],
+        )?;
+        out.gauge(
+            "gavel_events_stream_buffered",
+            "Events waiting for the stream.",
+            load(&self.buffered) as i64,
+        )?;
+        out.gauge(
+            "gavel_events_stream_connected",
+            "Whether the node is connected to NATS.",
+            i64::from(self.connected.load(Ordering::Relaxed)),
+        )
     }
 }
 

@@ -39,6 +39,7 @@ use arc_swap::ArcSwap;
 use gavel_schemas::openrtb::BidRequest;
 
 use crate::auction::{BidNotice, Winner};
+use crate::exposition::Exposition;
 use crate::fleet::stream::StreamStats;
 use crate::lineup::Lane;
 use crate::runtime::NoBidReason;
@@ -404,84 +405,75 @@ impl Money {
             .map_err(|_| refuse(Refused::Busy))
     }
 
-    /// Prometheus text for the money loop.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// Describes the money loop's metrics.
+    pub fn encode_metrics(&self, out: &mut Exposition<'_>) -> std::fmt::Result {
         if let Some(stream) = &self.stream {
-            stream.render(out);
+            stream.encode(out)?;
         }
-        out.push_str("# HELP gavel_notices_total Win, billing and loss notices by what they did or why they were refused.\n");
-        out.push_str("# TYPE gavel_notices_total counter\n");
-        for kind in NoticeKind::ALL {
-            for applied in Applied::ALL {
-                let n =
-                    self.counters.applied[kind as usize][applied as usize].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "gavel_notices_total{{kind=\"{}\",result=\"{}\"}} {n}",
-                    kind.as_str(),
-                    applied.as_str()
-                );
-            }
-            for refused in Refused::ALL {
-                let n =
-                    self.counters.refused[kind as usize][refused as usize].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "gavel_notices_total{{kind=\"{}\",result=\"refused_{}\"}} {n}",
-                    kind.as_str(),
-                    refused.as_str()
-                );
-            }
-        }
-        out.push_str("# HELP gavel_bids_dropped_total Winning bids not sent: the ledger's queue was full, or an id too long for a token.\n");
-        out.push_str("# TYPE gavel_bids_dropped_total counter\n");
-        let _ = writeln!(
-            out,
-            "gavel_bids_dropped_total{{reason=\"ledger_busy\"}} {}",
-            self.counters
-                .bids_dropped_ledger_busy
-                .load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "gavel_bids_dropped_total{{reason=\"long_id\"}} {}",
-            self.counters.bids_dropped_long_id.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP gavel_ledger_queue_depth Bids and notices waiting for the ledger thread (events.queue_max).\n");
-        out.push_str("# TYPE gavel_ledger_queue_depth gauge\n");
-        let _ = writeln!(out, "gavel_ledger_queue_depth {}", self.ledger.queued());
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counters = &self.counters;
+        let results: Vec<String> = Applied::ALL
+            .iter()
+            .map(|a| a.as_str().to_string())
+            .chain(
+                Refused::ALL
+                    .iter()
+                    .map(|r| format!("refused_{}", r.as_str())),
+            )
+            .collect();
+        out.counters(
+            "gavel_notices_total",
+            "Win, billing and loss notices by what they did or why they were refused.",
+            NoticeKind::ALL.iter().flat_map(|kind| {
+                let kind_counts = Applied::ALL
+                    .iter()
+                    .map(|a| load(&counters.applied[*kind as usize][*a as usize]))
+                    .chain(
+                        Refused::ALL
+                            .iter()
+                            .map(|r| load(&counters.refused[*kind as usize][*r as usize])),
+                    );
+                results
+                    .iter()
+                    .zip(kind_counts)
+                    .map(|(result, n)| ([("kind", kind.as_str()), ("result", result.as_str())], n))
+            }),
+        )?;
+        out.counters(
+            "gavel_bids_dropped_total",
+            "Winning bids not sent: the ledger's queue was full, or an id too long for a token.",
+            [
+                (
+                    [("reason", "ledger_busy")],
+                    load(&counters.bids_dropped_ledger_busy),
+                ),
+                (
+                    [("reason", "long_id")],
+                    load(&counters.bids_dropped_long_id),
+                ),
+            ],
+        )?;
+        out.gauge(
+            "gavel_ledger_queue_depth",
+            "Bids and notices waiting for the ledger thread (events.queue_max).",
+            self.ledger.queued() as i64,
+        )?;
         let accounts = self.accounts.all();
-        type Amount = (
-            &'static str,
-            &'static str,
-            &'static str,
-            fn(&Account) -> i64,
-        );
-        let gauges: [Amount; 2] = [
-            (
-                "gavel_tenant_spent_micros_total",
-                "counter",
-                "Settled spend on this node, micros of the bidder's currency.",
-                Account::own_spent,
-            ),
-            (
-                "gavel_tenant_reserved_micros",
-                "gauge",
-                "Money reserved by bids awaiting a notice, micros.",
-                Account::reserved,
-            ),
-        ];
-        for (metric, kind, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
-            for account in &accounts {
-                let _ = writeln!(
-                    out,
-                    "{metric}{{tenant=\"{}\"}} {}",
-                    account.tenant,
-                    value(account)
-                );
-            }
+        fn tenant(a: &Account) -> [(&str, &str); 1] {
+            [("tenant", &a.tenant)]
         }
+        out.counters(
+            "gavel_tenant_spent_micros_total",
+            "Settled spend on this node, micros of the bidder's currency.",
+            accounts
+                .iter()
+                .map(|a| (tenant(a), a.own_spent().max(0) as u64)),
+        )?;
+        out.gauges(
+            "gavel_tenant_reserved_micros",
+            "Money reserved by bids awaiting a notice, micros.",
+            accounts.iter().map(|a| (tenant(a), a.reserved())),
+        )?;
         type Count = (&'static str, &'static str, fn(&Account) -> &AtomicU64);
         let counts: [Count; 4] = [
             ("gavel_tenant_wins_total", "Win notices settled.", |a| {
@@ -502,28 +494,23 @@ impl Money {
             ),
         ];
         for (metric, help, value) in counts {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
-            for account in &accounts {
-                let _ = writeln!(
-                    out,
-                    "{metric}{{tenant=\"{}\"}} {}",
-                    account.tenant,
-                    value(account).load(Ordering::Relaxed)
-                );
-            }
+            out.counters(
+                metric,
+                help,
+                accounts.iter().map(|a| (tenant(a), load(value(a)))),
+            )?;
         }
-        out.push_str("# HELP gavel_tenant_frequency_evictions_total Users whose recent wins were forgotten: the tenant's frequency table was full (frequency.users_max).\n");
-        out.push_str("# TYPE gavel_tenant_frequency_evictions_total counter\n");
-        for account in &accounts {
-            if let Some(frequency) = &*account.frequency.load() {
-                let _ = writeln!(
-                    out,
-                    "gavel_tenant_frequency_evictions_total{{tenant=\"{}\"}} {}",
-                    account.tenant,
-                    frequency.evicted.load(Ordering::Relaxed)
-                );
-            }
-        }
+        let frequencies: Vec<_> = accounts
+            .iter()
+            .filter_map(|a| a.frequency.load_full().map(|f| (a, f)))
+            .collect();
+        out.counters(
+            "gavel_tenant_frequency_evictions_total",
+            "Users whose recent wins were forgotten: the tenant's frequency table was full (frequency.users_max).",
+            frequencies
+                .iter()
+                .map(|(a, f)| (tenant(a), load(&f.evicted))),
+        )
     }
 }
 

@@ -155,7 +155,8 @@ impl Harness {
             account: none.account.clone(),
             frequency: None,
             clock: none.clock,
-            logs: None,
+            events: None,
+            log: none.log.clone(),
         });
         Ok(Self {
             runtime,

@@ -17,6 +17,7 @@ use crate::kv::Tables;
 use crate::money::account::{Account, DayClock};
 use crate::money::frequency::Frequency;
 use crate::money::ledger::LedgerHandle;
+use crate::tenant_log::TenantLog;
 
 /// One grantable capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -139,8 +140,10 @@ pub struct Access {
     pub frequency: Option<Arc<Frequency>>,
     pub clock: DayClock,
     /// Where the strategy's log lines go as events (the tenant's event
-    /// log, and the fleet's stream); `None`: the server's log only.
-    pub logs: Option<LedgerHandle>,
+    /// log, and the fleet's stream); `None`: nowhere but [`Self::log`].
+    pub events: Option<LedgerHandle>,
+    /// The tenant's log buffer, which `GET /v1/tenants/{t}/logs` reads.
+    pub log: Arc<TenantLog>,
 }
 
 impl Access {
@@ -157,7 +160,8 @@ impl Access {
                 day_ms: 86_400_000,
                 lead_per_mille: 0,
             },
-            logs: None,
+            events: None,
+            log: TenantLog::detached(),
         })
     }
 }

@@ -31,7 +31,6 @@ pub const FREQUENCY_KEY_BYTES_MAX: usize = 1024;
 
 /// Per-instance host state (the `T` of `Store<T>`).
 pub struct HostState {
-    tenant: Arc<str>,
     memory_bytes_max: usize,
     /// Set when a `memory.grow` was refused: the trap that usually follows
     /// (an allocator abort) is then reported as a memory no-bid.
@@ -46,6 +45,11 @@ pub struct HostState {
     pub(super) access: Arc<Access>,
     log: LogBudget,
     pub(super) log_bytes_dropped: u64,
+    /// Lines refused: over the log rate or [`LOG_LINES_PER_CALL_MAX`].
+    pub(super) log_lines_dropped: u64,
+    /// Lines logged during the current call, handed to the tenant's log
+    /// by the slot after it (see [`crate::tenant_log`]).
+    pub(super) pending_log: Vec<String>,
     /// Capability calls since the slot last folded them into its stats.
     pub(super) host_calls: HostCalls,
     /// Where log lines go instead of the server's log (a local run).
@@ -93,13 +97,11 @@ impl HostCalls {
 
 impl HostState {
     pub(super) fn new(
-        tenant: Arc<str>,
         memory_bytes_max: u64,
         log_bytes_per_second: u32,
         access: Arc<Access>,
     ) -> Self {
         Self {
-            tenant,
             memory_bytes_max: usize::try_from(memory_bytes_max).unwrap_or(usize::MAX),
             memory_denied: false,
             request_time_us: 0,
@@ -108,6 +110,8 @@ impl HostState {
             access,
             log: LogBudget::new(log_bytes_per_second),
             log_bytes_dropped: 0,
+            log_lines_dropped: 0,
+            pending_log: Vec::new(),
             host_calls: HostCalls::default(),
             log_capture: None,
         }
@@ -172,6 +176,10 @@ impl LogBudget {
 
 /// Longest single log line, in bytes; longer ones are cut.
 const LOG_LINE_BYTES_MAX: usize = 1024;
+
+/// Most lines one call may log; later ones are dropped and counted (the
+/// byte rate allows thousands of one-byte lines).
+pub const LOG_LINES_PER_CALL_MAX: usize = 64;
 
 /// A tenant's log text with every control character escaped (`\n`,
 /// `\r`, `\u{0}` ...), so that one line stays one line and a tenant
@@ -359,30 +367,16 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let memory = guest_memory(&mut caller, "log")?;
             let (data, state) = memory.data_and_store_mut(&mut caller);
             let bytes = &data[range(data.len(), ptr, len, "log")?];
-            if !state.log.take(bytes.len()) {
+            if state.pending_log.len() >= LOG_LINES_PER_CALL_MAX || !state.log.take(bytes.len()) {
                 state.log_bytes_dropped += bytes.len() as u64;
+                state.log_lines_dropped += 1;
                 return Ok(());
             }
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(LOG_LINE_BYTES_MAX)]);
-            let line = escape_controls(&text);
+            let line = escape_controls(&text).into_owned();
             match &state.log_capture {
                 Some(capture) => capture.push(&line),
-                None => {
-                    tracing::debug!(target: "gavel::tenant_log", tenant = %state.tenant, "{line}");
-                    // And as an event: the tenant reads it from its event
-                    // log, and a fleet's stream carries it. A full ledger
-                    // queue drops it, counted with the rate's drops.
-                    if let Some(events) = &state.access.logs {
-                        let event = crate::money::events::Event::log(
-                            &state.tenant,
-                            crate::money::unix_ms(),
-                            line.into_owned(),
-                        );
-                        if events.event(event).is_err() {
-                            state.log_bytes_dropped += bytes.len() as u64;
-                        }
-                    }
-                }
+                None => state.pending_log.push(line),
             }
             Ok(())
         },

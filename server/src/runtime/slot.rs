@@ -10,7 +10,7 @@ use gavel_schemas::openrtb::BidRequest;
 use gavel_schemas::verify::STRATEGY_BIDS_BYTES_MAX;
 use wasmtime::{Memory, Store, Trap, TypedFunc};
 
-use crate::counter::bump;
+use crate::counter::{CallTimeHistogram, bump};
 
 use super::answer::{Answer, BidRejection, Rules};
 use super::breaker::{Breaker, BreakerConfig};
@@ -18,6 +18,7 @@ use super::host::{HostState, LogCapture};
 use super::share::{CoreShare, FairnessConfig};
 use super::validate::{EXPORT_BID, EXPORT_INIT, EXPORT_INPUT, EXPORT_MEMORY};
 use super::{Access, Capability, Isolation, Runtime, Strategy};
+use crate::tenant_log::Stamp;
 
 /// The request as every tenant call sees it.
 pub struct CallContext<'r> {
@@ -162,6 +163,8 @@ pub struct TenantStats {
     pub rejected_bids: [AtomicU64; BidRejection::ALL.len()],
     pub fuel_used: AtomicU64,
     pub wall_ns: AtomicU64,
+    /// Wall time per call, for the per-tenant p50/p99.
+    pub call_time: CallTimeHistogram,
     pub instantiations: AtomicU64,
     pub log_bytes_dropped: AtomicU64,
     /// Capability host calls, by [`Capability`].
@@ -198,6 +201,11 @@ pub struct TenantSlot {
     /// Fuel and wall time of the last call.
     last_fuel: u64,
     last_wall: Duration,
+    /// The serving core, stamped on log lines.
+    core: u32,
+    /// Lines an instance logged before its init failed: flushed with the
+    /// call that tried it.
+    orphan_log: Vec<String>,
 }
 
 impl std::fmt::Debug for TenantSlot {
@@ -234,7 +242,15 @@ impl TenantSlot {
             stats,
             last_fuel: 0,
             last_wall: Duration::ZERO,
+            core: 0,
+            orphan_log: Vec::new(),
         }
+    }
+
+    /// Stamps this slot's log lines with `core`.
+    pub fn on_core(mut self, core: u32) -> Self {
+        self.core = core;
+        self
     }
 
     pub fn strategy(&self) -> &Arc<Strategy> {
@@ -320,10 +336,12 @@ impl TenantSlot {
         bump(&self.stats.calls, 1);
         self.last_fuel = 0;
         let outcome = self.call_inner(runtime, ctx, time);
+        self.flush_log(ctx);
         let now = Instant::now();
         let used = now.duration_since(time.now);
         self.last_wall = used;
         bump(&self.stats.wall_ns, used.as_nanos() as u64);
+        self.stats.call_time.record(used);
         self.share.spend(used);
         match outcome {
             Outcome::Bids(n) => {
@@ -354,6 +372,41 @@ impl TenantSlot {
             self.live = None;
         }
         outcome
+    }
+
+    /// Hands the lines the call logged to the tenant's log, and to its
+    /// events (a full ledger queue drops the event, counted with the
+    /// rate's drops; the line stays in the tenant's log).
+    fn flush_log(&mut self, ctx: &CallContext<'_>) {
+        let live_lines = self
+            .live
+            .as_mut()
+            .map(|live| live.store.data_mut())
+            .filter(|state| !state.pending_log.is_empty())
+            .map(|state| std::mem::take(&mut state.pending_log));
+        if self.orphan_log.is_empty() && live_lines.is_none() {
+            return;
+        }
+        let mut lines = std::mem::take(&mut self.orphan_log);
+        lines.extend(live_lines.into_iter().flatten());
+        let time_ms = crate::money::unix_ms();
+        let tenant = &self.strategy.tenant;
+        if let Some(events) = &self.access.events {
+            for line in &lines {
+                tracing::debug!(target: "gavel::tenant_log", tenant = %tenant, "{line}");
+                let event = crate::money::events::Event::log(tenant, time_ms, line.clone());
+                if events.event(event).is_err() {
+                    bump(&self.stats.log_bytes_dropped, line.len() as u64);
+                }
+            }
+        }
+        let stamp = Stamp {
+            time_ms,
+            version: self.strategy.version,
+            core: self.core,
+            request: ctx.request.id(),
+        };
+        self.access.log.append(&stamp, lines);
     }
 
     fn answered(&mut self, request_bytes: usize) {
@@ -418,6 +471,9 @@ impl TenantSlot {
         let dropped = std::mem::take(&mut state.log_bytes_dropped);
         if dropped > 0 {
             bump(&self.stats.log_bytes_dropped, dropped);
+            self.access
+                .log
+                .refused(std::mem::take(&mut state.log_lines_dropped));
         }
         if state.host_calls.used {
             let calls = std::mem::take(&mut state.host_calls);
@@ -459,7 +515,6 @@ impl TenantSlot {
         let caps = &runtime.config.caps;
         let settings = &strategy.settings;
         let mut state = HostState::new(
-            strategy.tenant.clone(),
             settings.memory_bytes_max,
             settings.log_bytes_per_second,
             self.access.clone(),
@@ -476,33 +531,50 @@ impl TenantSlot {
         ));
         store.epoch_deadline_trap();
 
-        let init_failed = |_| NoBidReason::InitFailed;
-        let instance = strategy.pre.instantiate(&mut store).map_err(init_failed)?;
-        let memory = instance
-            .get_memory(&mut store, EXPORT_MEMORY)
-            .ok_or(NoBidReason::InitFailed)?;
-        store.data_mut().memory = Some(memory);
-        let input = instance
-            .get_typed_func::<i32, i32>(&mut store, EXPORT_INPUT)
-            .map_err(init_failed)?;
-        let bid = instance
-            .get_typed_func::<i32, i64>(&mut store, EXPORT_BID)
-            .map_err(init_failed)?;
-        if strategy.has_init {
-            let init = instance
-                .get_typed_func::<(), i32>(&mut store, EXPORT_INIT)
-                .map_err(init_failed)?;
-            if init.call(&mut store, ()).map_err(init_failed)? != 0 {
-                return Err(NoBidReason::InitFailed);
+        match start(strategy, &mut store) {
+            Ok((memory, input, bid)) => Ok(Live {
+                store,
+                memory,
+                input,
+                bid,
+            }),
+            Err(reason) => {
+                // What init logged before failing is what its author
+                // needs most: the call that tried it flushes it.
+                self.orphan_log = std::mem::take(&mut store.data_mut().pending_log);
+                Err(reason)
             }
         }
-        Ok(Live {
-            store,
-            memory,
-            input,
-            bid,
-        })
     }
+}
+
+/// Instantiates and runs `gavel_v1_init`; answers the memory and entry
+/// points.
+fn start(
+    strategy: &Strategy,
+    store: &mut Store<HostState>,
+) -> Result<(Memory, TypedFunc<i32, i32>, TypedFunc<i32, i64>), NoBidReason> {
+    let init_failed = |_| NoBidReason::InitFailed;
+    let instance = strategy.pre.instantiate(&mut *store).map_err(init_failed)?;
+    let memory = instance
+        .get_memory(&mut *store, EXPORT_MEMORY)
+        .ok_or(NoBidReason::InitFailed)?;
+    store.data_mut().memory = Some(memory);
+    let input = instance
+        .get_typed_func::<i32, i32>(&mut *store, EXPORT_INPUT)
+        .map_err(init_failed)?;
+    let bid = instance
+        .get_typed_func::<i32, i64>(&mut *store, EXPORT_BID)
+        .map_err(init_failed)?;
+    if strategy.has_init {
+        let init = instance
+            .get_typed_func::<(), i32>(&mut *store, EXPORT_INIT)
+            .map_err(init_failed)?;
+        if init.call(&mut *store, ()).map_err(init_failed)? != 0 {
+            return Err(NoBidReason::InitFailed);
+        }
+    }
+    Ok((memory, input, bid))
 }
 
 /// Copies the request in and calls `gavel_v1_bid`. Returns the answer's

@@ -7,6 +7,7 @@ mod capabilities;
 mod fleet;
 mod hostile;
 mod money;
+mod operate;
 mod record;
 mod rollout;
 mod runtime;
