@@ -22,11 +22,11 @@ hog=$root/target/strategies/wasm32-unknown-unknown/release/hostile_hog.wasm
 [ -x "$bin/gavel" ] && [ -x "$bin/gavel-loadgen" ] && [ -f "$hog" ] || {
     echo "build first: cargo build --release -p gavel -p gavel-loadgen" >&2; exit 2; }
 w=$(mktemp -d); trap 'kill $g 2>/dev/null; rm -rf "$w"' EXIT
-"$bin/gavel-loadgen" synth --out "$w/synth.gcap" --duration "$secs" --rate "$rate" --seed 7 >/dev/null
+"$bin/gavel-loadgen" synth --out "$w/synth.gcap" --duration "${secs}s" --rate "$rate" --seed 7 >/dev/null
 
 run() { # label -> "p50 p99"
     "$bin/gavel-loadgen" replay --target 127.0.0.1:18181 "$w/synth.gcap" --rate "$rate" \
-        --warmup 1 --quiet --json "$w/$1.json" >/dev/null
+        --warmup 1s --quiet --json "$w/$1.json" >/dev/null
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); l=r['latency_ms']; print(l['p50'], l['p99'])" "$w/$1.json"
 }
 

@@ -157,7 +157,7 @@ def main():
         bid_port = nodes[0][0]
         for rate in rates:
             subprocess.run([f"{BIN}/gavel-loadgen", "synth", "--out", capture, "--duration",
-                            str(seconds), "--rate", str(rate), "--seed", "7"],
+                            f"{seconds}s", "--rate", str(rate), "--seed", "7"],
                            check=True, stdout=subprocess.DEVNULL)
             syncs = metric(a_admin, 'gavel_ledger_syncs_total{result="ok"}')
             scripts = redis_scripts(redis)

@@ -9,7 +9,7 @@
 //! `${AUCTION_MIN_TO_WIN}`. Clearing prices: `first-price` charges the bid,
 //! `second-price` a price drawn uniformly between half the bid and the bid
 //! (the runner-up plus a cent, as a second-price exchange would). Notices
-//! go out `--notice-delay-ms` after the answer, as an exchange sends them
+//! go out `--notice-delay` after the answer, as an exchange sends them
 //! once the ad has rendered, on their own connections; their latency and
 //! the spend they imply are reported beside the bid latency.
 

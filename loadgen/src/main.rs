@@ -43,9 +43,9 @@ struct SynthArgs {
     /// Number of requests [default: 10000 unless --duration is given].
     #[arg(long, conflicts_with = "duration")]
     count: Option<u64>,
-    /// Seconds of traffic instead of a count.
+    /// Traffic to write instead of a count, e.g. `5s`, `2m`.
     #[arg(long)]
-    duration: Option<f64>,
+    duration: Option<humantime::Duration>,
     /// Mean arrival rate, requests per second.
     #[arg(long, default_value_t = synth::RATE_DEFAULT)]
     rate: f64,
@@ -82,9 +82,10 @@ struct ReplayArgs {
     /// Play the recorded arrival times this many times faster.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
-    /// Seconds to measure, after the warm-up [default: the capture, once].
+    /// Time to measure after the warm-up, e.g. `30s`, `5m` [default: the
+    /// capture, once].
     #[arg(long)]
-    duration: Option<f64>,
+    duration: Option<humantime::Duration>,
     /// Repeat the capture until --duration is over.
     #[arg(long = "loop", requires = "duration")]
     looped: bool,
@@ -94,9 +95,9 @@ struct ReplayArgs {
     /// Executor threads, each with its own connections and share of the schedule.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Seconds at the start whose results are discarded.
-    #[arg(long, default_value_t = 0.0)]
-    warmup: f64,
+    /// Time at the start whose results are discarded, e.g. `1s`.
+    #[arg(long, default_value = "0s")]
+    warmup: humantime::Duration,
     /// Body encoding to send; records are converted to it.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     wire: Format,
@@ -104,9 +105,9 @@ struct ReplayArgs {
     /// past it, due requests are counted as not sent.
     #[arg(long)]
     in_flight_max: Option<usize>,
-    /// Per-request timeout in milliseconds.
-    #[arg(long, default_value_t = replay::TIMEOUT_DEFAULT.as_millis() as u64)]
-    timeout: u64,
+    /// Per-request timeout, e.g. `500ms`, `2s`.
+    #[arg(long, default_value_t = replay::TIMEOUT_DEFAULT.into())]
+    timeout: humantime::Duration,
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -126,20 +127,15 @@ struct ReplayArgs {
     /// How the exchange prices a win (with --win-rate).
     #[arg(long, value_enum, default_value_t = Clearing::SecondPrice, requires = "win_rate")]
     clearing: Clearing,
-    /// Milliseconds between an answer and its notices (with --win-rate).
-    #[arg(long, default_value_t = exchange::NOTICE_DELAY_DEFAULT.as_millis() as u64, requires = "win_rate")]
-    notice_delay_ms: u64,
-}
-
-fn seconds(flag: &str, value: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| Error::Usage(format!("--{flag} {value} is not a number of seconds")))
+    /// Time between an answer and its notices, e.g. `50ms` (with --win-rate).
+    #[arg(long, default_value_t = exchange::NOTICE_DELAY_DEFAULT.into(), requires = "win_rate")]
+    notice_delay: humantime::Duration,
 }
 
 fn synth(args: SynthArgs) -> Result<()> {
     let length = match (args.count, args.duration) {
         (Some(count), _) => Length::Count(count),
-        (None, Some(duration)) => Length::Duration(seconds("duration", duration)?),
+        (None, Some(duration)) => Length::Duration(duration.into()),
         (None, None) => Length::Count(synth::COUNT_DEFAULT),
     };
     let options = SynthOptions {
@@ -189,19 +185,19 @@ fn replay(args: ReplayArgs) -> Result<()> {
             Some(rate) => Pacing::Rate(rate),
             None => Pacing::Recorded { speed: args.speed },
         },
-        duration: args.duration.map(|d| seconds("duration", d)).transpose()?,
+        duration: args.duration.map(Duration::from),
         looped: args.looped,
         connections: args.connections,
         threads: args.threads,
-        warmup: seconds("warmup", args.warmup)?,
+        warmup: args.warmup.into(),
         wire: args.wire,
         in_flight_max: args.in_flight_max,
-        timeout: Duration::from_millis(args.timeout),
+        timeout: args.timeout.into(),
         progress: !args.quiet,
         exchange: args.win_rate.map(|win_rate| ExchangePlay {
             win_rate,
             clearing: args.clearing,
-            delay: Duration::from_millis(args.notice_delay_ms),
+            delay: args.notice_delay.into(),
         }),
     };
     let report = replay::replay(&args.file, &options)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use gavel::client::{self, Client};
+use gavel::client::{self, Client, render};
 use gavel::config::{Config, DataDir};
 use gavel::rollout::shadow::{self, ShadowReport};
 use gavel::runtime::{Isolation, StrategySettings};
@@ -29,6 +29,8 @@ enum Command {
     Strategy(StrategyArgs),
     /// A tenant's budget, spend and events, through the admin API.
     Tenant(TenantArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Internal: compile one module under limits, for `gavel serve`.
     #[command(name = "compile-module", hide = true)]
     CompileModule,
@@ -56,8 +58,11 @@ enum StrategyAction {
         /// Fuel per call (default 10000000).
         #[arg(long)]
         fuel_per_call: Option<u64>,
-        /// Wall-clock budget per call in microseconds (default 5000).
-        #[arg(long)]
+        /// Wall-clock budget per call, e.g. `3ms`, `500us` (default 5ms).
+        #[arg(long, value_name = "DURATION", conflicts_with = "deadline_us")]
+        deadline: Option<humantime::Duration>,
+        /// The same budget in microseconds (the older spelling).
+        #[arg(long, hide = true)]
         deadline_us: Option<u64>,
         /// Linear memory cap in bytes (default 16 MiB).
         #[arg(long)]
@@ -69,6 +74,9 @@ enum StrategyAction {
         /// (`activate=false`); `activate` makes it live later.
         #[arg(long)]
         inactive: bool,
+        /// Print the server's JSON answer instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a module on one request locally, with the server's host, limits
     /// and checks (no server needed): prints the checked bids or the
@@ -81,8 +89,11 @@ enum StrategyAction {
         /// Fuel per call (default 10000000).
         #[arg(long)]
         fuel_per_call: Option<u64>,
-        /// Wall-clock budget per call in microseconds (default 5000).
-        #[arg(long)]
+        /// Wall-clock budget per call, e.g. `3ms`, `500us` (default 5ms).
+        #[arg(long, value_name = "DURATION", conflicts_with = "deadline_us")]
+        deadline: Option<humantime::Duration>,
+        /// The same budget in microseconds (the older spelling).
+        #[arg(long, hide = true)]
         deadline_us: Option<u64>,
         /// Linear memory cap in bytes (default 16 MiB).
         #[arg(long)]
@@ -117,8 +128,11 @@ enum StrategyAction {
         /// Fuel per call for both (default 10000000).
         #[arg(long)]
         fuel_per_call: Option<u64>,
-        /// Wall-clock budget per call in microseconds for both (default 5000).
-        #[arg(long)]
+        /// Wall-clock budget per call for both, e.g. `3ms` (default 5ms).
+        #[arg(long, value_name = "DURATION", conflicts_with = "deadline_us")]
+        deadline: Option<humantime::Duration>,
+        /// The same budget in microseconds (the older spelling).
+        #[arg(long, hide = true)]
         deadline_us: Option<u64>,
         /// A data table for `kv_get`, as NAME=FILE (JSON lines); repeatable.
         #[arg(long, value_name = "NAME=FILE")]
@@ -172,20 +186,63 @@ enum StrategyAction {
         #[arg(long)]
         json: bool,
     },
-    /// List tenants, their versions and state.
-    List,
+    /// List tenants, their state and versions.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One tenant: its state, trials and stored versions.
+    Show {
+        tenant: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a stored version live.
-    Activate { tenant: String, version: u64 },
+    Activate {
+        tenant: String,
+        version: u64,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Go back to the previously active version.
-    Rollback { tenant: String },
+    Rollback {
+        tenant: String,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop a tenant from bidding.
-    Pause { tenant: String },
+    Pause {
+        tenant: String,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Let a paused tenant bid again.
-    Resume { tenant: String },
+    Resume {
+        tenant: String,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a version that is not active.
-    Delete { tenant: String, version: u64 },
+    Delete {
+        tenant: String,
+        version: u64,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a tenant (operator only); prints its token once.
-    CreateTenant { tenant: String },
+    CreateTenant {
+        tenant: String,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -234,9 +291,17 @@ enum TenantAction {
         /// Revoke every capability.
         #[arg(long, conflicts_with = "capabilities")]
         none: bool,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Show a tenant's granted capabilities.
-    Grants { tenant: String },
+    Grants {
+        tenant: String,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// A tenant's data tables.
     Table {
         #[command(subcommand)]
@@ -321,9 +386,9 @@ struct ServeArgs {
     /// Stop recording after this many bytes.
     #[arg(long, default_value_t = 1 << 30)]
     record_max_bytes: u64,
-    /// Stop recording after this many seconds.
-    #[arg(long, default_value_t = 3600)]
-    record_max_seconds: u64,
+    /// Stop recording after this long, e.g. `10m`, `1h`.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    record_max_duration: humantime::Duration,
 }
 
 fn main() -> ExitCode {
@@ -351,27 +416,49 @@ fn main() -> ExitCode {
             return match run_locally(action) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("gavel: {e}");
+                    eprintln!("gavel: {}", one_line(&*e));
                     ExitCode::FAILURE
                 }
             };
         }
         Command::Strategy(args) => strategy(args),
         Command::Tenant(args) => tenant(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "gavel", &mut std::io::stdout());
+            Ok(())
+        }
         Command::CompileModule => return gavel::compiler::child_main(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gavel: {e}");
-            let mut source = std::error::Error::source(&*e);
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
+            eprintln!("gavel: {}", one_line(&*e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line; a cause its message already
+/// holds is not repeated.
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message = format!("{message}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// A call's deadline in microseconds from `--deadline` or `--deadline-us`.
+fn deadline_us(deadline: Option<humantime::Duration>, us: Option<u64>) -> Option<u64> {
+    deadline
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .or(us)
 }
 
 fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -405,7 +492,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let spec = gavel::recorder::RecordingSpec {
             sample_rate: args.record_sample_rate,
             max_bytes: args.record_max_bytes,
-            max_seconds: args.record_max_seconds,
+            max_seconds: args.record_max_duration.as_secs().max(1),
         };
         (path, spec)
     });
@@ -440,6 +527,7 @@ fn run_locally(action: StrategyAction) -> Result<ExitCode, Box<dyn std::error::E
         json,
         plot,
         fuel_per_call,
+        deadline,
         deadline_us,
         table,
         currency,
@@ -454,7 +542,8 @@ fn run_locally(action: StrategyAction) -> Result<ExitCode, Box<dyn std::error::E
                 candidate: read(&candidate)?,
                 settings: StrategySettings {
                     fuel_per_call: fuel_per_call.unwrap_or(defaults.fuel_per_call),
-                    deadline_us: deadline_us.unwrap_or(defaults.deadline_us),
+                    deadline_us: self::deadline_us(deadline, deadline_us)
+                        .unwrap_or(defaults.deadline_us),
                     ..defaults
                 },
                 tables: tables_of(&table)?,
@@ -477,6 +566,7 @@ fn run_locally(action: StrategyAction) -> Result<ExitCode, Box<dyn std::error::E
         module,
         request,
         fuel_per_call,
+        deadline,
         deadline_us,
         memory_bytes_max,
         table,
@@ -492,7 +582,7 @@ fn run_locally(action: StrategyAction) -> Result<ExitCode, Box<dyn std::error::E
         request: read(&request)?,
         settings: StrategySettings {
             fuel_per_call: fuel_per_call.unwrap_or(defaults.fuel_per_call),
-            deadline_us: deadline_us.unwrap_or(defaults.deadline_us),
+            deadline_us: self::deadline_us(deadline, deadline_us).unwrap_or(defaults.deadline_us),
             memory_bytes_max: memory_bytes_max.unwrap_or(defaults.memory_bytes_max),
             ..defaults
         },
@@ -516,22 +606,25 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
         admin: args.admin,
         token: client::token(args.token_file.as_deref())?,
     };
-    let answer = match args.action {
+    let answer: (String, bool, serde_json::Value) = match args.action {
         StrategyAction::Upload {
             tenant,
             module,
             fuel_per_call,
+            deadline,
             deadline_us,
             memory_bytes_max,
             per_request,
             inactive,
+            json,
         } => {
             let wasm =
                 std::fs::read(&module).map_err(|e| format!("reading {}: {e}", module.display()))?;
             let defaults = StrategySettings::default();
             let settings = StrategySettings {
                 fuel_per_call: fuel_per_call.unwrap_or(defaults.fuel_per_call),
-                deadline_us: deadline_us.unwrap_or(defaults.deadline_us),
+                deadline_us: self::deadline_us(deadline, deadline_us)
+                    .unwrap_or(defaults.deadline_us),
                 memory_bytes_max: memory_bytes_max.unwrap_or(defaults.memory_bytes_max),
                 isolation: if per_request {
                     Isolation::PerRequest
@@ -545,7 +638,8 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
                 client::settings_query(&settings),
                 if inactive { "&activate=false" } else { "" }
             );
-            client.call("POST", &path, &wasm)?
+            let meta = client.call("POST", &path, &wasm)?;
+            return print_or(json, &meta, || render::uploaded(&tenant, &meta, !inactive));
         }
         StrategyAction::Run { .. } | StrategyAction::Whatif { .. } => {
             return Err("a local run needs no admin port".into());
@@ -621,32 +715,67 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
                 format!("tenant {tenant}: version {version} is live for every user\n")
             });
         }
-        StrategyAction::List => client.call("GET", "/v1/tenants", &[])?,
-        StrategyAction::Activate { tenant, version } => client.call(
-            "POST",
-            &format!("/v1/tenants/{tenant}/versions/{version}/activate"),
-            &[],
-        )?,
-        StrategyAction::Rollback { tenant } => {
-            client.call("POST", &format!("/v1/tenants/{tenant}/rollback"), &[])?
+        StrategyAction::List { json } => {
+            let list = client.call("GET", "/v1/tenants", &[])?;
+            return print_or(json, &list, || render::tenants(&list));
         }
-        StrategyAction::Pause { tenant } => {
-            client.call("POST", &format!("/v1/tenants/{tenant}/pause"), &[])?
+        StrategyAction::Show { tenant, json } => {
+            let view = client.call("GET", &format!("/v1/tenants/{tenant}"), &[])?;
+            return print_or(json, &view, || render::tenant(&view));
         }
-        StrategyAction::Resume { tenant } => {
-            client.call("POST", &format!("/v1/tenants/{tenant}/resume"), &[])?
-        }
-        StrategyAction::Delete { tenant, version } => client.call(
-            "DELETE",
-            &format!("/v1/tenants/{tenant}/versions/{version}"),
-            &[],
-        )?,
-        StrategyAction::CreateTenant { tenant } => {
-            client.call("POST", &format!("/v1/tenants/{tenant}"), &[])?
+        StrategyAction::Activate {
+            tenant,
+            version,
+            json,
+        } => (
+            tenant.clone(),
+            json,
+            client.call(
+                "POST",
+                &format!("/v1/tenants/{tenant}/versions/{version}/activate"),
+                &[],
+            )?,
+        ),
+        StrategyAction::Rollback { tenant, json } => (
+            tenant.clone(),
+            json,
+            client.call("POST", &format!("/v1/tenants/{tenant}/rollback"), &[])?,
+        ),
+        StrategyAction::Pause { tenant, json } => (
+            tenant.clone(),
+            json,
+            client.call("POST", &format!("/v1/tenants/{tenant}/pause"), &[])?,
+        ),
+        StrategyAction::Resume { tenant, json } => (
+            tenant.clone(),
+            json,
+            client.call("POST", &format!("/v1/tenants/{tenant}/resume"), &[])?,
+        ),
+        StrategyAction::Delete {
+            tenant,
+            version,
+            json,
+        } => (
+            tenant.clone(),
+            json,
+            client.call(
+                "DELETE",
+                &format!("/v1/tenants/{tenant}/versions/{version}"),
+                &[],
+            )?,
+        ),
+        StrategyAction::CreateTenant { tenant, json } => {
+            let created = client.call("POST", &format!("/v1/tenants/{tenant}"), &[])?;
+            return print_or(json, &created, || {
+                format!(
+                    "tenant {tenant} created; its token (shown once, keep it): {}\n",
+                    created["token"].as_str().unwrap_or("")
+                )
+            });
         }
     };
-    println!("{}", serde_json::to_string_pretty(&answer)?);
-    Ok(())
+    let (tenant, json, state) = answer;
+    print_or(json, &state, || render::state(&tenant, &state))
 }
 
 /// Prints `value` as JSON when asked, else `text()`.
@@ -701,16 +830,35 @@ enum TableAction {
         tenant: String,
         name: String,
         file: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// List a tenant's tables: entries, bytes, SHA-256.
-    List { tenant: String },
+    List {
+        tenant: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a table.
-    Delete { tenant: String, name: String },
+    Delete {
+        tenant: String,
+        name: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn table(client: &Client, action: TableAction) -> Result<(), Box<dyn std::error::Error>> {
-    let (tenant, answer) = match action {
-        TableAction::Put { tenant, name, file } => {
+    let (tenant, json, answer) = match action {
+        TableAction::Put {
+            tenant,
+            name,
+            file,
+            json,
+        } => {
             let body = if file.as_os_str() == "-" {
                 let mut body = Vec::new();
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
@@ -720,33 +868,22 @@ fn table(client: &Client, action: TableAction) -> Result<(), Box<dyn std::error:
             };
             client.call("PUT", &format!("/v1/tenants/{tenant}/tables/{name}"), &body)?;
             let answer = client.call("GET", &format!("/v1/tenants/{tenant}/tables"), &[])?;
-            (tenant, answer)
+            (tenant, json, answer)
         }
-        TableAction::List { tenant } => {
+        TableAction::List { tenant, json } => {
             let answer = client.call("GET", &format!("/v1/tenants/{tenant}/tables"), &[])?;
-            (tenant, answer)
+            (tenant, json, answer)
         }
-        TableAction::Delete { tenant, name } => {
+        TableAction::Delete { tenant, name, json } => {
             let answer = client.call(
                 "DELETE",
                 &format!("/v1/tenants/{tenant}/tables/{name}"),
                 &[],
             )?;
-            (tenant, answer)
+            (tenant, json, answer)
         }
     };
-    println!("tables of {tenant}:");
-    println!("{:<24}  {:>10}  {:>12}  sha256", "name", "entries", "bytes");
-    for table in answer["tables"].as_array().into_iter().flatten() {
-        println!(
-            "{:<24}  {:>10}  {:>12}  {}",
-            table["name"].as_str().unwrap_or(""),
-            table["entries"],
-            table["bytes"],
-            table["sha256"].as_str().unwrap_or("")
-        );
-    }
-    Ok(())
+    print_or(json, &answer, || render::tables(&tenant, &answer))
 }
 
 fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -783,25 +920,26 @@ fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
             let body = serde_json::to_vec(&body)?;
             client.call("PUT", &format!("/v1/tenants/{tenant}/budget"), &body)?;
             let spend = client.call("GET", &format!("/v1/tenants/{tenant}/spend"), &[])?;
-            print_spend(&spend, json)?;
+            print_or(json, &spend, || render::spend(&spend))?;
         }
         TenantAction::Grant {
             tenant,
             capabilities,
             none: _,
+            json,
         } => {
             let body = serde_json::to_vec(&serde_json::json!({ "capabilities": capabilities }))?;
             let answer = client.call("PUT", &format!("/v1/tenants/{tenant}/grants"), &body)?;
-            println!("{tenant}: {}", answer["capabilities"]);
+            print_or(json, &answer, || grants_text(&tenant, &answer))?;
         }
-        TenantAction::Grants { tenant } => {
+        TenantAction::Grants { tenant, json } => {
             let answer = client.call("GET", &format!("/v1/tenants/{tenant}/grants"), &[])?;
-            println!("{tenant}: {}", answer["capabilities"]);
+            print_or(json, &answer, || grants_text(&tenant, &answer))?;
         }
         TenantAction::Table { action } => table(&client, action)?,
         TenantAction::Spend { tenant, json } => {
             let spend = client.call("GET", &format!("/v1/tenants/{tenant}/spend"), &[])?;
-            print_spend(&spend, json)?;
+            print_or(json, &spend, || render::spend(&spend))?;
         }
         TenantAction::Events {
             tenant,
@@ -811,10 +949,7 @@ fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
             json,
         } => {
             if !json {
-                println!(
-                    "{:>8}  {:<13}  {:<7}  {:<16}  {:>10}  {:>10}  request/imp",
-                    "seq", "time", "kind", "bid", "price", "amount"
-                );
+                println!("{}", render::EVENT_HEADER);
             }
             loop {
                 let page = client.call(
@@ -827,7 +962,7 @@ fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
                     if json {
                         println!("{event}");
                     } else {
-                        print_event(event);
+                        print!("{}", render::event(event));
                     }
                 }
                 since = page["next"].as_u64().unwrap_or(since);
@@ -847,10 +982,7 @@ fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
             json,
         } => {
             if !json {
-                println!(
-                    "{:<24}  {:>7}  {:>4}  {:<20}  message",
-                    "time", "version", "core", "request"
-                );
+                println!("{}", render::LOG_HEADER);
             }
             loop {
                 let page = client.call(
@@ -866,7 +998,7 @@ fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
                     if json {
                         println!("{line}");
                     } else {
-                        print_log_line(line);
+                        print!("{}", render::log_line(line));
                     }
                 }
                 since = page["next"].as_u64().unwrap_or(since);
@@ -885,90 +1017,16 @@ fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
 /// How often `--follow` asks for more.
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// A Unix time in ms as RFC 3339 UTC, to the millisecond.
-fn timestamp(time_ms: &serde_json::Value) -> String {
-    let ms = time_ms.as_u64().unwrap_or(0);
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
-fn print_log_line(line: &serde_json::Value) {
-    println!(
-        "{:<24}  {:>7}  {:>4}  {:<20}  {}",
-        timestamp(&line["time_ms"]),
-        line["version"].as_u64().unwrap_or(0),
-        line["core"].as_u64().unwrap_or(0),
-        line["request"].as_str().unwrap_or(""),
-        line["message"].as_str().unwrap_or(""),
-    );
-}
-
-/// A money amount in micros, shown in currency units with six decimals.
-fn units(micros: &serde_json::Value) -> String {
-    match micros.as_i64() {
-        Some(m) => format!(
-            "{}{}.{:06}",
-            if m < 0 { "-" } else { "" },
-            m.abs() / 1_000_000,
-            m.abs() % 1_000_000
-        ),
-        None => "-".into(),
+fn grants_text(tenant: &str, answer: &serde_json::Value) -> String {
+    let granted: Vec<&str> = answer["capabilities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str())
+        .collect();
+    if granted.is_empty() {
+        format!("tenant {tenant}: no capabilities granted\n")
+    } else {
+        format!("tenant {tenant}: granted {}\n", granted.join(", "))
     }
-}
-
-fn print_spend(spend: &serde_json::Value, json: bool) -> Result<(), Box<dyn std::error::Error>> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(spend)?);
-        return Ok(());
-    }
-    let limit = |key: &str| match spend[key].as_f64() {
-        Some(v) => format!("{v:.6}"),
-        None => "none".into(),
-    };
-    let rows = [
-        ("tenant", spend["tenant"].as_str().unwrap_or("").to_string()),
-        (
-            "currency",
-            spend["currency"].as_str().unwrap_or("").to_string(),
-        ),
-        ("spent", units(&spend["spent_micros"])),
-        ("reserved", units(&spend["reserved_micros"])),
-        ("remaining", units(&spend["remaining_micros"])),
-        ("spent today", limit("spent_today")),
-        ("total budget", limit("total")),
-        ("daily budget", limit("daily")),
-        ("pacing", spend["pacing"].as_str().unwrap_or("").to_string()),
-        ("bids", spend["bids"].to_string()),
-        ("wins", spend["wins"].to_string()),
-        ("bills", spend["bills"].to_string()),
-        ("losses", spend["losses"].to_string()),
-        ("duplicates", spend["duplicates"].to_string()),
-        ("expired", spend["expired"].to_string()),
-        ("late wins", spend["late_wins"].to_string()),
-        ("refused", spend["refused"].to_string()),
-    ];
-    for (name, value) in rows {
-        println!("{name:<13} {value:>18}");
-    }
-    Ok(())
-}
-
-fn print_event(event: &serde_json::Value) {
-    let cpm = |key: &str| units(&event[key]);
-    println!(
-        "{:>8}  {:<13}  {:<7}  {:<16}  {:>10}  {:>10}  {}/{}{}",
-        event["seq"].as_u64().unwrap_or(0),
-        event["time_ms"].as_u64().unwrap_or(0),
-        event["kind"].as_str().unwrap_or(""),
-        event["bid"].as_str().unwrap_or(""),
-        cpm("price_cpm_micros"),
-        units(&event["amount_micros"]),
-        event["request"].as_str().unwrap_or(""),
-        event["imp"].as_str().unwrap_or(""),
-        if event["duplicate"] == true {
-            "  (duplicate)"
-        } else {
-            ""
-        },
-    );
 }

@@ -67,9 +67,18 @@ impl RecordingSpec {
         if self.max_bytes == 0 || self.max_seconds == 0 {
             return Err("max_bytes and max_seconds must be at least 1".into());
         }
+        if self.max_seconds > RECORDING_SECONDS_MAX {
+            return Err(format!(
+                "max_seconds must be at most {RECORDING_SECONDS_MAX} (30 days), got {}",
+                self.max_seconds
+            ));
+        }
         Ok(())
     }
 }
+
+/// The longest recording: 30 days.
+pub const RECORDING_SECONDS_MAX: u64 = 30 * 86_400;
 
 /// A request on its way to the writer.
 pub struct Captured {

@@ -57,6 +57,7 @@ fn json<T: Serialize>(status: u16, value: &T) -> Reply {
             status,
             content_type: "application/json",
             body,
+            allow: None,
         },
         Err(e) => error(500, &format!("encoding the answer: {e}")),
     }
@@ -68,6 +69,7 @@ fn error(status: u16, message: &str) -> Reply {
         status,
         content_type: "application/json",
         body,
+        allow: None,
     }
 }
 
@@ -89,11 +91,63 @@ fn tenant_error(e: TenantError) -> Reply {
     }
 }
 
+/// Every route's path (`*`: any one segment) and the methods it takes:
+/// what a 405 names in its `Allow` header. Kept beside the routes below;
+/// the contract test (`docs/admin-api.yaml`) checks that they agree.
+const ROUTES: &[(&[&str], &str)] = &[
+    (&["v1", "tenants"], "GET"),
+    (&["v1", "tenants", "*"], "GET, POST"),
+    (&["v1", "notice-keys", "rotate"], "POST"),
+    (&["v1", "recording"], "GET"),
+    (&["v1", "recording", "start"], "POST"),
+    (&["v1", "recording", "stop"], "POST"),
+    (&["v1", "tenants", "*", "versions"], "POST"),
+    (&["v1", "tenants", "*", "versions", "*"], "DELETE"),
+    (&["v1", "tenants", "*", "versions", "*", "activate"], "POST"),
+    (&["v1", "tenants", "*", "versions", "*", "shadow"], "POST"),
+    (&["v1", "tenants", "*", "versions", "*", "canary"], "POST"),
+    (&["v1", "tenants", "*", "rollback"], "POST"),
+    (&["v1", "tenants", "*", "pause"], "POST"),
+    (&["v1", "tenants", "*", "resume"], "POST"),
+    (&["v1", "tenants", "*", "budget"], "GET, PUT"),
+    (&["v1", "tenants", "*", "spend"], "GET"),
+    (&["v1", "tenants", "*", "events"], "GET"),
+    (&["v1", "tenants", "*", "logs"], "GET"),
+    (&["v1", "tenants", "*", "grants"], "GET, PUT"),
+    (&["v1", "tenants", "*", "tables"], "GET"),
+    (&["v1", "tenants", "*", "tables", "*"], "PUT, DELETE"),
+    (&["v1", "tenants", "*", "shadow"], "GET, DELETE"),
+    (&["v1", "tenants", "*", "canary"], "DELETE"),
+];
+
+/// The answer to a method and path no route took: 405 naming the methods
+/// when the path exists, else 404.
+fn unmatched(path: &str) -> Reply {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let allow = ROUTES.iter().find_map(|(pattern, allow)| {
+        (pattern.len() == segments.len()
+            && pattern
+                .iter()
+                .zip(&segments)
+                .all(|(p, s)| *p == "*" || p == s))
+        .then_some(*allow)
+    });
+    match allow {
+        Some(allow) => {
+            let mut reply = error(405, &format!("method not allowed here: use {allow}"));
+            reply.allow = Some(allow);
+            reply
+        }
+        None => error(404, "no such endpoint; see docs/admin-api.yaml"),
+    }
+}
+
 /// Handles `/v1/...`; `query` is the raw query string.
 pub fn handle(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
     let Some(principal) = state.auth.authenticate(request.authorization) else {
         return error(401, "missing or invalid bearer token");
     };
+    let request_path = request.path;
     let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
     let tenants = &state.tenants;
     match (request.method, segments.as_slice()) {
@@ -149,28 +203,28 @@ pub fn handle(request: &Request<'_>, query: &str, state: &AdminState) -> Reply {
             if principal != Principal::Operator {
                 return error(403, "only the operator records traffic");
             }
-            recording(method, rest, query, state)
+            recording(method, rest, query, state, request_path)
         }
-        (method, ["v1", "tenants", tenant, rest @ ..]) => {
+        (_, ["v1", "tenants", tenant, rest @ ..]) => {
             // A tenant the token does not reach looks like no tenant at all.
             if !principal.reaches(tenant) || !tenants.store().exists(tenant).unwrap_or(false) {
                 return error(404, &format!("tenant {tenant} not found"));
             }
-            tenant_call(&principal, method, tenant, rest, request.body, query, state)
+            tenant_call(&principal, request, tenant, rest, query, state)
         }
-        _ => error(404, "no such endpoint; see the admin API in the README"),
+        _ => unmatched(request_path),
     }
 }
 
 fn tenant_call(
     principal: &Principal,
-    method: &str,
+    request: &Request<'_>,
     tenant: &str,
     rest: &[&str],
-    body: &[u8],
     query: &str,
     state: &AdminState,
 ) -> Reply {
+    let (method, body, request_path) = (request.method, request.body, request.path);
     let tenants = &state.tenants;
     let state_reply = |result: Result<crate::store::TenantState, TenantError>| match result {
         Ok(state) => json(200, &state),
@@ -300,7 +354,7 @@ fn tenant_call(
         ("POST", ["rollback"]) => state_reply(tenants.rollback(tenant)),
         ("POST", ["pause"]) => state_reply(tenants.set_paused(tenant, true)),
         ("POST", ["resume"]) => state_reply(tenants.set_paused(tenant, false)),
-        _ => error(404, "no such endpoint; see the admin API in the README"),
+        _ => unmatched(request_path),
     }
 }
 
@@ -527,7 +581,13 @@ impl StartRecording {
     }
 }
 
-fn recording(method: &str, rest: &[&str], query: &str, state: &AdminState) -> Reply {
+fn recording(
+    method: &str,
+    rest: &[&str],
+    query: &str,
+    state: &AdminState,
+    request_path: &str,
+) -> Reply {
     match (method, rest) {
         ("GET", []) => json(200, &state.recorder.status()),
         ("POST", ["stop"]) => json(200, &state.recorder.stop()),
@@ -551,6 +611,6 @@ fn recording(method: &str, rest: &[&str], query: &str, state: &AdminState) -> Re
                 Err(e) => error(409, &e),
             }
         }
-        _ => error(404, "no such endpoint; see the admin API in the README"),
+        _ => unmatched(request_path),
     }
 }

@@ -65,6 +65,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// The methods the path takes (the `Allow` header of a 405).
+    pub allow: Option<&'static str>,
 }
 
 impl Reply {
@@ -73,6 +75,7 @@ impl Reply {
             status,
             content_type: "text/plain; charset=utf-8",
             body: body.into().into_bytes(),
+            allow: None,
         }
     }
 }
@@ -84,13 +87,24 @@ struct Load {
     api: AtomicUsize,
 }
 
-/// Takes one unit of `counter` if it is below `max`.
-fn acquire(counter: &AtomicUsize, max: usize) -> bool {
+/// Takes one unit of `counter` if it is below `max`; the unit comes back
+/// when the guard drops, however the holder ends.
+fn acquire(counter: &AtomicUsize, max: usize) -> Option<Held<'_>> {
     counter
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             (n < max).then_some(n + 1)
         })
-        .is_ok()
+        .ok()
+        .map(|_| Held(counter))
+}
+
+/// One unit of a [`Load`] counter.
+struct Held<'a>(&'a AtomicUsize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Starts the admin listener thread.
@@ -109,18 +123,21 @@ pub fn start(listener: TcpListener, state: Arc<AdminState>) -> io::Result<()> {
         .spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                if !acquire(&load.open, state.config.connections_max) {
+                let Some(open) = acquire(&load.open, state.config.connections_max) else {
                     answer_busy(stream, "admin port full: too many open connections");
                     continue;
-                }
-                let (state, load) = (state.clone(), load.clone());
+                };
+                // The connection's thread gives the unit back when it ends.
+                std::mem::forget(open);
+                let (conn_state, conn_load) = (state.clone(), load.clone());
                 let spawned = std::thread::Builder::new()
                     .name("gavel-admin-conn".into())
                     .spawn(move || {
-                        let _ = serve(stream, &state, &load);
-                        load.open.fetch_sub(1, Ordering::AcqRel);
+                        let _open = Held(&conn_load.open);
+                        let _ = serve(stream, &conn_state, &conn_load);
                     });
                 if spawned.is_err() {
+                    drop(Held(&load.open));
                     tracing::warn!("could not start an admin connection thread");
                 }
             }
@@ -144,7 +161,7 @@ fn write_reply(stream: &mut TcpStream, reply: &Reply) -> io::Result<()> {
         gzip: false,
         keep_alive: false,
         openrtb_version: None,
-        allow: None,
+        allow: reply.allow,
     };
     let mut out = Vec::with_capacity(reply.body.len() + 256);
     response.write_to(&mut out);
@@ -200,15 +217,15 @@ fn serve(mut stream: TcpStream, state: &AdminState, load: &Load) -> io::Result<(
         let reply = probe(head.method, path, state);
         return write_reply(&mut stream, &reply);
     }
-    if !acquire(&load.api, config.api_connections_max) {
+    let Some(api) = acquire(&load.api, config.api_connections_max) else {
         let reply = Reply::text(
             503,
             "admin API busy: too many calls in progress; retry shortly\n",
         );
         return write_reply(&mut stream, &reply);
-    }
+    };
     let reply = api_call(&mut stream, &mut buf, &head, accepted, state);
-    load.api.fetch_sub(1, Ordering::AcqRel);
+    drop(api);
     if let Some(reply) = &reply {
         state.metrics.admin_response(reply.status);
     }
@@ -274,6 +291,7 @@ fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
                     status: 200,
                     content_type: "text/plain; version=0.0.4; charset=utf-8",
                     body: text.into_bytes(),
+                    allow: None,
                 },
                 Err(_) => Reply::text(500, "encoding the metrics failed\n"),
             }
@@ -283,7 +301,10 @@ fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
             Reply::text(200, "ready\n")
         }
         (Method::Get, "/readyz") => Reply::text(503, "loading strategies\n"),
-        _ => Reply::text(405, "method not allowed: use GET"),
+        _ => Reply {
+            allow: Some("GET"),
+            ..Reply::text(405, "method not allowed: use GET\n")
+        },
     }
 }
 

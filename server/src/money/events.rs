@@ -330,7 +330,7 @@ pub fn read(dir: &Path, tenant: &str, since: u64, limit: usize) -> io::Result<(V
     // Start at the last segment that begins at or before the event wanted.
     let start = segments
         .iter()
-        .rposition(|(first, _)| *first <= since + 1)
+        .rposition(|(first, _)| *first <= since.saturating_add(1))
         .unwrap_or(0);
     let mut events = Vec::new();
     let mut cursor = since;

@@ -4,6 +4,7 @@ mod admin;
 mod assemblyscript;
 mod bid;
 mod capabilities;
+mod contract;
 mod fleet;
 mod hostile;
 mod money;

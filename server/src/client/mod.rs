@@ -5,6 +5,8 @@
 //! the token, or a `demo-tokens.txt` line). Every failure says what went
 //! wrong and exits non-zero.
 
+pub mod render;
+
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
