@@ -11,7 +11,7 @@ use gavel_loadgen::replay::{self, CONNECTIONS_DEFAULT, ReplayOptions};
 use gavel_loadgen::rng::SEED_DEFAULT;
 use gavel_loadgen::synth::{self, Length, SynthOptions};
 use gavel_loadgen::wire::Format;
-use gavel_loadgen::{Error, Result, import};
+use gavel_loadgen::{Result, import};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

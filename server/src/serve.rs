@@ -193,6 +193,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
         recordings_dir: data_dir.join("recordings"),
         bid_listen: config.bid.listen,
         ready: AtomicBool::new(false),
+        stopping: shutdown.clone(),
         fleet: FleetStats {
             registry: registry.as_ref().map(|(shared, _)| shared.stats().clone()),
             ..fleet_stats

@@ -169,3 +169,49 @@ fn errors_go_to_stderr_with_a_failing_status() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/file.cap"), "{stderr}");
 }
+
+#[test]
+fn durations_take_units_and_a_bare_number_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("traffic.cap");
+    let synth = loadgen()
+        .args([
+            "synth",
+            "--duration",
+            "2s",
+            "--rate",
+            "100",
+            "--seed",
+            "5",
+            "--out",
+        ])
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert!(
+        synth.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synth.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&synth.stdout);
+    // About 200 requests (Poisson arrivals) spread over two seconds.
+    let records: u64 = stdout
+        .split_once(": ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!((120..=280).contains(&records), "{stdout}");
+    assert!(stdout.contains(" s of traffic"), "{stdout}");
+
+    let bare = loadgen()
+        .args(["synth", "--duration", "2", "--out"])
+        .arg(dir.path().join("bare.cap"))
+        .output()
+        .unwrap();
+    assert!(!bare.status.success());
+    let stderr = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        stderr.contains("--duration") && stderr.contains("time unit"),
+        "{stderr}"
+    );
+}

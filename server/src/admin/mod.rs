@@ -48,6 +48,9 @@ pub struct AdminState {
     pub bid_listen: std::net::SocketAddr,
     /// Set once every stored strategy is loaded and the bid port is open.
     pub ready: AtomicBool,
+    /// Set by SIGTERM or SIGINT: `/readyz` answers 503 while the node
+    /// drains, so a load balancer stops sending it bids.
+    pub stopping: Arc<AtomicBool>,
     /// The fleet's engines' health (none on a single node).
     pub fleet: crate::fleet::FleetStats,
 }
@@ -297,6 +300,9 @@ fn probe(method: Method, path: &str, state: &AdminState) -> Reply {
             }
         }
         (Method::Get, "/healthz") => Reply::text(200, "ok\n"),
+        (Method::Get, "/readyz") if state.stopping.load(Ordering::Relaxed) => {
+            Reply::text(503, "stopping\n")
+        }
         (Method::Get, "/readyz") if state.ready.load(Ordering::Acquire) => {
             Reply::text(200, "ready\n")
         }

@@ -548,12 +548,12 @@ impl TenantSlot {
     }
 }
 
+/// An instance's memory, `gavel_v1_input` and `gavel_v1_bid`.
+type EntryPoints = (Memory, TypedFunc<i32, i32>, TypedFunc<i32, i64>);
+
 /// Instantiates and runs `gavel_v1_init`; answers the memory and entry
 /// points.
-fn start(
-    strategy: &Strategy,
-    store: &mut Store<HostState>,
-) -> Result<(Memory, TypedFunc<i32, i32>, TypedFunc<i32, i64>), NoBidReason> {
+fn start(strategy: &Strategy, store: &mut Store<HostState>) -> Result<EntryPoints, NoBidReason> {
     let init_failed = |_| NoBidReason::InitFailed;
     let instance = strategy.pre.instantiate(&mut *store).map_err(init_failed)?;
     let memory = instance

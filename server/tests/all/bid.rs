@@ -402,6 +402,10 @@ fn sigterm_drains_requests_in_flight_and_exits_zero() {
     // The request is now held up for ~300 ms by the looping tenant.
     std::thread::sleep(Duration::from_millis(100));
     server.signal("TERM");
+    // Draining: not ready, so a load balancer stops sending bids.
+    std::thread::sleep(Duration::from_millis(30));
+    let ready = request(server.admin, b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((ready.status, &ready.body[..]), (503, &b"stopping\n"[..]));
     let response = read_response(&mut stream, &mut Vec::new()).unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["id"], "inflight");

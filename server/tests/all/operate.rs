@@ -133,7 +133,7 @@ fn a_tenant_reads_its_strategys_log_lines_and_no_one_elses() {
     let rows: Vec<&str> = text.lines().filter(|l| l.contains(request_id)).collect();
     assert_eq!(rows.len(), 3, "{text}");
     assert!(rows[0].ends_with("priced at 1.50\\nINFO forged"), "{text}");
-    assert!(text.lines().next().unwrap().contains("message"));
+    assert!(text.lines().next().unwrap().contains("MESSAGE"));
     let json = gavel(&[&base[..], &["--json"]].concat());
     let lines: Vec<serde_json::Value> = String::from_utf8(json.stdout)
         .unwrap()
@@ -389,4 +389,83 @@ fn promql_references(query: &str) -> References {
         }
     }
     References { metrics, grouping }
+}
+
+#[test]
+fn the_command_line_prints_tables_json_one_line_errors_and_completions() {
+    let (server, [operator, acme, _]) = logging_server("");
+    let admin = server.admin.to_string();
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), &operator).unwrap();
+    let token_path = token_file.path().to_str().unwrap();
+    let cli = |args: &[&str]| {
+        gavel(
+            &[
+                &["strategy", "--admin", &admin, "--token-file", token_path],
+                args,
+            ]
+            .concat(),
+        )
+    };
+
+    // A table by default: a header, one aligned row per tenant.
+    let list = cli(&["list"]);
+    assert!(list.status.success());
+    let text = String::from_utf8(list.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].starts_with("TENANT") && lines[0].contains("STATUS"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("acme") && lines[1].contains("live"),
+        "{text}"
+    );
+    assert!(lines[2].starts_with("other"), "{text}");
+    let column = |line: &str| line.find("live").unwrap();
+    assert_eq!(column(lines[1]), column(lines[2]), "{text}");
+
+    // The same with --json: the API's answer.
+    let json: serde_json::Value = serde_json::from_slice(&cli(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(json[0]["tenant"], "acme");
+    assert_eq!(json[1]["state"]["active"], 1);
+
+    let show = String::from_utf8(cli(&["show", "other"]).stdout).unwrap();
+    assert!(
+        show.starts_with("tenant other: live, active version 1"),
+        "{show}"
+    );
+    assert!(show.lines().any(|l| l.starts_with("1*")), "{show}");
+
+    // An error: one line with the server's reason, and a non-zero exit.
+    let refused = cli(&["activate", "acme", "9"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("gavel: 404") && stderr.contains("version 9"),
+        "{stderr}"
+    );
+    std::fs::write(token_file.path(), "gvl_0000").unwrap();
+    let unauthorized = cli(&["list"]);
+    assert!(!unauthorized.status.success());
+    assert_eq!(
+        String::from_utf8(unauthorized.stderr).unwrap(),
+        "gavel: 401: missing or invalid bearer token\n"
+    );
+    let _ = acme;
+
+    // Durations take units; completions for a shell.
+    let run = gavel(&["strategy", "run", "--deadline", "soon", "x.wasm", "-"]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--deadline"));
+    let completions = gavel(&["completions", "bash"]);
+    assert!(completions.status.success());
+    let script = String::from_utf8(completions.stdout).unwrap();
+    assert!(
+        script.contains("complete") && script.contains("strategy"),
+        "{script}"
+    );
+    server.stop();
 }
