@@ -130,6 +130,14 @@ struct ReplayArgs {
     /// Time between an answer and its notices, e.g. `50ms` (with --win-rate).
     #[arg(long, default_value_t = exchange::NOTICE_DELAY_DEFAULT.into(), requires = "win_rate")]
     notice_delay: humantime::Duration,
+    /// The same delay in milliseconds (the older spelling).
+    #[arg(
+        long,
+        hide = true,
+        conflicts_with = "notice_delay",
+        requires = "win_rate"
+    )]
+    notice_delay_ms: Option<u64>,
 }
 
 fn synth(args: SynthArgs) -> Result<()> {
@@ -197,7 +205,9 @@ fn replay(args: ReplayArgs) -> Result<()> {
         exchange: args.win_rate.map(|win_rate| ExchangePlay {
             win_rate,
             clearing: args.clearing,
-            delay: args.notice_delay.into(),
+            delay: args
+                .notice_delay_ms
+                .map_or(args.notice_delay.into(), Duration::from_millis),
         }),
     };
     let report = replay::replay(&args.file, &options)?;

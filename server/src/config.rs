@@ -22,8 +22,9 @@ use crate::tenant_log::LogConfig;
 /// 0.7 MB of figures).
 const SHADOWS_RUNNING_MAX: u64 = 4096;
 
-/// The most log lines kept per tenant: each is up to about 1.1 KiB.
-const LOG_LINES_PER_TENANT_MAX: u64 = 100_000;
+/// The most log lines kept per tenant: each takes up to about 1.2 KiB, so
+/// at most about 12 MiB per tenant.
+const LOG_LINES_PER_TENANT_MAX: u64 = 10_000;
 
 /// The most memory one tenant's frequency counts may take.
 const FREQUENCY_BYTES_PER_TENANT_MAX: u64 = 1 << 30;
@@ -385,6 +386,7 @@ impl Config {
             LOG_LINES_PER_TENANT_MAX,
         )?;
         range("logs.retention_s", self.logs.retention_s, 1, 7 * 86_400)?;
+        range("logs.queue_max", self.logs.queue_max as u64, 1, 1 << 20)?;
         // What one tenant granted `frequency` holds (see money::frequency).
         let bytes = frequency.users_max as u64 * (16 + 8 * frequency.wins_per_user as u64);
         if bytes > FREQUENCY_BYTES_PER_TENANT_MAX {

@@ -386,9 +386,12 @@ struct ServeArgs {
     /// Stop recording after this many bytes.
     #[arg(long, default_value_t = 1 << 30)]
     record_max_bytes: u64,
-    /// Stop recording after this long, e.g. `10m`, `1h`.
+    /// Stop recording after this long, e.g. `10m`, `1h` (whole seconds).
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     record_max_duration: humantime::Duration,
+    /// The same limit in seconds (the older spelling).
+    #[arg(long, hide = true, conflicts_with = "record_max_duration")]
+    record_max_seconds: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -492,7 +495,9 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let spec = gavel::recorder::RecordingSpec {
             sample_rate: args.record_sample_rate,
             max_bytes: args.record_max_bytes,
-            max_seconds: args.record_max_duration.as_secs().max(1),
+            max_seconds: args
+                .record_max_seconds
+                .unwrap_or(args.record_max_duration.as_secs()),
         };
         (path, spec)
     });
@@ -768,7 +773,7 @@ fn strategy(args: StrategyArgs) -> Result<(), Box<dyn std::error::Error>> {
             let created = client.call("POST", &format!("/v1/tenants/{tenant}"), &[])?;
             return print_or(json, &created, || {
                 format!(
-                    "tenant {tenant} created; its token (shown once, keep it): {}\n",
+                    "tenant {tenant} created; its token, shown once (keep it):\n{}\n",
                     created["token"].as_str().unwrap_or("")
                 )
             });

@@ -98,6 +98,8 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
     let exe = std::env::current_exe().map_err(Error::io("finding the gavel executable"))?;
     let compiler =
         Compiler::start(runtime.clone(), exe).map_err(Error::io("starting the compile workers"))?;
+    let logs = Arc::new(TenantLogs::new(config.logs));
+    TenantLogs::start_drain(&logs).map_err(Error::io("starting the tenant log thread"))?;
     let tenants = Arc::new(Tenants::new(
         store,
         runtime.clone(),
@@ -108,7 +110,7 @@ pub fn serve(config: Config, recording: Option<(PathBuf, RecordingSpec)>) -> Res
             clock: money.settings.clock,
             tables: config.tables.clone(),
             frequency: config.frequency.clone(),
-            logs: Arc::new(TenantLogs::new(config.logs)),
+            logs: logs.clone(),
         },
         RolloutSettings {
             canary: config.canary.clone(),

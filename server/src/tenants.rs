@@ -401,11 +401,6 @@ impl Tenants {
         self.capabilities.logs.get(tenant)
     }
 
-    /// Every tenant's log buffer, by name.
-    pub fn logs(&self) -> &TenantLogs {
-        &self.capabilities.logs
-    }
-
     /// The tenant's grants.
     pub fn grants(&self, tenant: &str) -> Capabilities {
         self.access_of(&self.lock(), tenant).granted
@@ -540,11 +535,13 @@ impl Tenants {
         )?;
         out.counters(
             "gavel_tenant_log_lines_dropped_total",
-            "Log lines lost: refused over the log byte rate or the per-call line cap (rate), or pushed out of the full buffer or past logs.retention_s (overwritten).",
+            "Log lines dropped: refused over the log byte rate or the per-call line cap (rate), the queue to the buffers full (queue_full), pushed out of the full buffer (evicted), older than logs.retention_s (expired).",
             counts.iter().flat_map(|(tenant, c)| {
                 [
                     ([("tenant", *tenant), ("reason", "rate")], c.refused),
-                    ([("tenant", *tenant), ("reason", "overwritten")], c.pushed_out),
+                    ([("tenant", *tenant), ("reason", "queue_full")], c.queue_full),
+                    ([("tenant", *tenant), ("reason", "evicted")], c.evicted),
+                    ([("tenant", *tenant), ("reason", "expired")], c.expired),
                 ]
             }),
         )

@@ -6,6 +6,8 @@
 use comfy_table::{CellAlignment, Table, presets};
 use serde_json::Value;
 
+use crate::tenant_log::escape_controls;
+
 /// A borderless table with `header`, numeric columns (by index) aligned
 /// right.
 fn table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>) -> String {
@@ -37,11 +39,21 @@ fn table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>) -> String {
     text
 }
 
+/// A value as a cell: strings with control characters escaped (ids come
+/// from exchanges), nothing as `-`.
 fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => escape_controls(s).into_owned(),
         other => other.to_string(),
+    }
+}
+
+/// `text` cut to `chars` characters, `…` marking the cut.
+fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars.saturating_sub(1)) {
+        Some((end, _)) if text[end..].chars().nth(1).is_some() => format!("{}…", &text[..end]),
+        _ => text.to_string(),
     }
 }
 
@@ -315,7 +327,7 @@ pub fn event(event: &Value) -> String {
         text(&event["seq"]),
         timestamp_ms(&event["time_ms"]),
         text(&event["kind"]),
-        event["bid"].as_str().unwrap_or(""),
+        cut(&text(&event["bid"]), 16),
         units(&event["price_cpm_micros"]),
         units(&event["amount_micros"]),
     )
@@ -332,8 +344,8 @@ pub fn log_line(line: &Value) -> String {
         timestamp_ms(&line["time_ms"]),
         text(&line["version"]),
         text(&line["core"]),
-        line["request"].as_str().unwrap_or(""),
-        line["message"].as_str().unwrap_or(""),
+        cut(&text(&line["request"]), 20),
+        text(&line["message"]),
     )
 }
 
@@ -371,5 +383,8 @@ mod tests {
             timestamp_ms(&json!(1_700_000_000_123u64)),
             "2023-11-14T22:13:20.123Z"
         );
+        assert_eq!(cut("80ce30c53c16e6ede735", 20), "80ce30c53c16e6ede735");
+        assert_eq!(cut("80ce30c53c16e6ede735f", 20), "80ce30c53c16e6ede73…");
+        assert_eq!(text(&json!("a\u{1b}]52")), "a\\u{1b}]52");
     }
 }

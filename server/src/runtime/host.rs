@@ -18,6 +18,7 @@ use super::capability::{Access, Capability};
 use super::validate::{EXPORT_MEMORY, IMPORT_MODULE};
 use crate::kv::TABLE_NAME_BYTES_MAX;
 use crate::money::frequency::crid_key;
+use crate::tenant_log::{LINE_BYTES_MAX, LOG_LINES_PER_CALL_MAX, clean};
 
 /// Fuel every capability call costs before its bytes: about what the call
 /// costs in time, in units of guest instructions.
@@ -172,31 +173,6 @@ impl LogBudget {
             false
         }
     }
-}
-
-/// Longest single log line, in bytes; longer ones are cut.
-const LOG_LINE_BYTES_MAX: usize = 1024;
-
-/// Most lines one call may log; later ones are dropped and counted (the
-/// byte rate allows thousands of one-byte lines).
-pub const LOG_LINES_PER_CALL_MAX: usize = 64;
-
-/// A tenant's log text with every control character escaped (`\n`,
-/// `\r`, `\u{0}` ...), so that one line stays one line and a tenant
-/// cannot forge the server's own log lines.
-pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            escaped.extend(c.escape_default());
-        } else {
-            escaped.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(escaped)
 }
 
 /// The instance's memory: cached at instantiation, looked up by name
@@ -372,8 +348,10 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
                 state.log_lines_dropped += 1;
                 return Ok(());
             }
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(LOG_LINE_BYTES_MAX)]);
-            let line = escape_controls(&text).into_owned();
+            // Escaping only lengthens: the first LINE_BYTES_MAX bytes hold
+            // the whole kept line.
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(LINE_BYTES_MAX)]);
+            let line = clean(&text, LINE_BYTES_MAX);
             match &state.log_capture {
                 Some(capture) => capture.push(&line),
                 None => state.pending_log.push(line),
@@ -406,18 +384,4 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     )?;
     linker.func_wrap(IMPORT_MODULE, "budget_remaining", budget_remaining)?;
     Ok(linker)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape_controls;
-
-    #[test]
-    fn log_lines_cannot_break_lines() {
-        assert_eq!(escape_controls("plain text é"), "plain text é");
-        assert_eq!(
-            escape_controls("a\nINFO forged\r\0\x1b[31m"),
-            "a\\nINFO forged\\r\\u{0}\\u{1b}[31m"
-        );
-    }
 }

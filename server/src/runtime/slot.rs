@@ -471,9 +471,10 @@ impl TenantSlot {
         let dropped = std::mem::take(&mut state.log_bytes_dropped);
         if dropped > 0 {
             bump(&self.stats.log_bytes_dropped, dropped);
-            self.access
-                .log
-                .refused(std::mem::take(&mut state.log_lines_dropped));
+        }
+        let refused = std::mem::take(&mut state.log_lines_dropped);
+        if refused > 0 {
+            self.access.log.refused(refused);
         }
         if state.host_calls.used {
             let calls = std::mem::take(&mut state.host_calls);
@@ -541,7 +542,9 @@ impl TenantSlot {
             Err(reason) => {
                 // What init logged before failing is what its author
                 // needs most: the call that tried it flushes it.
-                self.orphan_log = std::mem::take(&mut store.data_mut().pending_log);
+                let state = store.data_mut();
+                self.orphan_log = std::mem::take(&mut state.pending_log);
+                self.access.log.refused(state.log_lines_dropped);
                 Err(reason)
             }
         }

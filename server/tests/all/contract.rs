@@ -3,18 +3,24 @@
 //! invalid, sends them to a live server and checks every answer's status,
 //! headers and body against it (and that no answer is a 5xx).
 //!
-//! schemathesis is a Python tool: the test installs the pinned version
-//! (`server/tests/contract/requirements.txt`) into a virtual environment
-//! under the target directory once. Without Python 3 it says so and
-//! skips, unless `CI` is set.
+//! schemathesis is a Python tool: the test installs it and everything it
+//! needs, pinned by hash (`server/tests/contract/requirements.txt`,
+//! compiled from `requirements.in`), into a virtual environment under the
+//! target directory once. Without Python 3 and its `venv` module it says
+//! so and skips, unless `CI` is set (`.ci/run` installs them).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// Cases per operation: bounded, so the run takes well under a minute.
+/// Cases per operation in the generated phases: bounded, so the run takes
+/// about a minute on two cores.
 const EXAMPLES_PER_OPERATION: &str = "25";
+
+/// The whole run's limit: past it the run is killed and the test fails.
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -31,13 +37,17 @@ fn schemathesis() -> Option<PathBuf> {
     if st.exists() && std::fs::read(&installed).ok().as_deref() == Some(&wanted[..]) {
         return Some(st);
     }
-    let python = Command::new("python3").arg("--version").output();
-    if !python.is_ok_and(|o| o.status.success()) {
+    let venv_module = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output();
+    if !venv_module.is_ok_and(|o| o.status.success()) {
         assert!(
             std::env::var_os("CI").is_none(),
-            "python3 is needed for the contract test"
+            "python3 and its venv module are needed for the contract test"
         );
-        eprintln!("skipped: no python3 (apt-get install python3 python3-venv)");
+        eprintln!(
+            "SKIPPED the admin API contract test: no python3 with venv (apt-get install python3 python3-venv)"
+        );
         return None;
     }
     let _ = std::fs::remove_dir_all(&venv);
@@ -52,7 +62,14 @@ fn schemathesis() -> Option<PathBuf> {
     };
     run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
     run(Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--require-hashes",
+            "-r",
+        ])
         .arg(&requirements));
     std::fs::write(&installed, wanted).unwrap();
     Some(st)
@@ -84,7 +101,7 @@ fn the_admin_api_keeps_its_openapi_contract() {
     assert_eq!(stored.status, 201);
 
     let scratch = tempfile::tempdir().unwrap();
-    let output = Command::new(st)
+    let mut child = Command::new(st)
         .current_dir(scratch.path())
         .arg("run")
         .arg(repo().join("docs/admin-api.yaml"))
@@ -100,9 +117,39 @@ fn the_admin_api_keeps_its_openapi_contract() {
             "positive_data_acceptance,ensure_resource_availability",
         ])
         .args(["--max-examples", EXAMPLES_PER_OPERATION])
+        .args(["--request-timeout", "30"])
         .args(["--seed", "7", "--no-color"])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("schemathesis runs");
+    // Output is read on threads so that a full pipe never stalls the run.
+    let pipe = |mut reader: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = reader.read_to_end(&mut text);
+            text
+        })
+    };
+    let stdout = pipe(Box::new(child.stdout.take().unwrap()));
+    let stderr = pipe(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("schemathesis ran past {RUN_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

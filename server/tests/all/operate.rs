@@ -1,6 +1,7 @@
 //! What operators and tenants see: tenant logs, the metrics exposition,
 //! the Grafana dashboard's queries, and the command line's output.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 
 use gavel::auth::{Auth, Principal};
@@ -160,16 +161,20 @@ fn a_full_buffer_pushes_out_its_oldest_lines_and_says_how_many() {
     assert!(logged >= 5.0, "{logged}");
     assert_eq!(page["missed"].as_f64().unwrap(), logged - 2.0, "{page}");
     assert_eq!(
-        server
-            .metric("gavel_tenant_log_lines_dropped_total{tenant=\"acme\",reason=\"overwritten\"}"),
+        server.metric("gavel_tenant_log_lines_dropped_total{tenant=\"acme\",reason=\"evicted\"}"),
         logged - 2.0
     );
     server.stop();
 }
 
-/// Parses `/metrics` with a strict exposition-format parser: family name
-/// -> (type, label names seen on its samples).
-fn scrape(server: &Server) -> std::collections::HashMap<String, (String, Vec<String>)> {
+/// A metric family as scraped: its type, and each label's values.
+struct Family {
+    kind: String,
+    labels: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Parses `/metrics` with a strict exposition-format parser.
+fn scrape(server: &Server) -> HashMap<String, Family> {
     let text = server.metrics();
     let exposition = openmetrics_parser::prometheus::parse_prometheus(&text)
         .unwrap_or_else(|e| panic!("/metrics does not parse: {e:?}\n{text}"));
@@ -177,8 +182,22 @@ fn scrape(server: &Server) -> std::collections::HashMap<String, (String, Vec<Str
         .families
         .into_iter()
         .map(|(name, family)| {
-            let labels = family.get_label_names().to_vec();
-            (name, (family.family_type.to_string(), labels))
+            let mut labels: BTreeMap<String, BTreeSet<String>> = family
+                .get_label_names()
+                .iter()
+                .map(|l| (l.clone(), BTreeSet::new()))
+                .collect();
+            for sample in family.iter_samples() {
+                let set = sample.get_labelset().expect("a sample's labels");
+                for (label, value) in set.iter() {
+                    labels
+                        .entry(label.clone())
+                        .or_default()
+                        .insert(value.clone());
+                }
+            }
+            let kind = family.family_type.to_string();
+            (name, Family { kind, labels })
         })
         .collect()
 }
@@ -265,11 +284,15 @@ fn metrics_parse_and_every_dashboard_query_finds_its_metrics_and_labels() {
             .get(name)
             .unwrap_or_else(|| panic!("no family {name}"))
     };
-    assert_eq!(family("gavel_requests_total").0, "counter");
-    assert_eq!(family("gavel_request_duration_seconds").0, "histogram");
-    let (kind, labels) = family("gavel_tenant_call_duration_seconds");
-    assert_eq!(kind, "histogram");
-    assert_eq!(labels, &["tenant"]);
+    assert_eq!(family("gavel_requests_total").kind, "counter");
+    assert_eq!(family("gavel_request_duration_seconds").kind, "histogram");
+    let calls = family("gavel_tenant_call_duration_seconds");
+    assert_eq!(calls.kind, "histogram");
+    assert_eq!(calls.labels.keys().collect::<Vec<_>>(), ["tenant"]);
+    assert_eq!(
+        calls.labels["tenant"].iter().collect::<Vec<_>>(),
+        ["acme", "other"]
+    );
     let calls = server.metric("gavel_tenant_call_duration_seconds_count{tenant=\"other\"}");
     assert_eq!(
         calls,
@@ -299,36 +322,40 @@ fn metrics_parse_and_every_dashboard_query_finds_its_metrics_and_labels() {
     for query in &queries {
         let used = promql_references(query);
         assert!(!used.metrics.is_empty(), "{query}");
-        let mut labels_of_query: Vec<String> = Vec::new();
-        for (series, selector_labels) in &used.metrics {
-            let (name, histogram_part) = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|suffix| {
-                    series
-                        .strip_suffix(suffix)
-                        .filter(|base| families.get(*base).is_some_and(|f| f.0 == "histogram"))
-                        .map(|base| (base.to_string(), *suffix))
-                })
-                .unwrap_or((series.clone(), ""));
-            let (_, labels) = families
+        let mut labels_of_query: BTreeSet<String> = BTreeSet::new();
+        for (series, matchers) in &used.metrics {
+            let histogram_part = ["_bucket", "_sum", "_count"].iter().find_map(|suffix| {
+                series
+                    .strip_suffix(suffix)
+                    .filter(|base| families.get(*base).is_some_and(|f| f.kind == "histogram"))
+                    .map(|base| (base.to_string(), *suffix))
+            });
+            let name = histogram_part
+                .as_ref()
+                .map_or(series.clone(), |(base, _)| base.clone());
+            let family = families
                 .get(&name)
                 .unwrap_or_else(|| panic!("{query}: no metric {series} in /metrics"));
-            let mut known: Vec<String> = labels.clone();
-            if histogram_part == "_bucket" {
-                known.push("le".into());
+            let mut known: BTreeSet<String> = family.labels.keys().cloned().collect();
+            if histogram_part.is_some_and(|(_, suffix)| suffix == "_bucket") {
+                known.insert("le".into());
             }
-            assert!(
-                !labels.is_empty()
-                    || selector_labels
-                        .iter()
-                        .all(|l| target_labels.contains(&l.as_str())),
-                "{query}: {series} has no samples to check labels against"
-            );
-            for label in selector_labels {
+            for (label, value) in matchers {
+                if target_labels.contains(&label.as_str()) {
+                    continue;
+                }
                 assert!(
-                    known.contains(label) || target_labels.contains(&label.as_str()),
+                    known.contains(label),
                     "{query}: {series} has no label {label} (has {known:?})"
                 );
+                // An exact value must be one the server writes.
+                if let Some(value) = value.as_ref().filter(|v| !v.starts_with('$')) {
+                    let values = &family.labels[label];
+                    assert!(
+                        values.contains(value),
+                        "{query}: {series}{{{label}=\"{value}\"}} matches nothing (values: {values:?})"
+                    );
+                }
             }
             labels_of_query.extend(known);
         }
@@ -342,10 +369,11 @@ fn metrics_parse_and_every_dashboard_query_finds_its_metrics_and_labels() {
     server.stop();
 }
 
-/// What a PromQL query reads: each `gavel_*` series with the label names
-/// its selector matches on, and the labels it groups by.
+/// What a PromQL query reads: each `gavel_*` series with its matchers
+/// (label, and the value of an exact `=` match), and the labels it groups
+/// by (`by`, `without`).
 struct References {
-    metrics: Vec<(String, Vec<String>)>,
+    metrics: Vec<(String, Vec<(String, Option<String>)>)>,
     grouping: Vec<String>,
 }
 
@@ -362,33 +390,82 @@ fn promql_references(query: &str) -> References {
     let mut grouping = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if query[i..].starts_with("gavel_") && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
+        let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        if boundary && query[i..].starts_with("gavel_") {
             let (name, end) = word(i);
-            let mut labels = Vec::new();
+            let mut matchers = Vec::new();
             if bytes.get(end) == Some(&b'{') {
                 let close = end + query[end..].find('}').expect("closed selector");
                 for matcher in query[end + 1..close].split(',') {
+                    let matcher = matcher.trim();
                     let label: String = matcher
                         .chars()
                         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                         .collect();
-                    labels.push(label);
+                    let rest = &matcher[label.len()..];
+                    let exact = rest
+                        .strip_prefix('=')
+                        .filter(|v| !v.starts_with('~'))
+                        .map(|v| v.trim_matches('"').to_string());
+                    matchers.push((label, exact));
                 }
-            } else if bytes.get(end) == Some(&b',') {
+                i = close;
+            } else {
                 // label_values(metric, label)
-                labels.push(word(end + 2).0.to_string());
+                if let Some(rest) = query[end..].strip_prefix(',') {
+                    let start = end + 1 + (rest.len() - rest.trim_start().len());
+                    matchers.push((word(start).0.to_string(), None));
+                }
+                i = end;
             }
-            metrics.push((name.to_string(), labels));
-            i = end;
-        } else if query[i..].starts_with("by (") {
-            let close = i + query[i..].find(')').unwrap();
-            grouping.extend(query[i + 4..close].split(',').map(|l| l.trim().to_string()));
+            metrics.push((name.to_string(), matchers));
+        } else if boundary
+            && (query[i..].starts_with("by") || query[i..].starts_with("without"))
+            && query[i..]
+                .trim_start_matches("by")
+                .trim_start_matches("without")
+                .trim_start()
+                .starts_with('(')
+        {
+            let open = i + query[i..].find('(').unwrap();
+            let close = open + query[open..].find(')').unwrap();
+            grouping.extend(
+                query[open + 1..close]
+                    .split(',')
+                    .map(|l| l.trim().to_string()),
+            );
             i = close;
         } else {
             i += 1;
         }
     }
     References { metrics, grouping }
+}
+
+#[test]
+fn the_promql_reader_finds_metrics_matchers_and_grouping() {
+    let read = promql_references(
+        r#"sum by(tenant, le) (rate(gavel_x_bucket{instance=~"$i",reason="trap", kind!="a"}[5m])) / sum without (core) (gavel_y)"#,
+    );
+    assert_eq!(read.grouping, ["tenant", "le", "core"]);
+    assert_eq!(read.metrics[0].0, "gavel_x_bucket");
+    assert_eq!(
+        read.metrics[0].1,
+        [
+            ("instance".to_string(), None),
+            ("reason".to_string(), Some("trap".to_string())),
+            ("kind".to_string(), None),
+        ]
+    );
+    assert_eq!(read.metrics[1], ("gavel_y".to_string(), vec![]));
+    let values = promql_references("label_values(gavel_requests_total, instance)");
+    assert_eq!(
+        values.metrics,
+        [(
+            "gavel_requests_total".to_string(),
+            vec![("instance".to_string(), None)]
+        )]
+    );
 }
 
 #[test]
