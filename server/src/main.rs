@@ -410,6 +410,9 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        end_quietly_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Strategy(StrategyArgs {
@@ -440,6 +443,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command whose output is piped into `head` ends when the pipe closes,
+/// as Unix tools do, instead of failing to print (the runtime ignores
+/// SIGPIPE; the server keeps it ignored).
+fn end_quietly_on_closed_pipe() {
+    use signal_hook::consts::SIGPIPE;
+    // SAFETY: the handler only restores the default action and raises
+    // the signal again, which the crate documents as safe in a handler.
+    let _ = unsafe {
+        signal_hook::low_level::register(SIGPIPE, || {
+            let _ = signal_hook::low_level::emulate_default_handler(SIGPIPE);
+        })
+    };
 }
 
 /// An error and its causes on one line; a cause its message already

@@ -204,7 +204,7 @@ pub fn tenant(view: &Value) -> String {
             "uploaded",
             "bytes",
             "fuel/call",
-            "deadline µs",
+            "deadline us",
             "memory max",
             "isolation",
             "sha256",
