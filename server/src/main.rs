@@ -965,75 +965,90 @@ fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         TenantAction::Events {
             tenant,
-            mut since,
+            since,
             limit,
             follow,
             json,
-        } => {
-            if !json {
-                println!("{}", render::EVENT_HEADER);
-            }
-            loop {
-                let page = client.call(
-                    "GET",
-                    &format!("/v1/tenants/{tenant}/events?since={since}&limit={limit}"),
-                    &[],
-                )?;
-                let events = page["events"].as_array().cloned().unwrap_or_default();
-                for event in &events {
-                    if json {
-                        println!("{event}");
-                    } else {
-                        print!("{}", render::event(event));
-                    }
-                }
-                since = page["next"].as_u64().unwrap_or(since);
-                if !follow {
-                    break;
-                }
-                if events.len() < limit {
-                    std::thread::sleep(FOLLOW_POLL);
-                }
-            }
-        }
+        } => page_through(
+            &client,
+            &format!("/v1/tenants/{tenant}/events"),
+            "events",
+            Paging {
+                since,
+                limit,
+                follow,
+                json,
+            },
+            (render::EVENT_HEADER, render::event),
+        )?,
         TenantAction::Logs {
             tenant,
-            mut since,
+            since,
             limit,
             follow,
             json,
-        } => {
-            if !json {
-                println!("{}", render::LOG_HEADER);
-            }
-            loop {
-                let page = client.call(
-                    "GET",
-                    &format!("/v1/tenants/{tenant}/logs?since={since}&limit={limit}"),
-                    &[],
-                )?;
-                if let Some(missed) = page["missed"].as_u64().filter(|n| *n > 0) {
-                    eprintln!("({missed} lines were pushed out of the buffer before this read)");
-                }
-                let lines = page["lines"].as_array().cloned().unwrap_or_default();
-                for line in &lines {
-                    if json {
-                        println!("{line}");
-                    } else {
-                        print!("{}", render::log_line(line));
-                    }
-                }
-                since = page["next"].as_u64().unwrap_or(since);
-                if !follow {
-                    break;
-                }
-                if lines.len() < limit {
-                    std::thread::sleep(FOLLOW_POLL);
-                }
-            }
-        }
+        } => page_through(
+            &client,
+            &format!("/v1/tenants/{tenant}/logs"),
+            "lines",
+            Paging {
+                since,
+                limit,
+                follow,
+                json,
+            },
+            (render::LOG_HEADER, render::log_line),
+        )?,
     }
     Ok(())
+}
+
+/// How to page through a tenant's events or log lines.
+struct Paging {
+    since: u64,
+    limit: usize,
+    follow: bool,
+    json: bool,
+}
+
+/// Prints the items under `key` of each page of `path` (`since` and
+/// `limit` added), as JSON lines or as rows under a header, and with
+/// `follow` keeps asking for new ones.
+fn page_through(
+    client: &Client,
+    path: &str,
+    key: &str,
+    mut paging: Paging,
+    (header, row): (&str, fn(&serde_json::Value) -> String),
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !paging.json {
+        println!("{header}");
+    }
+    loop {
+        let page = client.call(
+            "GET",
+            &format!("{path}?since={}&limit={}", paging.since, paging.limit),
+            &[],
+        )?;
+        if let Some(missed) = page["missed"].as_u64().filter(|n| *n > 0) {
+            eprintln!("({missed} lines were dropped from the buffer before this read)");
+        }
+        let items = page[key].as_array().cloned().unwrap_or_default();
+        for item in &items {
+            if paging.json {
+                println!("{item}");
+            } else {
+                print!("{}", row(item));
+            }
+        }
+        paging.since = page["next"].as_u64().unwrap_or(paging.since);
+        if !paging.follow {
+            return Ok(());
+        }
+        if items.len() < paging.limit {
+            std::thread::sleep(FOLLOW_POLL);
+        }
+    }
 }
 
 /// How often `--follow` asks for more.

@@ -39,9 +39,6 @@ pub const LOG_LINES_PER_CALL_MAX: usize = 64;
 /// Longest request id kept with a line, in bytes, after escaping.
 pub const REQUEST_ID_BYTES_MAX: usize = 64;
 
-/// Largest page one read returns.
-pub const READ_LIMIT_MAX: usize = 1000;
-
 /// How often the `gavel-logs` thread moves queued lines into buffers.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 

@@ -48,7 +48,6 @@ use crate::money::account::{Budget, Pacing};
 use crate::money::amount::{micros_to_units, units_to_micros};
 use crate::runtime::{Capabilities, Capability, StrategySettings};
 use crate::store::check_tenant_id;
-use crate::tenant_log::READ_LIMIT_MAX;
 use crate::tenants::TenantError;
 
 fn json<T: Serialize>(status: u16, value: &T) -> Reply {
@@ -495,8 +494,8 @@ fn put_grants(tenant: &str, body: &[u8], state: &AdminState) -> Reply {
     }
 }
 
-/// Largest page of events one call returns.
-const EVENTS_LIMIT_MAX: usize = 1000;
+/// Largest page of events or log lines one call returns.
+const PAGE_LIMIT_MAX: usize = 1000;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -506,19 +505,26 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
-fn events(tenant: &str, query: &str, state: &AdminState) -> Reply {
-    let query: PageQuery = match serde_urlencoded::from_str(query) {
-        Ok(q) => q,
-        Err(e) => return error(400, &format!("events: {e}")),
-    };
+/// `since` and `limit` (default 100) of a page of `what`, or the 400.
+fn page_query(what: &str, query: &str) -> Result<(u64, usize), Reply> {
+    let query: PageQuery =
+        serde_urlencoded::from_str(query).map_err(|e| error(400, &format!("{what}: {e}")))?;
     let limit = query.limit.unwrap_or(100);
-    if !(1..=EVENTS_LIMIT_MAX).contains(&limit) {
-        return error(
+    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+        return Err(error(
             400,
-            &format!("events: limit must be 1 to {EVENTS_LIMIT_MAX}"),
-        );
+            &format!("{what}: limit must be 1 to {PAGE_LIMIT_MAX}"),
+        ));
     }
-    match crate::money::events::read(&state.money.settings.events_dir, tenant, query.since, limit) {
+    Ok((query.since, limit))
+}
+
+fn events(tenant: &str, query: &str, state: &AdminState) -> Reply {
+    let (since, limit) = match page_query("events", query) {
+        Ok(page) => page,
+        Err(reply) => return reply,
+    };
+    match crate::money::events::read(&state.money.settings.events_dir, tenant, since, limit) {
         Ok((events, next)) => json(200, &serde_json::json!({ "events": events, "next": next })),
         Err(e) => {
             tracing::error!(error = %e, "reading the event log");
@@ -528,18 +534,14 @@ fn events(tenant: &str, query: &str, state: &AdminState) -> Reply {
 }
 
 fn logs(tenant: &str, query: &str, state: &AdminState) -> Reply {
-    let query: PageQuery = match serde_urlencoded::from_str(query) {
-        Ok(q) => q,
-        Err(e) => return error(400, &format!("logs: {e}")),
+    let (since, limit) = match page_query("logs", query) {
+        Ok(page) => page,
+        Err(reply) => return reply,
     };
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=READ_LIMIT_MAX).contains(&limit) {
-        return error(400, &format!("logs: limit must be 1 to {READ_LIMIT_MAX}"));
-    }
     let page = state
         .tenants
         .log(tenant)
-        .read(query.since, limit, crate::money::unix_ms());
+        .read(since, limit, crate::money::unix_ms());
     json(200, &page)
 }
 
