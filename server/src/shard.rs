@@ -328,7 +328,11 @@ fn route(head: &Head, buf: &[u8], money: &Money) -> Route {
 /// One bid-port connection's buffers and clock.
 struct Connection {
     core: Rc<Core>,
+    /// Bytes read: the first `filled` are the connection's data, the rest
+    /// room for the next read, already initialized (a read needs
+    /// initialized memory; keeping it so spares zeroing it again).
     buf: BytesMut,
+    filled: usize,
     out: Vec<u8>,
     reply: Rc<LocalSender<Answered>>,
     replies: glommio::channels::local_channel::LocalReceiver<Answered>,
@@ -346,6 +350,7 @@ async fn connection(mut stream: TcpStream, core: Rc<Core>) {
     let mut connection = Connection {
         core,
         buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        filled: 0,
         out: Vec::with_capacity(READ_CHUNK_BYTES),
         reply: Rc::new(reply),
         replies,
@@ -377,7 +382,7 @@ impl Connection {
             length_required: true,
         };
         loop {
-            let head = match http::parse_head(&self.buf, limits) {
+            let head = match http::parse_head(&self.buf[..self.filled], limits) {
                 Ok(Some(head)) => head,
                 Ok(None) => return false,
                 Err(fatal) => {
@@ -387,12 +392,13 @@ impl Connection {
                 }
             };
             let total = head.head_len + head.body_len;
-            if self.buf.len() < total {
+            if self.filled < total {
                 return false;
             }
             let request = self.buf.split_to(total).freeze();
+            self.filled -= total;
             // What is left is the start of the next request, if anything.
-            self.started = (!self.buf.is_empty()).then_some(self.arrival);
+            self.started = (self.filled > 0).then_some(self.arrival);
             let close = match route(&head, &request, &self.core.shared.money) {
                 Route::NotFound => {
                     self.core
@@ -512,10 +518,14 @@ impl Connection {
             }
         };
         let _ = stream.set_read_timeout(Some(timeout));
-        let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK_BYTES, 0);
+        // Only room that was never initialized is zeroed: after a request
+        // is split off, as many bytes as it took.
+        let filled = self.filled;
+        if self.buf.len() < filled + READ_CHUNK_BYTES {
+            self.buf.resize(filled + READ_CHUNK_BYTES, 0);
+        }
         let closing = &self.core.closing;
-        let buf = &mut self.buf[len..];
+        let buf = &mut self.buf[filled..];
         let read = futures_lite::future::or(async { Some(stream.read(buf).await) }, async {
             // Shutdown wakes idle connections; busy ones never wait here.
             let _ = closing.acquire(1).await;
@@ -525,7 +535,7 @@ impl Connection {
         match read {
             Some(Ok(0)) | None => false,
             Some(Ok(n)) => {
-                self.buf.truncate(len + n);
+                self.filled += n;
                 self.arrival = Instant::now();
                 self.started.get_or_insert(self.arrival);
                 true
