@@ -317,35 +317,32 @@ enum TenantAction {
     /// A tenant's bid, win, bill, loss and expiry events.
     Events {
         tenant: String,
-        /// Only events after this sequence number.
-        #[arg(long, default_value_t = 0)]
-        since: u64,
-        /// At most this many per call (1-1000).
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// Keep polling for new events until interrupted.
-        #[arg(long)]
-        follow: bool,
-        /// Print JSON lines instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        paging: Paging,
     },
     /// The lines a tenant's strategy logged, oldest first.
     Logs {
         tenant: String,
-        /// Only lines after this sequence number.
-        #[arg(long, default_value_t = 0)]
-        since: u64,
-        /// At most this many per call (1-1000).
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// Keep polling for new lines until interrupted.
-        #[arg(long)]
-        follow: bool,
-        /// Print JSON lines instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        paging: Paging,
     },
+}
+
+/// How to page through a tenant's events or log lines.
+#[derive(Args)]
+struct Paging {
+    /// Only those after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    since: u64,
+    /// At most this many per call (1-1000).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Keep polling for new ones until interrupted.
+    #[arg(long)]
+    follow: bool,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -963,52 +960,22 @@ fn tenant(args: TenantArgs) -> Result<(), Box<dyn std::error::Error>> {
             let spend = client.call("GET", &format!("/v1/tenants/{tenant}/spend"), &[])?;
             print_or(json, &spend, || render::spend(&spend))?;
         }
-        TenantAction::Events {
-            tenant,
-            since,
-            limit,
-            follow,
-            json,
-        } => page_through(
+        TenantAction::Events { tenant, paging } => page_through(
             &client,
             &format!("/v1/tenants/{tenant}/events"),
             "events",
-            Paging {
-                since,
-                limit,
-                follow,
-                json,
-            },
+            paging,
             (render::EVENT_HEADER, render::event),
         )?,
-        TenantAction::Logs {
-            tenant,
-            since,
-            limit,
-            follow,
-            json,
-        } => page_through(
+        TenantAction::Logs { tenant, paging } => page_through(
             &client,
             &format!("/v1/tenants/{tenant}/logs"),
             "lines",
-            Paging {
-                since,
-                limit,
-                follow,
-                json,
-            },
+            paging,
             (render::LOG_HEADER, render::log_line),
         )?,
     }
     Ok(())
-}
-
-/// How to page through a tenant's events or log lines.
-struct Paging {
-    since: u64,
-    limit: usize,
-    follow: bool,
-    json: bool,
 }
 
 /// Prints the items under `key` of each page of `path` (`since` and

@@ -119,7 +119,13 @@ pub fn clean(text: &str, max: usize) -> String {
     while !escaped.is_char_boundary(end) {
         end -= 1;
     }
-    escaped[..end].to_string()
+    match escaped {
+        Cow::Borrowed(text) => text[..end].to_string(),
+        Cow::Owned(mut text) => {
+            text.truncate(end);
+            text
+        }
+    }
 }
 
 /// A tenant's log counters.
