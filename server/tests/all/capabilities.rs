@@ -60,11 +60,14 @@ fn grant(s: &Setup, capabilities: &str) -> (u16, String) {
     )
 }
 
+/// Uploads to acme with a generous call deadline: these tests are about
+/// what a strategy reaches, and a loaded machine's upload test call (a
+/// fresh instance) can pass the default 5 ms.
 fn upload(s: &Setup, wasm: &[u8]) -> (u16, String) {
     call(
         &s.server,
         "POST",
-        "/v1/tenants/acme/versions",
+        "/v1/tenants/acme/versions?deadline_us=50000",
         &s.acme,
         wasm,
     )
