@@ -21,8 +21,8 @@ use gavel::money::frequency::{Frequency, FrequencyConfig, crid_key};
 use gavel::runtime::breaker::BreakerConfig;
 use gavel::runtime::share::FairnessConfig;
 use gavel::runtime::{
-    Access, CallContext, CallTime, Capabilities, Capability, Outcome, Runtime, RuntimeConfig,
-    StrategySettings, TenantSlot, TenantStats,
+    Access, CallContext, CallTime, Capabilities, Capability, Outcome, RequestIndex, Runtime,
+    RuntimeConfig, StrategySettings, TenantSlot, TenantStats,
 };
 use gavel_schemas::verify;
 
@@ -117,8 +117,11 @@ fn bench_capabilities(c: &mut Criterion) {
         log: gavel::tenant_log::TenantLog::detached(),
     });
     let bytes = request();
+    let view = verify::bid_request(&bytes).expect("valid");
+    let index = RequestIndex::of(&view);
     let ctx = CallContext {
-        request: verify::bid_request(&bytes).expect("valid"),
+        request: view,
+        index: &index,
         bytes: &bytes,
         currency: "USD",
         arrival_unix_us: 1_700_000_010_000_000,

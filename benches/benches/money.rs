@@ -23,8 +23,8 @@ use gavel::money::{CoreMoney, unix_ms};
 use gavel::runtime::breaker::BreakerConfig;
 use gavel::runtime::share::FairnessConfig;
 use gavel::runtime::{
-    Access, CallContext, CallTime, Runtime, RuntimeConfig, StrategySettings, TenantSlot,
-    TenantStats,
+    Access, CallContext, CallTime, RequestIndex, Runtime, RuntimeConfig, StrategySettings,
+    TenantSlot, TenantStats,
 };
 use gavel_schemas::verify;
 
@@ -118,8 +118,10 @@ fn bench_money(c: &mut Criterion) {
     );
     let bytes = request();
     let view = verify::bid_request(&bytes).expect("valid");
+    let index = RequestIndex::of(&view);
     let ctx = CallContext {
         request: view,
+        index: &index,
         bytes: &bytes,
         currency: "USD",
         arrival_unix_us: 1_700_000_000_000_000,

@@ -27,8 +27,8 @@ use gavel::rollout::shadow::{CoreShadows, Shadow, ShadowConfig, ShadowLane};
 use gavel::runtime::breaker::BreakerConfig;
 use gavel::runtime::share::FairnessConfig;
 use gavel::runtime::{
-    Access, CallContext, CallTime, Outcome, Runtime, RuntimeConfig, Strategy, StrategySettings,
-    TenantSlot, TenantStats,
+    Access, CallContext, CallTime, Outcome, RequestIndex, Runtime, RuntimeConfig, Strategy,
+    StrategySettings, TenantSlot, TenantStats,
 };
 use gavel_schemas::verify;
 
@@ -77,8 +77,11 @@ fn rollout(c: &mut Criterion) {
         .expect("engine"),
     );
     let bytes = request();
+    let view = verify::bid_request(&bytes).expect("valid");
+    let index = RequestIndex::of(&view);
     let ctx = CallContext {
-        request: verify::bid_request(&bytes).expect("valid"),
+        request: view,
+        index: &index,
         bytes: &bytes,
         currency: "USD",
         arrival_unix_us: 1_700_000_000_000_000,

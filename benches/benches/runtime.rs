@@ -15,8 +15,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use gavel::runtime::breaker::BreakerConfig;
 use gavel::runtime::share::FairnessConfig;
 use gavel::runtime::{
-    Access, CallContext, CallTime, Isolation, Outcome, Runtime, RuntimeConfig, StrategySettings,
-    TenantSlot, TenantStats,
+    Access, CallContext, CallTime, Isolation, Outcome, RequestIndex, Runtime, RuntimeConfig,
+    StrategySettings, TenantSlot, TenantStats,
 };
 use gavel_schemas::verify;
 
@@ -60,9 +60,12 @@ fn slot(runtime: &Runtime, tenant: &str, wasm: &[u8], settings: StrategySettings
 
 /// The request as the bid path hands it to tenants: verified once, before
 /// the timed loop.
-fn context(bytes: &[u8]) -> CallContext<'_> {
+fn context<'a>(bytes: &'a [u8], index: &'a mut RequestIndex) -> CallContext<'a> {
+    let request = verify::bid_request(bytes).expect("valid");
+    index.fill(&request);
     CallContext {
-        request: verify::bid_request(bytes).expect("valid"),
+        request,
+        index,
         bytes,
         currency: "USD",
         arrival_unix_us: 1_700_000_000_000_000,
@@ -88,7 +91,8 @@ fn call(runtime: &Runtime, slots: &mut [TenantSlot], ctx: &CallContext<'_>) -> u
 
 fn bench_calls(c: &mut Criterion) {
     let bytes = request();
-    let ctx = context(&bytes);
+    let mut index = RequestIndex::default();
+    let ctx = context(&bytes, &mut index);
     let fixed_cpm = gavel_strategies::example("fixed-cpm").expect("fixed-cpm");
     let decline = wat::parse_str(DECLINE_WAT).expect("valid WAT");
     let rt = runtime(true, true);

@@ -25,7 +25,7 @@ use crate::metrics::{CoreLatency, CoreMetrics, Format, Metrics, RequestOutcome};
 use crate::money::{CoreMoney, Money};
 use crate::rollout::canary::Arm;
 use crate::rollout::shadow::CoreShadows;
-use crate::runtime::{CallContext, CallTime, NoBidReason, Outcome, Runtime};
+use crate::runtime::{CallContext, CallTime, NoBidReason, Outcome, RequestIndex, Runtime};
 
 /// OpenRTB no-bid reason "insufficient auction time".
 pub const NBR_INSUFFICIENT_TIME: i32 = 15;
@@ -46,9 +46,12 @@ pub struct BidCore {
     response: ResponseBuilder,
     buffers: OutputBuffers,
     outcomes: Vec<Outcome>,
+    /// The request's index for every tenant's answer check.
+    index: RequestIndex,
     winners: Vec<Winner>,
     money: CoreMoney,
     shadows: CoreShadows,
+    wall_clock: WallClock,
 }
 
 /// One request as the bid path sees it.
@@ -98,16 +101,23 @@ impl BidCore {
             response: ResponseBuilder::new(),
             buffers: OutputBuffers::default(),
             outcomes: Vec::new(),
+            index: RequestIndex::default(),
             winners: Vec::new(),
             money: CoreMoney::new(money, core),
             shadows: CoreShadows::new(&config.shadow),
+            wall_clock: WallClock::new(),
         }
     }
 
-    /// Runs the shadow calls the last request was sampled for: call it
-    /// once that request's answer is written. `busy` says whether another
-    /// request waits on the core (then they are skipped).
-    pub fn run_shadows(&mut self, busy: impl Fn() -> bool) {
+    /// Runs the shadow calls the last request sampled: call it once that
+    /// request's answer is written. A request answered before then skips
+    /// them (see [`Self::handle`]).
+    pub fn run_shadows(&mut self) {
+        self.shadow_calls(false);
+    }
+
+    /// Runs the kept shadow calls, or with `busy` counts them as skipped.
+    fn shadow_calls(&mut self, busy: bool) {
         self.shadows.run(
             self.tenants
                 .lanes_mut()
@@ -115,13 +125,19 @@ impl BidCore {
                 .filter_map(Lane::shadow_and_active),
             &self.runtime,
             &self.config.currency,
-            busy,
+            || busy,
         );
     }
 
     /// Answers one `POST /bid`, appending the HTTP response to `out`.
     /// `Handled::close` says the connection must close after it.
     pub fn handle(&mut self, request: BidRequestIn<'_>, out: &mut Vec<u8>) -> Handled {
+        // A shadow compares with the active tenant's last answer, which
+        // this request is about to replace: shadows kept and not yet run
+        // are skipped, counted as busy (another request came first).
+        if self.shadows.waiting() {
+            self.shadow_calls(true);
+        }
         self.tenants.sync(&self.lineup, &self.metrics);
         let head = request.head;
         let format = head.format.unwrap_or(Format::Other);
@@ -129,6 +145,7 @@ impl BidCore {
             Ok(outcome) => Handled {
                 outcome,
                 close: !head.keep_alive,
+                shadow_sampled: self.shadows.waiting(),
             },
             Err(reject) => {
                 let keep_alive = head.keep_alive && !reject.close;
@@ -136,6 +153,7 @@ impl BidCore {
                 Handled {
                     outcome: reject.outcome,
                     close: !keep_alive,
+                    shadow_sampled: false,
                 }
             }
         };
@@ -181,12 +199,13 @@ impl BidCore {
         let (outcome, nbr) = if !currency_allowed(&verified.view(), &config.currency) {
             (RequestOutcome::NoBid, Some(NBR_INVALID_REQUEST))
         } else {
-            // One wall-clock read per request: the strategies' clock, the
-            // budgets' day and the tokens' time.
-            let now_us = crate::money::unix_us();
+            // The request's Unix time, from its arrival: the strategies'
+            // clock, the budgets' day and the tokens' time.
+            let now_us = self.wall_clock.unix_us(request.arrival);
             let now_ms = now_us / 1000;
             // Once per request: frequency calls and notice tokens key on it.
             let user_key = crate::money::frequency::user_key(&verified.view());
+            self.index.fill(&verified.view());
             let sampled = fan_out(
                 &mut self.tenants,
                 &self.runtime,
@@ -194,6 +213,7 @@ impl BidCore {
                 &config.currency,
                 &mut self.outcomes,
                 verified,
+                &self.index,
                 &budget,
                 now_us,
                 user_key,
@@ -263,6 +283,9 @@ pub struct Handled {
     /// The connection must close after this answer (HTTP/1.0, `Connection:
     /// close`, or an error after which the stream cannot be trusted).
     pub close: bool,
+    /// A shadow sampled it: call [`BidCore::run_shadows`] once the answer
+    /// is written.
+    pub shadow_sampled: bool,
 }
 
 /// The body as sent, or inflated into `scratch` when it is gzip. A body
@@ -339,6 +362,38 @@ impl Budget {
     }
 }
 
+/// How often a core reads the wall clock again: its Unix times drift from
+/// the monotonic clock by the clock's slew (at most 500 ppm), so under
+/// 0.5 ms between readings; a step of the wall clock shows within this.
+const WALL_CLOCK_REFRESH: Duration = Duration::from_secs(1);
+
+/// Unix time from monotonic instants: a request's Unix time without a
+/// second clock read, from the instant its budget already read.
+#[derive(Debug)]
+struct WallClock {
+    at: Instant,
+    unix_us: u64,
+}
+
+impl WallClock {
+    fn new() -> Self {
+        Self {
+            at: Instant::now(),
+            unix_us: crate::money::unix_us(),
+        }
+    }
+
+    /// `instant` (a recent one) as Unix microseconds.
+    fn unix_us(&mut self, instant: Instant) -> u64 {
+        if instant.saturating_duration_since(self.at) >= WALL_CLOCK_REFRESH {
+            *self = Self::new();
+        }
+        let since = instant.saturating_duration_since(self.at).as_micros() as u64;
+        // An instant from before the last reading counts as that reading.
+        self.unix_us + since
+    }
+}
+
 /// Writes the last BidResponse built in `response` in the request's format.
 fn write_response(
     response: &ResponseBuilder,
@@ -396,6 +451,7 @@ fn fan_out(
     currency: &str,
     outcomes: &mut Vec<Outcome>,
     request: VerifiedBidRequest<'_>,
+    index: &RequestIndex,
     budget: &Budget,
     now_us: u64,
     user_key: u64,
@@ -405,6 +461,7 @@ fn fan_out(
     let view = request.view();
     let ctx = CallContext {
         request: view,
+        index,
         bytes: request.bytes(),
         currency,
         arrival_unix_us: now_us as i64,
@@ -413,6 +470,9 @@ fn fan_out(
     let (lanes, accounts) = tenants.lanes_and_accounts();
     let count = lanes.len();
     let mut sampled = false;
+    // One clock read for the fan-out: each call then starts when the one
+    // before it ended (its start plus the wall time it measured).
+    let mut now = Instant::now();
     for (index, (lane, account)) in lanes.iter_mut().zip(accounts).enumerate() {
         lane.reset_route();
         let outcome = if !seat_allowed(&view, &lane.active.strategy().tenant) {
@@ -422,12 +482,12 @@ fn fan_out(
             lane.active.skipped(reason);
             Outcome::NoBid(reason)
         } else {
-            let now = Instant::now();
             match budget.for_call(now, count - index) {
                 Some(time) => {
                     let shared = count > 1;
                     let (outcome, on_canary) =
                         lane.call(runtime, &ctx, CallTime { now, time, shared });
+                    now += lane.answering().last_wall();
                     if let Some(canary) = &lane.canary {
                         let arm = if on_canary { Arm::Canary } else { Arm::Active };
                         canary.canary.record(arm, outcome, now_us / 1_000_000);

@@ -2,13 +2,22 @@
 //! own SO_REUSEPORT listener, so the kernel spreads connections and cores
 //! share nothing on the request path.
 //!
-//! On each core, connection tasks read and frame requests and hand them to
-//! one bid task through a bounded queue (the in-flight limit). The bid task
-//! answers them one at a time; when the queue is full, connections answer
-//! at once with a no-bid (204) instead of waiting. Requests from one
-//! connection are answered in order (pipelining).
+//! On each core, a connection's own task reads, frames and answers its
+//! requests: the bid path ([`BidCore`]) is a synchronous call on the
+//! core's one instance, borrowed for the call and never across an await,
+//! so a request costs no hop to another task. Requests from one connection
+//! are answered in order (pipelining), and all of a read's answers go out
+//! in one write.
+//!
+//! The in-flight limit counts the requests a core has read and not yet
+//! answered (written), over all its connections: past it, a request is
+//! answered at once with a no-bid (204, counted as shed). Work beyond what
+//! a core can answer waits in the kernel (socket buffers, the listen
+//! backlog), not in a queue of ours. Shadows run after an answer is
+//! written, and only if no other request was answered on the core
+//! meanwhile (their comparison needs the active tenant's last answer).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,12 +27,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
 use gavel_schemas::capture::ContentType;
-use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
 
-use crate::bid::{BidCore, BidRequestIn, Handled};
+use crate::bid::{BidCore, BidRequestIn};
 use crate::config::Config;
 use crate::http::{self, Head, HeadLimits, Method, Response};
 use crate::lineup::Lineup;
@@ -107,28 +115,16 @@ pub fn start(shared: Arc<Shared>) -> io::Result<PoolThreadHandles<()>> {
     Ok(handles)
 }
 
-/// A request framed by a connection, for the core's bid task.
-struct Job {
-    head: Head,
-    request: Bytes,
-    arrival: Instant,
-    exchange: usize,
-    out: Vec<u8>,
-    reply: Rc<LocalSender<Answered>>,
-}
-
-/// A bid task's answer to a connection: the response bytes appended to
-/// the connection's output buffer, and whether to close after them.
-struct Answered {
-    out: Vec<u8>,
-    close: bool,
-}
-
 /// Per-core state shared by its tasks.
 struct Core {
     shared: Arc<Shared>,
     metrics: Arc<CoreMetrics>,
-    jobs: LocalSender<Job>,
+    /// The core's bid path. Borrowed only inside synchronous calls, never
+    /// across an await, so a borrow never finds it taken.
+    bid: RefCell<BidCore>,
+    sampler: CoreSampler,
+    /// Requests read and not yet answered, over all connections.
+    in_flight: Cell<usize>,
     open: Cell<usize>,
     /// Closed on shutdown: wakes every connection waiting for a request.
     closing: Semaphore,
@@ -153,59 +149,14 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
         latency.clone(),
         shared.money.clone(),
     );
-    let (jobs, queue) = local_channel::new_bounded::<Job>(config.bid.in_flight_per_core_max);
     let core = Rc::new(Core {
         shared: shared.clone(),
         metrics: shared.metrics.cores[core_index].clone(),
-        jobs,
+        bid: RefCell::new(bid),
+        sampler: CoreSampler::new(core_index),
+        in_flight: Cell::new(0),
         open: Cell::new(0),
         closing: Semaphore::new(0),
-    });
-
-    // The bid task: one request at a time, yielding between them so that
-    // connections keep reading.
-    let recorder = shared.recorder.clone();
-    let bid_core = core.clone();
-    let bid_task = glommio::spawn_local(async move {
-        let mut bid = bid;
-        let sampler = CoreSampler::new(core_index);
-        while let Some(mut job) = queue.recv().await {
-            let body = &job.request[job.head.head_len..];
-            let request = BidRequestIn {
-                head: &job.head,
-                body,
-                arrival: job.arrival,
-                exchange: job.exchange,
-            };
-            let Handled { close, .. } = bid.handle(request, &mut job.out);
-            let answered = Answered {
-                out: std::mem::take(&mut job.out),
-                close,
-            };
-            let _ = job.reply.send(answered).await;
-            // After the answer is on its way: recording never delays a bid.
-            let content_type = match job.head.format {
-                Ok(Format::Json) => Some(ContentType::Json),
-                Ok(Format::Flatbuffers) => Some(ContentType::Flatbuffers),
-                _ => None,
-            };
-            if let Some(content_type) = content_type {
-                let body = job.request.slice(job.head.head_len..);
-                recorder.offer(
-                    &sampler,
-                    job.arrival,
-                    content_type,
-                    job.head.gzip_body,
-                    body,
-                );
-            }
-            // The connection, woken by the answer, runs first and writes
-            // it (glommio sends at once when the socket takes it); then
-            // the shadows sampled on this request run, unless another
-            // request is already waiting.
-            futures_lite::future::yield_now().await;
-            bid.run_shadows(|| bid_core.jobs.len() > 0);
-        }
     });
     let fold_shared = shared.clone();
     let fold_task = glommio::spawn_local(async move {
@@ -256,7 +207,6 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     drop(fold_task);
-    drop(bid_task);
     Ok(())
 }
 
@@ -333,29 +283,42 @@ struct Connection {
     /// initialized memory; keeping it so spares zeroing it again).
     buf: BytesMut,
     filled: usize,
+    /// Answers not yet written.
     out: Vec<u8>,
-    reply: Rc<LocalSender<Answered>>,
-    replies: glommio::channels::local_channel::LocalReceiver<Answered>,
+    /// Requests answered into `out`, counted in the core's in-flight
+    /// requests until `out` is written.
+    unwritten: usize,
+    /// A request answered into `out` sampled a shadow, to run once the
+    /// answer is written.
+    shadow_waits: bool,
     /// When the last bytes arrived: the start of a request's budget.
     arrival: Instant,
     /// When the first byte of the request being read arrived: all of it
     /// must arrive within `read_timeout_ms` of this, however it trickles.
     started: Option<Instant>,
+    /// The read timeout the stream has now (set only when it changes).
+    read_timeout: Option<Duration>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.answers_written();
+    }
 }
 
 async fn connection(mut stream: TcpStream, core: Rc<Core>) {
     let _open = Open::new(core.clone());
     let _ = stream.set_nodelay(true);
-    let (reply, replies) = local_channel::new_bounded::<Answered>(1);
     let mut connection = Connection {
         core,
         buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
         filled: 0,
         out: Vec::with_capacity(READ_CHUNK_BYTES),
-        reply: Rc::new(reply),
-        replies,
+        unwritten: 0,
+        shadow_waits: false,
         arrival: Instant::now(),
         started: None,
+        read_timeout: None,
     };
     loop {
         let close = connection.answer_buffered().await;
@@ -365,6 +328,10 @@ async fn connection(mut stream: TcpStream, core: Rc<Core>) {
             }
             connection.out.clear();
         }
+        connection.answers_written();
+        if std::mem::take(&mut connection.shadow_waits) {
+            connection.run_shadows().await;
+        }
         if close || !connection.read_more(&mut stream).await {
             return;
         }
@@ -372,6 +339,21 @@ async fn connection(mut stream: TcpStream, core: Rc<Core>) {
 }
 
 impl Connection {
+    /// The answers in `out` are written (or never will be): they leave the
+    /// core's in-flight count.
+    fn answers_written(&mut self) {
+        let in_flight = &self.core.in_flight;
+        in_flight.set(in_flight.get() - std::mem::take(&mut self.unwritten));
+    }
+
+    /// Runs the shadows the last answered request sampled, after the
+    /// connections already woken have had their turn; a request answered
+    /// in that turn skips them (counted as busy).
+    async fn run_shadows(&self) {
+        futures_lite::future::yield_now().await;
+        self.core.bid.borrow_mut().run_shadows();
+    }
+
     /// Answers every complete request in the buffer, in order, into
     /// `out`. Returns whether the connection must close afterwards.
     async fn answer_buffered(&mut self) -> bool {
@@ -426,10 +408,7 @@ impl Connection {
                     self.notice(kind, query, head.keep_alive).await;
                     !head.keep_alive
                 }
-                Route::Bid(exchange) => match self.bid(head, request, exchange).await {
-                    Some(close) => close,
-                    None => return true,
-                },
+                Route::Bid(exchange) => self.bid(&head, request, exchange),
             };
             if close {
                 return true;
@@ -437,9 +416,6 @@ impl Connection {
         }
     }
 
-    /// Hands one bid request to the core's bid task and waits for its
-    /// answer, or sheds it at once when the core is over its in-flight
-    /// limit. `None`: the bid task is gone (shutdown).
     /// Answers a win, billing or loss notice: 204 once the ledger has made
     /// it durable (a duplicate too: it changes nothing), 4xx with a reason
     /// for a token or price that does not check out, 503 when the ledger
@@ -469,35 +445,47 @@ impl Connection {
         self.core.metrics.request(outcome, Format::Other);
     }
 
-    async fn bid(&mut self, head: Head, request: Bytes, exchange: usize) -> Option<bool> {
-        let job = Job {
-            head,
-            request,
-            arrival: self.arrival,
-            exchange,
-            out: std::mem::take(&mut self.out),
-            reply: self.reply.clone(),
-        };
-        match self.core.jobs.try_send(job) {
-            Ok(()) => {
-                let answered = self.replies.recv().await?;
-                self.out = answered.out;
-                Some(answered.close)
-            }
-            Err(error) => {
-                // Over the in-flight limit: a no-bid now beats a bid too late.
-                if let glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(job)) =
-                    error
-                {
-                    self.out = job.out;
-                }
-                self.core
-                    .metrics
-                    .request(RequestOutcome::Shed, head.format.unwrap_or(Format::Other));
-                Response::no_content(head.keep_alive, None).write_to(&mut self.out);
-                Some(!head.keep_alive)
-            }
+    /// Answers one bid request on the core's bid path, or sheds it (an
+    /// immediate no-bid) when the core is at its in-flight limit. Returns
+    /// whether the connection must close after it.
+    fn bid(&mut self, head: &Head, request: Bytes, exchange: usize) -> bool {
+        let core = &*self.core;
+        if core.in_flight.get() >= core.shared.config.bid.in_flight_per_core_max {
+            // A no-bid now beats a bid too late.
+            core.metrics
+                .request(RequestOutcome::Shed, head.format.unwrap_or(Format::Other));
+            Response::no_content(head.keep_alive, None).write_to(&mut self.out);
+            return !head.keep_alive;
         }
+        core.in_flight.set(core.in_flight.get() + 1);
+        self.unwritten += 1;
+        let handled = core.bid.borrow_mut().handle(
+            BidRequestIn {
+                head,
+                body: &request[head.head_len..],
+                arrival: self.arrival,
+                exchange,
+            },
+            &mut self.out,
+        );
+        self.shadow_waits |= handled.shadow_sampled;
+        let content_type = match head.format {
+            Ok(Format::Json) => Some(ContentType::Json),
+            Ok(Format::Flatbuffers) => Some(ContentType::Flatbuffers),
+            _ => None,
+        };
+        if let Some(content_type) = content_type {
+            let body = request.slice(head.head_len..);
+            let recorder = &core.shared.recorder;
+            recorder.offer(
+                &core.sampler,
+                self.arrival,
+                content_type,
+                head.gzip_body,
+                body,
+            );
+        }
+        handled.close
     }
 
     /// Waits for more bytes: an idle connection may wait `idle_timeout_ms`;
@@ -517,7 +505,10 @@ impl Connection {
                 left
             }
         };
-        let _ = stream.set_read_timeout(Some(timeout));
+        if self.read_timeout != Some(timeout) {
+            let _ = stream.set_read_timeout(Some(timeout));
+            self.read_timeout = Some(timeout);
+        }
         // Only room that was never initialized is zeroed: after a request
         // is split off, as many bytes as it took.
         let filled = self.filled;

@@ -40,7 +40,7 @@ use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;
 use crate::runtime::{
     Access, CallContext, CallTime, Capabilities, Capability, NoBidReason, Outcome, RejectReason,
-    Runtime, Strategy, StrategySettings, TenantSlot, TenantStats,
+    RequestIndex, Runtime, Strategy, StrategySettings, TenantSlot, TenantStats,
 };
 use crate::store::{
     CanaryRecord, Change, Registry, ShadowRecord, StoreError, TenantState, VersionMeta,
@@ -739,8 +739,10 @@ impl Tenants {
             ),
             shared: false,
         };
+        let index = RequestIndex::of(&view);
         let ctx = CallContext {
             request: view,
+            index: &index,
             bytes: &request,
             currency: "USD",
             arrival_unix_us: 0,

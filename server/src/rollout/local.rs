@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use super::compare::Answered;
 use crate::kv::{Table, TableLimits, Tables};
+use crate::runtime::RequestIndex;
 use crate::runtime::answer::BidRejection;
 use crate::runtime::breaker::BreakerConfig;
 use crate::runtime::share::FairnessConfig;
@@ -191,8 +192,10 @@ impl Harness {
     pub fn call(&self, slot: &mut TenantSlot, request: &[u8]) -> Result<Outcome, LocalRunError> {
         let view =
             verify::bid_request(request).map_err(|e| LocalRunError::Request(e.to_string()))?;
+        let index = RequestIndex::of(&view);
         let ctx = CallContext {
             request: view,
+            index: &index,
             bytes: request,
             currency: &self.currency,
             arrival_unix_us: crate::money::unix_us() as i64,

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compare::{Answered, Comparison, Divergence, Side, percent, sides_text};
 use crate::runtime::share::{CoreShare, FairnessConfig};
-use crate::runtime::{CallContext, CallTime, Outcome, Runtime, Strategy, TenantSlot};
+use crate::runtime::{CallContext, CallTime, Outcome, RequestIndex, Runtime, Strategy, TenantSlot};
 
 /// The operator's shadow settings (section `shadow`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -327,6 +327,8 @@ pub struct CoreShadows {
     arrival_unix_us: i64,
     user_key: u64,
     kept: bool,
+    /// The kept request's index.
+    index: RequestIndex,
 }
 
 impl CoreShadows {
@@ -338,6 +340,7 @@ impl CoreShadows {
             arrival_unix_us: 0,
             user_key: 0,
             kept: false,
+            index: RequestIndex::default(),
         }
     }
 
@@ -348,6 +351,11 @@ impl CoreShadows {
         self.arrival_unix_us = arrival_unix_us;
         self.user_key = user_key;
         self.kept = true;
+    }
+
+    /// Whether a kept request waits for [`Self::run`].
+    pub fn waiting(&self) -> bool {
+        self.kept
     }
 
     /// Runs every marked shadow on the kept request and compares it with
@@ -366,15 +374,18 @@ impl CoreShadows {
         }
         // Verified on arrival; read again, safely, from the copy (it cannot
         // fail; if it did, the marks are cleared all the same).
-        let ctx = verify::bid_request(&self.request)
-            .ok()
-            .map(|view| CallContext {
-                request: view,
-                bytes: &self.request,
-                currency,
-                arrival_unix_us: self.arrival_unix_us,
-                user_key: self.user_key,
-            });
+        let view = verify::bid_request(&self.request).ok();
+        if let Some(view) = &view {
+            self.index.fill(view);
+        }
+        let ctx = view.map(|view| CallContext {
+            request: view,
+            index: &self.index,
+            bytes: &self.request,
+            currency,
+            arrival_unix_us: self.arrival_unix_us,
+            user_key: self.user_key,
+        });
         for (lane, active) in lanes {
             let (Some(active_outcome), Some(ctx)) = (lane.take_pending(), &ctx) else {
                 continue;

@@ -7,7 +7,14 @@
 //! floor for a deal bid), the deal belongs to that impression and admits
 //! this seat, and nothing the request blocks (`badv`, `bcat`) is in it.
 //! Of the bids that pass, the highest per impression is kept.
+//!
+//! A check is linear in the answer's size: the request's impressions,
+//! deals and blocklists are indexed once per request ([`RequestIndex`]),
+//! so a bid costs lookups, not scans of the request.
 
+use std::hash::BuildHasher as _;
+
+use foldhash::fast::RandomState;
 use gavel_schemas::openrtb::{BidRequest, Imp};
 use gavel_schemas::strategy::{StrategyBid, StrategyBids};
 use gavel_schemas::verify::{self, VerifyError};
@@ -62,9 +69,105 @@ pub struct ValidBid {
     pub price: f64,
 }
 
+/// The request's ids and blocklists by hash, built once per request and
+/// shared by every tenant's check: impression ids, each impression's deal
+/// ids, `badv` and `bcat`. Sorted hashes with the index they came from; a
+/// hit is confirmed against the request's own string, so a collision costs
+/// a comparison, never a wrong answer. The buffers are reused.
+#[derive(Debug, Default)]
+pub struct RequestIndex {
+    /// Seeded per process, so requests cannot aim collisions at it.
+    hasher: RandomState,
+    /// (hash of the id, index in `imp`).
+    imps: Vec<(u64, u32)>,
+    /// (hash of impression index and deal id, index in the deals).
+    deals: Vec<(u64, u32)>,
+    /// Hashes of `badv` entries.
+    badv: Vec<u64>,
+    /// Hashes of `bcat` entries.
+    bcat: Vec<u64>,
+}
+
+impl RequestIndex {
+    /// An index of `request`.
+    pub fn of(request: &BidRequest<'_>) -> Self {
+        let mut index = Self::default();
+        index.fill(request);
+        index
+    }
+
+    /// Indexes `request`, replacing what was indexed before.
+    pub fn fill(&mut self, request: &BidRequest<'_>) {
+        let Self {
+            hasher,
+            imps,
+            deals,
+            badv,
+            bcat,
+        } = self;
+        imps.clear();
+        deals.clear();
+        for (i, imp) in request.imp().iter().enumerate() {
+            imps.push((hasher.hash_one(imp.id()), i as u32));
+            let imp_deals = imp.pmp().and_then(|p| p.deals());
+            for (d, deal) in imp_deals.iter().flatten().enumerate() {
+                deals.push((hasher.hash_one((i, deal.id())), d as u32));
+            }
+        }
+        imps.sort_unstable();
+        deals.sort_unstable();
+        for (hashes, list) in [(&mut *badv, request.badv()), (&mut *bcat, request.bcat())] {
+            hashes.clear();
+            hashes.extend(list.iter().flatten().map(|s| hasher.hash_one(s)));
+            hashes.sort_unstable();
+        }
+    }
+
+    /// The indexes stored under `hash`.
+    fn under(entries: &[(u64, u32)], hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let from = entries.partition_point(|(h, _)| *h < hash);
+        entries[from..]
+            .iter()
+            .take_while(move |(h, _)| *h == hash)
+            .map(|(_, i)| *i as usize)
+    }
+
+    /// The index in `request.imp` of the impression `id`.
+    fn imp(&self, request: &BidRequest<'_>, id: &str) -> Option<usize> {
+        let imps = request.imp();
+        Self::under(&self.imps, self.hasher.hash_one(id)).find(|&i| imps.get(i).id() == id)
+    }
+
+    /// The deal `id` of impression `imp_index` (that is `imp`).
+    fn deal<'r>(
+        &self,
+        imp_index: usize,
+        imp: &Imp<'r>,
+        id: &str,
+    ) -> Option<gavel_schemas::openrtb::Deal<'r>> {
+        let deals = imp.pmp().and_then(|p| p.deals())?;
+        let hash = self.hasher.hash_one((imp_index, id));
+        Self::under(&self.deals, hash)
+            .map(|d| deals.get(d))
+            .find(|deal| deal.id() == id)
+    }
+
+    /// Whether `value` is in `list`, whose hashes are `hashes`.
+    fn listed(
+        &self,
+        hashes: &[u64],
+        list: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&str>>>,
+        value: &str,
+    ) -> bool {
+        hashes.binary_search(&self.hasher.hash_one(value)).is_ok() && contains(list, value)
+    }
+}
+
 /// What the request allows, for checking bids.
 pub struct Rules<'r> {
     pub request: BidRequest<'r>,
+    /// The request's index ([`RequestIndex::fill`] of `request`).
+    pub index: &'r RequestIndex,
     /// The bidder's currency (ISO-4217), e.g. "USD".
     pub currency: &'r str,
     /// The seat bids would be made under (the tenant id).
@@ -77,6 +180,8 @@ pub struct Rules<'r> {
 pub struct Answer {
     bytes: Vec<u8>,
     valid: Vec<ValidBid>,
+    /// Per impression, the index in `valid` of its best bid ([`NO_BID`]).
+    best: Vec<u32>,
 }
 
 impl Answer {
@@ -117,37 +222,41 @@ impl Answer {
             return Ok(0);
         };
         let imps = rules.request.imp();
+        // The best bid so far per impression, by index into `valid`.
+        self.best.clear();
+        self.best.resize(imps.len(), NO_BID);
         for (bid_index, bid) in bids.iter().enumerate() {
-            let Some(imp_index) = imps.iter().position(|imp| imp.id() == bid.impid()) else {
+            let Some(imp_index) = rules.index.imp(&rules.request, bid.impid()) else {
                 rejected(BidRejection::UnknownImp);
                 continue;
             };
-            if let Err(reason) = check_bid(&bid, imps.get(imp_index), rules) {
+            if let Err(reason) = check_bid(&bid, imp_index, imps.get(imp_index), rules) {
                 rejected(reason);
                 continue;
             }
             let price = bid.price();
-            match self.valid.iter_mut().find(|v| v.imp_index == imp_index) {
-                // The first of equal prices stays: ties break by bid order.
-                Some(best) if best.price >= price => {}
-                Some(best) => {
-                    *best = ValidBid {
-                        imp_index,
-                        bid_index,
-                        price,
-                    }
+            let valid = ValidBid {
+                imp_index,
+                bid_index,
+                price,
+            };
+            match self.best[imp_index] {
+                NO_BID => {
+                    self.best[imp_index] = self.valid.len() as u32;
+                    self.valid.push(valid);
                 }
-                None => self.valid.push(ValidBid {
-                    imp_index,
-                    bid_index,
-                    price,
-                }),
+                // The first of equal prices stays: ties break by bid order.
+                best if self.valid[best as usize].price >= price => {}
+                best => self.valid[best as usize] = valid,
             }
         }
         self.valid.sort_unstable_by_key(|v| v.imp_index);
         Ok(self.valid.len())
     }
 }
+
+/// No valid bid on the impression yet (in [`Answer`]'s `best`).
+const NO_BID: u32 = u32::MAX;
 
 fn contains(
     list: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&str>>>,
@@ -156,27 +265,33 @@ fn contains(
     list.is_some_and(|list| list.iter().any(|item| item == value))
 }
 
-fn check_bid(bid: &StrategyBid<'_>, imp: Imp<'_>, rules: &Rules<'_>) -> Result<(), BidRejection> {
+fn check_bid(
+    bid: &StrategyBid<'_>,
+    imp_index: usize,
+    imp: Imp<'_>,
+    rules: &Rules<'_>,
+) -> Result<(), BidRejection> {
     let price = bid.price();
     if !price.is_finite() || price <= 0.0 || price > rules.price_max {
         return Err(BidRejection::BadPrice);
     }
-    let request = &rules.request;
-    let blocked_domain = bid
-        .adomain()
-        .is_some_and(|ds| ds.iter().any(|d| contains(request.badv(), d)));
-    let blocked_category = bid
-        .cat()
-        .is_some_and(|cs| cs.iter().any(|c| contains(request.bcat(), c)));
+    let (request, index) = (&rules.request, rules.index);
+    let blocked_domain = bid.adomain().is_some_and(|ds| {
+        ds.iter()
+            .any(|d| index.listed(&index.badv, request.badv(), d))
+    });
+    let blocked_category = bid.cat().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| index.listed(&index.bcat, request.bcat(), c))
+    });
     if blocked_domain || blocked_category {
         return Err(BidRejection::Blocked);
     }
     let pmp = imp.pmp();
     match bid.dealid() {
         Some(dealid) => {
-            let deal = pmp
-                .and_then(|p| p.deals())
-                .and_then(|deals| deals.iter().find(|d| d.id() == dealid))
+            let deal = index
+                .deal(imp_index, &imp, dealid)
                 .ok_or(BidRejection::BadDeal)?;
             if deal.wseat().is_some() && !contains(deal.wseat(), rules.seat) {
                 return Err(BidRejection::BadDeal);

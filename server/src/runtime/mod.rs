@@ -36,7 +36,7 @@ use wasmtime::{
     PoolingAllocationConfig,
 };
 
-pub use answer::{Answer, ValidBid};
+pub use answer::{Answer, RequestIndex, ValidBid};
 pub use capability::{Access, Capabilities, Capability};
 pub use host::{BYTES_PER_FUEL, HOST_CALL_FUEL, HostState, LOG_CAPTURE_LINES_MAX, LogCapture};
 pub use slot::{CallContext, CallTime, NoBidReason, Outcome, TenantSlot, TenantStats};

@@ -12,7 +12,7 @@ use wasmtime::{Memory, Store, Trap, TypedFunc};
 
 use crate::counter::{CallTimeHistogram, bump};
 
-use super::answer::{Answer, BidRejection, Rules};
+use super::answer::{Answer, BidRejection, RequestIndex, Rules};
 use super::breaker::{Breaker, BreakerConfig};
 use super::host::{HostState, LogCapture};
 use super::share::{CoreShare, FairnessConfig};
@@ -24,6 +24,8 @@ use crate::tenant_log::Stamp;
 pub struct CallContext<'r> {
     /// The verified request view.
     pub request: BidRequest<'r>,
+    /// Its index for answer checks, filled once per request.
+    pub index: &'r RequestIndex,
     /// Its flatbuffer bytes, copied into the strategy's memory.
     pub bytes: &'r [u8],
     /// The bidder's currency for prices and floors.
@@ -494,6 +496,7 @@ impl TenantSlot {
         };
         let rules = Rules {
             request: ctx.request,
+            index: ctx.index,
             currency: ctx.currency,
             seat: &self.strategy.tenant,
             price_max: runtime.config.caps.price_max,

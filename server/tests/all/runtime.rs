@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use gavel::runtime::breaker::BreakerConfig;
 use gavel::runtime::share::FairnessConfig;
 use gavel::runtime::{
-    Access, CallContext, CallTime, Isolation, NoBidReason, Outcome, RejectReason, StrategySettings,
-    TenantSlot, TenantStats,
+    Access, CallContext, CallTime, Isolation, NoBidReason, Outcome, RejectReason, RequestIndex,
+    StrategySettings, TenantSlot, TenantStats,
 };
 use gavel_schemas::verify;
 
@@ -48,8 +48,10 @@ fn now_unix_us() -> i64 {
 fn call(slot: &mut TenantSlot, request: &[u8], budget: Duration) -> (Outcome, Duration) {
     let view = verify::bid_request(request).expect("valid request");
     let started = Instant::now();
+    let index = RequestIndex::of(&view);
     let ctx = CallContext {
         request: view,
+        index: &index,
         bytes: request,
         currency: "USD",
         arrival_unix_us: now_unix_us(),
