@@ -325,3 +325,126 @@ fn check_floor(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gavel_schemas::json::Encoder;
+    use gavel_schemas::strategy::{StrategyBidArgs, StrategyBidsArgs};
+
+    /// A bid on `impid` at `price`, with an optional deal and domain.
+    struct Bid(
+        &'static str,
+        f64,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
+    fn answer(bids: &[Bid]) -> Vec<u8> {
+        let mut fbb = flatbuffers::FlatBufferBuilder::new();
+        let bids: Vec<_> = bids
+            .iter()
+            .map(|Bid(impid, price, deal, domain)| {
+                let impid = Some(fbb.create_string(impid));
+                let dealid = deal.map(|d| fbb.create_string(d));
+                let adomain = domain.map(|d| {
+                    let d = fbb.create_string(d);
+                    fbb.create_vector(&[d])
+                });
+                StrategyBid::create(
+                    &mut fbb,
+                    &StrategyBidArgs {
+                        impid,
+                        price: *price,
+                        dealid,
+                        adomain,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        let bids = Some(fbb.create_vector(&bids));
+        let root = StrategyBids::create(&mut fbb, &StrategyBidsArgs { bids });
+        fbb.finish(root, None);
+        fbb.finished_data().to_vec()
+    }
+
+    #[test]
+    fn bids_are_checked_through_the_request_index() {
+        let json = br#"{"id":"r","badv":["blocked.example","other.example"],
+            "imp":[{"id":"a","bidfloor":1.0},
+                   {"id":"b","pmp":{"deals":[{"id":"d1","bidfloor":2.0},{"id":"d2","wseat":["someone"]}]}},
+                   {"id":"c"}]}"#;
+        let mut encoder = Encoder::new();
+        let request = encoder.bid_request_checked(json).expect("valid").view();
+        let index = RequestIndex::of(&request);
+        let rules = Rules {
+            request,
+            index: &index,
+            currency: "USD",
+            seat: "acme",
+            price_max: 100.0,
+        };
+        let output = answer(&[
+            Bid("zz", 5.0, None, None),                   // unknown impression
+            Bid("a", 0.5, None, None),                    // below the floor
+            Bid("a", 1.5, None, None),                    // valid
+            Bid("a", 1.5, None, None),                    // a tie: the first stays
+            Bid("b", 3.0, Some("d9"), None),              // no such deal
+            Bid("b", 3.0, Some("d2"), None),              // the deal excludes this seat
+            Bid("a", 3.0, Some("d1"), None),              // d1 is b's deal, not a's
+            Bid("b", 1.0, Some("d1"), None),              // below the deal's floor
+            Bid("b", 2.5, Some("d1"), None),              // valid
+            Bid("c", 9.0, None, Some("blocked.example")), // blocked
+            Bid("c", 8.0, None, Some("allowed.example")), // valid
+            Bid("c", 9.5, None, Some("allowed.example")), // better: replaces it
+        ]);
+        let mut rejected = Vec::new();
+        let mut checked = Answer::default();
+        let valid = checked.check(&output, &rules, |why| rejected.push(why));
+        assert_eq!(valid.ok(), Some(3));
+        use BidRejection::*;
+        assert_eq!(
+            rejected,
+            [
+                UnknownImp, BelowFloor, BadDeal, BadDeal, BadDeal, BelowFloor, Blocked
+            ]
+        );
+        let kept: Vec<_> = checked
+            .bids()
+            .iter()
+            .map(|v| (v.imp_index, v.bid_index))
+            .collect();
+        assert_eq!(
+            kept,
+            [(0, 2), (1, 8), (2, 11)],
+            "best per impression, in order"
+        );
+
+        // The same index, refilled for a request without blocklists.
+        let json = br#"{"id":"s","imp":[{"id":"c"}]}"#;
+        let mut encoder = Encoder::new();
+        let request = encoder.bid_request_checked(json).expect("valid").view();
+        let mut index = index;
+        index.fill(&request);
+        let rules = Rules {
+            request,
+            index: &index,
+            currency: "USD",
+            seat: "acme",
+            price_max: 100.0,
+        };
+        let output = answer(&[
+            Bid("c", 1.0, None, Some("blocked.example")),
+            Bid("a", 1.0, None, None),
+        ]);
+        let mut rejected = Vec::new();
+        assert_eq!(
+            checked
+                .check(&output, &rules, |why| rejected.push(why))
+                .ok(),
+            Some(1)
+        );
+        assert_eq!(rejected, [UnknownImp]);
+    }
+}
