@@ -254,6 +254,47 @@ mod fairness {
     }
 
     #[test]
+    fn a_hog_first_in_line_leaves_the_tenants_after_it_their_part_of_tmax() {
+        // First in the fan-out (ids sort first), spinning until stopped on
+        // every call, with the whole core to itself: the request's budget
+        // is split, so it takes its part and no more.
+        let spinner = strategy_wat("(loop $forever (br $forever))", "");
+        let dir = data_dir_with(&[
+            ("a-hog", &spinner, hog_settings()),
+            (
+                "fixed-cpm",
+                example_strategy("fixed-cpm"),
+                StrategySettings::default(),
+            ),
+        ]);
+        let server = Server::start(dir, "bid.cores = 1\nfairness.tenant_core_share = 1.0");
+        let mut request: serde_json::Value =
+            serde_json::from_slice(&example_json("simple-banner")).unwrap();
+        // 40 ms less the 10 ms margin: 15 ms each.
+        request["tmax"] = 40.into();
+        let raw = bid_request_bytes("application/json", request.to_string().as_bytes(), "");
+        let mut stream = connect(server.bid).unwrap();
+        let mut buf = Vec::new();
+        for _ in 0..4 {
+            stream.write_all(&raw).unwrap();
+            let response = read_response(&mut stream, &mut buf).unwrap();
+            assert_eq!(response.status, 200);
+            assert_eq!(response.json()["seatbid"][0]["seat"], "fixed-cpm");
+        }
+        let hog = |reason: &str| {
+            server.metric(&format!(
+                "gavel_tenant_no_bids_total{{tenant=\"a-hog\",reason=\"{reason}\"}}"
+            ))
+        };
+        assert!(hog("deadline") >= 1.0, "the hog ran into its part of the budget");
+        assert_eq!(hog("deadline") + hog("circuit_open"), 4.0);
+        assert_eq!(
+            server.metric("gavel_tenant_no_bids_total{tenant=\"fixed-cpm\",reason=\"no_time\"}"),
+            0.0
+        );
+    }
+
+    #[test]
     fn failing_every_other_call_opens_the_breaker() {
         // Odd calls spin into the deadline, even ones decline at once.
         let flaky = strategy_wat(
