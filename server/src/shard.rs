@@ -19,6 +19,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::os::fd::{AsRawFd as _, BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,7 +29,6 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
 use gavel_schemas::capture::ContentType;
 use glommio::net::{TcpListener, TcpStream};
-use glommio::sync::Semaphore;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
 
 use crate::bid::{BidCore, BidRequestIn};
@@ -60,6 +60,10 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 
 /// How long a shutting-down core waits for open connections to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a core looks for connections past their read deadline: the
+/// precision of `idle_timeout_ms` and `read_timeout_ms`.
+const DEADLINE_SWEEP: Duration = Duration::from_millis(20);
 
 /// What every core shares (all read-only or atomic).
 pub struct Shared {
@@ -126,8 +130,71 @@ struct Core {
     /// Requests read and not yet answered, over all connections.
     in_flight: Cell<usize>,
     open: Cell<usize>,
-    /// Closed on shutdown: wakes every connection waiting for a request.
-    closing: Semaphore,
+    /// Every open connection's read deadline.
+    watches: RefCell<Vec<Rc<Watch>>>,
+    /// Shutting down: idle connections are closed by the next sweep.
+    stopping: Cell<bool>,
+}
+
+/// One connection's read deadline, enforced by the core's sweep task
+/// instead of a timer per read: a read only stores when it must end (from
+/// instants the connection has already read), and a sweep every
+/// [`DEADLINE_SWEEP`] shuts down the sockets past theirs, which ends their
+/// pending read.
+struct Watch {
+    fd: RawFd,
+    /// When the wait for bytes must end; `None` while not reading.
+    deadline: Cell<Option<Instant>>,
+    /// Waiting for a new request, not in the middle of one.
+    idle: Cell<bool>,
+    /// The sweep shut the socket down at its deadline.
+    expired: Cell<bool>,
+    /// Its index in `Core::watches`.
+    slot: Cell<usize>,
+}
+
+impl Core {
+    fn watch(&self, fd: RawFd) -> Rc<Watch> {
+        let mut watches = self.watches.borrow_mut();
+        let watch = Rc::new(Watch {
+            fd,
+            deadline: Cell::new(None),
+            idle: Cell::new(true),
+            expired: Cell::new(false),
+            slot: Cell::new(watches.len()),
+        });
+        watches.push(watch.clone());
+        watch
+    }
+
+    fn unwatch(&self, watch: &Watch) {
+        let mut watches = self.watches.borrow_mut();
+        let slot = watch.slot.get();
+        watches.swap_remove(slot);
+        if let Some(moved) = watches.get(slot) {
+            moved.slot.set(slot);
+        }
+    }
+
+    /// Shuts down every socket past its read deadline and, when stopping,
+    /// every idle one.
+    fn sweep(&self, now: Instant) {
+        let stopping = self.stopping.get();
+        for watch in self.watches.borrow().iter() {
+            let Some(deadline) = watch.deadline.get() else {
+                continue;
+            };
+            let expired = deadline <= now;
+            if expired || (stopping && watch.idle.get()) {
+                watch.expired.set(expired);
+                watch.deadline.set(None);
+                // SAFETY: a watch lives inside its connection, which
+                // unwatches it before its stream closes the descriptor.
+                let fd = unsafe { BorrowedFd::borrow_raw(watch.fd) };
+                let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
 }
 
 async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize) -> io::Result<()> {
@@ -156,7 +223,15 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
         sampler: CoreSampler::new(core_index),
         in_flight: Cell::new(0),
         open: Cell::new(0),
-        closing: Semaphore::new(0),
+        watches: RefCell::new(Vec::new()),
+        stopping: Cell::new(false),
+    });
+    let sweep_core = core.clone();
+    let sweep_task = glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(DEADLINE_SWEEP).await;
+            sweep_core.sweep(Instant::now());
+        }
     });
     let fold_shared = shared.clone();
     let fold_task = glommio::spawn_local(async move {
@@ -201,12 +276,13 @@ async fn serve_core(core_index: usize, shared: Arc<Shared>, bound: &AtomicUsize)
     // listener); idle ones close now, busy ones finish the requests they
     // have.
     accept_task.cancel().await;
-    core.closing.close();
+    core.stopping.set(true);
     let drained_by = Instant::now() + DRAIN_TIMEOUT;
     while core.open.get() > 0 && Instant::now() < drained_by {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     drop(fold_task);
+    drop(sweep_task);
     Ok(())
 }
 
@@ -296,19 +372,20 @@ struct Connection {
     /// When the first byte of the request being read arrived: all of it
     /// must arrive within `read_timeout_ms` of this, however it trickles.
     started: Option<Instant>,
-    /// The read timeout the stream has now (set only when it changes).
-    read_timeout: Option<Duration>,
+    watch: Rc<Watch>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         self.answers_written();
+        self.core.unwatch(&self.watch);
     }
 }
 
 async fn connection(mut stream: TcpStream, core: Rc<Core>) {
     let _open = Open::new(core.clone());
     let _ = stream.set_nodelay(true);
+    let watch = core.watch(stream.as_raw_fd());
     let mut connection = Connection {
         core,
         buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
@@ -318,7 +395,7 @@ async fn connection(mut stream: TcpStream, core: Rc<Core>) {
         shadow_waits: false,
         arrival: Instant::now(),
         started: None,
-        read_timeout: None,
+        watch,
     };
     loop {
         let close = connection.answer_buffered().await;
@@ -364,6 +441,9 @@ impl Connection {
             length_required: true,
         };
         loop {
+            if self.filled == 0 {
+                return false;
+            }
             let head = match http::parse_head(&self.buf[..self.filled], limits) {
                 Ok(Some(head)) => head,
                 Ok(None) => return false,
@@ -493,46 +573,33 @@ impl Connection {
     /// of its first byte. Returns false when the connection should end.
     async fn read_more(&mut self, stream: &mut TcpStream) -> bool {
         let config = &self.core.shared.config.bid;
-        let timeout = match self.started {
-            None => Duration::from_millis(config.idle_timeout_ms),
-            Some(started) => {
-                let deadline = started + Duration::from_millis(config.read_timeout_ms);
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    self.core.metrics.connection_timed_out();
-                    return false;
-                }
-                left
-            }
+        let watch = &*self.watch;
+        let deadline = match self.started {
+            None => self.arrival + Duration::from_millis(config.idle_timeout_ms),
+            Some(started) => started + Duration::from_millis(config.read_timeout_ms),
         };
-        if self.read_timeout != Some(timeout) {
-            let _ = stream.set_read_timeout(Some(timeout));
-            self.read_timeout = Some(timeout);
+        if self.core.stopping.get() && self.started.is_none() {
+            return false;
         }
+        watch.idle.set(self.started.is_none());
+        watch.deadline.set(Some(deadline));
         // Only room that was never initialized is zeroed: after a request
         // is split off, as many bytes as it took.
         let filled = self.filled;
         if self.buf.len() < filled + READ_CHUNK_BYTES {
             self.buf.resize(filled + READ_CHUNK_BYTES, 0);
         }
-        let closing = &self.core.closing;
-        let buf = &mut self.buf[filled..];
-        let read = futures_lite::future::or(async { Some(stream.read(buf).await) }, async {
-            // Shutdown wakes idle connections; busy ones never wait here.
-            let _ = closing.acquire(1).await;
-            None
-        })
-        .await;
+        let read = stream.read(&mut self.buf[filled..]).await;
+        watch.deadline.set(None);
         match read {
-            Some(Ok(0)) | None => false,
-            Some(Ok(n)) => {
+            Ok(n) if n > 0 && !watch.expired.get() => {
                 self.filled += n;
                 self.arrival = Instant::now();
                 self.started.get_or_insert(self.arrival);
                 true
             }
-            Some(Err(e)) => {
-                if e.kind() == io::ErrorKind::TimedOut {
+            _ => {
+                if watch.expired.get() {
                     self.core.metrics.connection_timed_out();
                 }
                 false

@@ -286,7 +286,10 @@ mod fairness {
                 "gavel_tenant_no_bids_total{{tenant=\"a-hog\",reason=\"{reason}\"}}"
             ))
         };
-        assert!(hog("deadline") >= 1.0, "the hog ran into its part of the budget");
+        assert!(
+            hog("deadline") >= 1.0,
+            "the hog ran into its part of the budget"
+        );
         assert_eq!(hog("deadline") + hog("circuit_open"), 4.0);
         assert_eq!(
             server.metric("gavel_tenant_no_bids_total{tenant=\"fixed-cpm\",reason=\"no_time\"}"),
