@@ -2,7 +2,9 @@
 //! on a fresh instance per call, ten tenants on one request, and what fuel
 //! and epoch checks cost against a run with neither. Each has a baseline:
 //! the strategy's own work run natively, or the host path with a strategy
-//! that does nothing. Results and machine: `benches/RESULTS.md`.
+//! that does nothing. Then the host's answer check alone, at growing sizes
+//! (it must stay linear in the answer). Results and machine:
+//! `benches/RESULTS.md`.
 //!
 //! Run: `cargo bench -p gavel-benches --bench runtime`
 
@@ -198,5 +200,91 @@ fn bench_calls(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_calls);
+/// A request of `imps` impressions (with a floor, and a deal on every
+/// other one) blocking `blocked` advertiser domains, as the bid path's JSON
+/// encoder builds it.
+fn wide_request(imps: usize, blocked: usize) -> Vec<u8> {
+    let imp: Vec<_> = (0..imps)
+        .map(|i| {
+            let mut imp = serde_json::json!({"id": format!("imp-{i}"), "bidfloor": 0.5});
+            if i % 2 == 1 {
+                imp["pmp"] =
+                    serde_json::json!({"deals": [{"id": format!("deal-{i}"), "bidfloor": 1.0}]});
+            }
+            imp
+        })
+        .collect();
+    let badv: Vec<_> = (0..blocked)
+        .map(|i| format!("blocked-{i}.example"))
+        .collect();
+    let json = serde_json::json!({"id": "wide", "imp": imp, "badv": badv});
+    let mut encoder = gavel_schemas::json::Encoder::new();
+    let verified = encoder
+        .bid_request_checked(json.to_string().as_bytes())
+        .expect("valid");
+    verified.bytes().to_vec()
+}
+
+/// An answer bidding on every impression of a `wide_request` (the deal
+/// where there is one), each bid naming two advertiser domains.
+fn wide_answer(imps: usize) -> Vec<u8> {
+    use gavel_schemas::strategy::{StrategyBid, StrategyBidArgs, StrategyBids, StrategyBidsArgs};
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let bids: Vec<_> = (0..imps)
+        .map(|i| {
+            let impid = Some(fbb.create_string(&format!("imp-{i}")));
+            let dealid = (i % 2 == 1).then(|| fbb.create_string(&format!("deal-{i}")));
+            let domains = [
+                fbb.create_string("brand.example"),
+                fbb.create_string("shop.example"),
+            ];
+            let adomain = Some(fbb.create_vector(&domains));
+            StrategyBid::create(
+                &mut fbb,
+                &StrategyBidArgs {
+                    impid,
+                    price: 2.0,
+                    dealid,
+                    adomain,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let bids = Some(fbb.create_vector(&bids));
+    let root = StrategyBids::create(&mut fbb, &StrategyBidsArgs { bids });
+    fbb.finish(root, None);
+    fbb.finished_data().to_vec()
+}
+
+/// The answer check alone: index the request once, then check an answer
+/// with one bid per impression. Linear means the time per bid stays flat
+/// as impressions, bids and blocked domains grow together.
+fn bench_answer_check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("answer_check");
+    for n in [1, 16, 256, 1024] {
+        let request = wide_request(n, n);
+        let answer = wide_answer(n);
+        let view = verify::bid_request(&request).expect("valid");
+        let mut index = RequestIndex::default();
+        let mut checked = gavel::runtime::Answer::default();
+        group.bench_function(format!("{n} imps, {n} bids, {n} badv"), |b| {
+            b.iter(|| {
+                index.fill(&view);
+                let rules = gavel::runtime::answer::Rules {
+                    request: view,
+                    index: &index,
+                    currency: "USD",
+                    seat: "acme",
+                    price_max: 100.0,
+                };
+                let valid = checked.check(black_box(&answer), &rules, |_| {});
+                assert_eq!(valid.ok(), Some(n));
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_calls, bench_answer_check);
 criterion_main!(benches);

@@ -8,7 +8,9 @@
 //! 2. **Read** ([`http`], [`shard`]): HTTP/1.1 keep-alive and pipelining,
 //!    heads parsed by the one parser both ports use; hard limits on head and
 //!    body size, on the time a whole request may take to arrive, on idle
-//!    time, connections and in-flight requests.
+//!    time, connections and in-flight requests. A connection's own task
+//!    answers its requests: the bid path is a synchronous call on the
+//!    core's one [`bid::BidCore`], so a request costs no hop between tasks.
 //! 3. **Decode** ([`bid`]): flatbuffers are verified and read in place; JSON
 //!    is rebuilt as the same flatbuffer by a per-core reused encoder that
 //!    enforces the verifier's limits. Either way the bid path holds a
@@ -21,7 +23,8 @@
 //!    share of the core ([`runtime::share`]); a tenant that keeps failing is
 //!    skipped by its breaker, unless the request was to blame.
 //! 6. **Check** ([`runtime::answer`]): the answer is verified and every bid
-//!    is checked against the request.
+//!    is checked against the request, through an index of its impressions,
+//!    deals and blocklists built once per request (linear in the answer).
 //! 7. **Auction** ([`auction`]): highest valid price per impression, ties to
 //!    the tenant first in id order.
 //! 8. **Answer**: a BidResponse in the request's format, 204 when nobody
