@@ -369,6 +369,17 @@ mod tests {
         fbb.finished_data().to_vec()
     }
 
+    /// Seat `acme` bidding in USD, prices up to 100.
+    fn rules<'r>(request: BidRequest<'r>, index: &'r RequestIndex) -> Rules<'r> {
+        Rules {
+            request,
+            index,
+            currency: "USD",
+            seat: "acme",
+            price_max: 100.0,
+        }
+    }
+
     #[test]
     fn bids_are_checked_through_the_request_index() {
         let json = br#"{"id":"r","badv":["blocked.example","other.example"],
@@ -378,13 +389,7 @@ mod tests {
         let mut encoder = Encoder::new();
         let request = encoder.bid_request_checked(json).expect("valid").view();
         let index = RequestIndex::of(&request);
-        let rules = Rules {
-            request,
-            index: &index,
-            currency: "USD",
-            seat: "acme",
-            price_max: 100.0,
-        };
+        let rules = rules(request, &index);
         let output = answer(&[
             Bid("zz", 5.0, None, None),                   // unknown impression
             Bid("a", 0.5, None, None),                    // below the floor
@@ -427,13 +432,7 @@ mod tests {
         let request = encoder.bid_request_checked(json).expect("valid").view();
         let mut index = index;
         index.fill(&request);
-        let rules = Rules {
-            request,
-            index: &index,
-            currency: "USD",
-            seat: "acme",
-            price_max: 100.0,
-        };
+        let rules = rules(request, &index);
         let output = answer(&[
             Bid("c", 1.0, None, Some("blocked.example")),
             Bid("a", 1.0, None, None),
