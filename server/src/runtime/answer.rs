@@ -370,7 +370,7 @@ mod tests {
     }
 
     /// Seat `acme` bidding in USD, prices up to 100.
-    fn rules<'r>(request: BidRequest<'r>, index: &'r RequestIndex) -> Rules<'r> {
+    fn acme_rules<'r>(request: BidRequest<'r>, index: &'r RequestIndex) -> Rules<'r> {
         Rules {
             request,
             index,
@@ -389,7 +389,7 @@ mod tests {
         let mut encoder = Encoder::new();
         let request = encoder.bid_request_checked(json).expect("valid").view();
         let index = RequestIndex::of(&request);
-        let rules = rules(request, &index);
+        let rules = acme_rules(request, &index);
         let output = answer(&[
             Bid("zz", 5.0, None, None),                   // unknown impression
             Bid("a", 0.5, None, None),                    // below the floor
@@ -432,7 +432,7 @@ mod tests {
         let request = encoder.bid_request_checked(json).expect("valid").view();
         let mut index = index;
         index.fill(&request);
-        let rules = rules(request, &index);
+        let rules = acme_rules(request, &index);
         let output = answer(&[
             Bid("c", 1.0, None, Some("blocked.example")),
             Bid("a", 1.0, None, None),
