@@ -12,7 +12,7 @@ use gavel::kv::{Table, TableLimits};
 use gavel::money::amount::parse_decimal_micros;
 use gavel::money::price::{PriceKeys, clearing_cpm_micros};
 use gavel::money::token::{ClaimsRef, NoticeKeys};
-use gavel::runtime::answer::{Answer, Rules};
+use gavel::runtime::answer::{Answer, RequestIndex, Rules};
 use gavel::runtime::validate::{self, ModuleLimits};
 use gavel_schemas::json::Encoder;
 use gavel_schemas::verify;
@@ -123,8 +123,10 @@ fn answer_request() -> &'static [u8] {
 ///   the bidder's currency; a bid in the private auction carries its deal.
 pub fn strategy_answer(bytes: &[u8]) -> Verdict {
     let request = verify::bid_request(answer_request()).expect("the oracle's request verifies");
+    let index = RequestIndex::of(&request);
     let rules = Rules {
         request,
+        index: &index,
         currency: "USD",
         seat: "seat",
         price_max: PRICE_MAX,
@@ -152,6 +154,10 @@ pub fn strategy_answer(bytes: &[u8]) -> Verdict {
             price.is_finite() && price > 0.0 && price <= PRICE_MAX,
             "price {price}"
         );
+        let mut domains = bid.adomain().into_iter().flatten();
+        assert!(!domains.any(|d| d == "blocked.com"), "a blocked domain");
+        let mut categories = bid.cat().into_iter().flatten();
+        assert!(!categories.any(|c| c == "IAB25"), "a blocked category");
         match imp.id() {
             "1" => assert!(price >= 0.5, "under the floor: {price}"),
             "2" => panic!("a floor in EUR cannot be met in USD"),

@@ -557,6 +557,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unix_time_follows_the_monotonic_clock_from_a_reading() {
+        let mut clock = WallClock::new();
+        let now = Instant::now();
+        let unix = clock.unix_us(now);
+        // Generous bounds: only a unit or sign error could miss them.
+        assert!(unix.abs_diff(crate::money::unix_us()) < 1_000_000);
+        let before = now.checked_sub(Duration::from_millis(5)).unwrap_or(now);
+        assert!(
+            clock.unix_us(before) <= unix,
+            "never ahead of a later instant"
+        );
+        // Past the refresh interval: read again, still in step.
+        let later = now + Duration::from_secs(3);
+        let unix_later = clock.unix_us(later);
+        assert!(unix_later.abs_diff(unix + 3_000_000) < 1_000_000);
+    }
+
+    #[test]
     fn the_budget_splits_what_is_left_and_skips_below_the_minimum() {
         let config = BidConfig {
             tmax_max_ms: 1000,
