@@ -5,20 +5,17 @@
 //! slots. Nothing takes a lock; the only shared state touched is one atomic
 //! load of the lineup generation and relaxed counter stores.
 
-use std::io::{Read as _, Write as _};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flate2::Compression;
-use flate2::bufread::GzDecoder;
-use flate2::write::GzEncoder;
 use gavel_schemas::json::{self, Encoder};
 use gavel_schemas::openrtb::BidRequest;
 use gavel_schemas::verify::{self, VerifiedBidRequest};
 
 use crate::auction::{self, ResponseBuilder, Winner};
 use crate::config::{BidConfig, Config, NoBidStyle};
+use crate::gzip::{Deflater, InflateError, Inflater};
 use crate::http::{Head, Response};
 use crate::lineup::{CoreTenants, Lane, Lineup};
 use crate::metrics::{CoreLatency, CoreMetrics, Format, Metrics, RequestOutcome};
@@ -43,6 +40,7 @@ pub struct BidCore {
     tenants: CoreTenants,
     encoder: Encoder,
     inflated: Vec<u8>,
+    inflater: Inflater,
     response: ResponseBuilder,
     buffers: OutputBuffers,
     outcomes: Vec<Outcome>,
@@ -70,6 +68,7 @@ pub struct BidRequestIn<'a> {
 struct OutputBuffers {
     json: Vec<u8>,
     gzip: Vec<u8>,
+    deflater: Deflater,
 }
 
 /// Sent back when the request did not name its OpenRTB version.
@@ -98,6 +97,7 @@ impl BidCore {
             tenants: CoreTenants::new(core, config.breaker.clone(), config.fairness.clone()),
             encoder: Encoder::new(),
             inflated: Vec::new(),
+            inflater: Inflater::default(),
             response: ResponseBuilder::new(),
             buffers: OutputBuffers::default(),
             outcomes: Vec::new(),
@@ -180,6 +180,7 @@ impl BidCore {
         let body = inflate(
             head,
             request.body,
+            &mut self.inflater,
             &mut self.inflated,
             self.config.inflated_bytes_max,
         )?;
@@ -295,30 +296,24 @@ pub struct Handled {
 fn inflate<'a>(
     head: &Head,
     body: &'a [u8],
+    inflater: &mut Inflater,
     scratch: &'a mut Vec<u8>,
     limit: usize,
 ) -> Result<&'a [u8], Reject> {
     if !head.gzip_body {
         return Ok(body);
     }
-    scratch.clear();
-    let mut decoder = GzDecoder::new(body);
-    let read = (&mut decoder).take(limit as u64 + 1).read_to_end(scratch);
-    match read {
-        Err(_) => {
-            Err(Reject::new(400, "body is not valid gzip", RequestOutcome::BadRequest).closing())
-        }
-        Ok(n) if n > limit => {
-            Err(Reject::new(413, "inflated body too large", RequestOutcome::TooLarge).closing())
-        }
-        Ok(_) if !decoder.into_inner().is_empty() => Err(Reject::new(
+    let (status, reason, outcome) = match inflater.inflate(body, scratch, limit) {
+        Ok(()) => return Ok(scratch),
+        Err(InflateError::Invalid) => (400, "body is not valid gzip", RequestOutcome::BadRequest),
+        Err(InflateError::TooLarge) => (413, "inflated body too large", RequestOutcome::TooLarge),
+        Err(InflateError::Trailing) => (
             400,
             "bytes after the end of the gzip body",
             RequestOutcome::BadRequest,
-        )
-        .closing()),
-        Ok(_) => Ok(scratch),
-    }
+        ),
+    };
+    Err(Reject::new(status, reason, outcome).closing())
 }
 
 /// The request's time, decided once on arrival: every tenant call takes
@@ -414,17 +409,8 @@ fn write_response(
         json::bid_response_to_json(view, &mut buffers.json)?;
         ("application/json", &buffers.json)
     };
-    let gzip = head.accepts_gzip;
-    let body = if gzip {
-        let mut encoder = GzEncoder::new(std::mem::take(&mut buffers.gzip), Compression::fast());
-        encoder.get_mut().clear();
-        // Writing into a Vec cannot fail.
-        let _ = encoder.write_all(body);
-        buffers.gzip = encoder.finish().unwrap_or_default();
-        &buffers.gzip[..]
-    } else {
-        body
-    };
+    let gzip = head.accepts_gzip && buffers.deflater.deflate(body, &mut buffers.gzip);
+    let body = if gzip { &buffers.gzip[..] } else { body };
     Response {
         status: 200,
         content_type: Some(content_type),

@@ -88,6 +88,7 @@ pub mod error;
 pub mod exposition;
 pub mod fault;
 pub mod fleet;
+pub mod gzip;
 pub mod http;
 pub mod kv;
 pub mod lineup;
