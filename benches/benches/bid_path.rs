@@ -1,7 +1,8 @@
 //! Server-side time per bid request, in process: decode, fan out, check,
 //! auction and encode, as one core does it (no sockets). With 1 and 10
-//! tenants, in JSON and flatbuffers; the baseline beside them is the same
-//! path with no tenant (decode and a no-bid answer only).
+//! tenants, in JSON and flatbuffers, and JSON gzipped both ways (as most
+//! exchanges send it); the baseline beside them is the same path with no
+//! tenant (decode and a no-bid answer only).
 //! Results and machine: `benches/RESULTS.md`.
 //!
 //! Run: `cargo bench -p gavel-benches --bench bid_path`
@@ -28,8 +29,8 @@ fn simple_banner() -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn raw_request(content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut raw = format!("POST /bid HTTP/1.1\r\nHost: b\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+fn raw_request(content_type: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut raw = format!("POST /bid HTTP/1.1\r\nHost: b\r\nContent-Type: {content_type}\r\n{extra_headers}Content-Length: {}\r\n\r\n", body.len()).into_bytes();
     raw.extend_from_slice(body);
     raw
 }
@@ -106,12 +107,20 @@ fn bench_bid_path(c: &mut Criterion) {
         .bid_request(&json)
         .expect("valid")
         .to_vec();
+    let json_gzip = {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&json).expect("in memory");
+        encoder.finish().expect("in memory")
+    };
+    let gzip_both_ways = "Content-Encoding: gzip\r\nAccept-Encoding: gzip\r\n";
     let mut group = c.benchmark_group("bid_path");
-    for (format, content_type, body) in [
-        ("json", "application/json", &json),
-        ("flatbuffers", "application/x-flatbuffers", &fb),
+    for (format, content_type, extra_headers, body) in [
+        ("json", "application/json", "", &json),
+        ("flatbuffers", "application/x-flatbuffers", "", &fb),
+        ("json_gzip", "application/json", gzip_both_ways, &json_gzip),
     ] {
-        let raw = raw_request(content_type, body);
+        let raw = raw_request(content_type, extra_headers, body);
         let limits = http::HeadLimits {
             header_bytes_max: 8192,
             body_bytes_max: 1 << 20,
