@@ -1,11 +1,11 @@
 //! Gzip request bodies and answers, with one reused (de)compressor per
 //! core.
 //!
-//! flate2's `GzEncoder` and `GzDecoder::new` build their deflate state per
-//! stream: about 300 KB zeroed to compress and 40 KB to inflate, which
-//! measured 200 µs and 8 µs per request on the benchmark machine, more than
-//! the bid itself (`benches/RESULTS.md`). Here each core keeps one of each
-//! and resets it. Decoding stays flate2's own (`GzDecoder::reset`);
+//! flate2's `GzEncoder` and `GzDecoder::new` build their (de)compressor
+//! per stream, hundreds of KB allocated and zeroed per answer
+//! (`benches/RESULTS.md`, "Gzip, both ways"). Here each core keeps one of
+//! each and resets it, on flate2's zlib-rs backend, whose reset is the
+//! cheaper. Decoding stays flate2's own (`GzDecoder::reset`);
 //! encoding wraps flate2's raw deflate in the gzip member's fixed 10-byte
 //! header and its CRC-32 and length trailer (RFC 1952), because flate2's
 //! gzip writer cannot be reset.
