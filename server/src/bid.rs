@@ -39,7 +39,6 @@ pub struct BidCore {
     latency: Rc<CoreLatency>,
     tenants: CoreTenants,
     encoder: Encoder,
-    inflated: Vec<u8>,
     inflater: Inflater,
     response: ResponseBuilder,
     buffers: OutputBuffers,
@@ -67,7 +66,6 @@ pub struct BidRequestIn<'a> {
 #[derive(Default)]
 struct OutputBuffers {
     json: Vec<u8>,
-    gzip: Vec<u8>,
     deflater: Deflater,
 }
 
@@ -96,7 +94,6 @@ impl BidCore {
             latency,
             tenants: CoreTenants::new(core, config.breaker.clone(), config.fairness.clone()),
             encoder: Encoder::new(),
-            inflated: Vec::new(),
             inflater: Inflater::default(),
             response: ResponseBuilder::new(),
             buffers: OutputBuffers::default(),
@@ -113,11 +110,6 @@ impl BidCore {
     /// request's answer is written. A request answered before then skips
     /// them (see [`Self::handle`]).
     pub fn run_shadows(&mut self) {
-        self.shadow_calls(false);
-    }
-
-    /// Runs the kept shadow calls, or with `busy` counts them as skipped.
-    fn shadow_calls(&mut self, busy: bool) {
         self.shadows.run(
             self.tenants
                 .lanes_mut()
@@ -125,7 +117,6 @@ impl BidCore {
                 .filter_map(Lane::shadow_and_active),
             &self.runtime,
             &self.config.currency,
-            || busy,
         );
     }
 
@@ -136,7 +127,9 @@ impl BidCore {
         // this request is about to replace: shadows kept and not yet run
         // are skipped, counted as busy (another request came first).
         if self.shadows.waiting() {
-            self.shadow_calls(true);
+            let lanes = self.tenants.lanes_mut().iter_mut();
+            self.shadows
+                .skip(lanes.filter_map(|lane| lane.shadow.as_mut()));
         }
         self.tenants.sync(&self.lineup, &self.metrics);
         let head = request.head;
@@ -181,7 +174,6 @@ impl BidCore {
             head,
             request.body,
             &mut self.inflater,
-            &mut self.inflated,
             self.config.inflated_bytes_max,
         )?;
         let verified = match format {
@@ -289,22 +281,21 @@ pub struct Handled {
     pub shadow_sampled: bool,
 }
 
-/// The body as sent, or inflated into `scratch` when it is gzip. A body
+/// The body as sent, or inflated by `inflater` when it is gzip. A body
 /// over `limit` once inflated, or with bytes after its gzip member, is
 /// refused; either way the connection closes, since whatever follows on
 /// it cannot be trusted.
 fn inflate<'a>(
     head: &Head,
     body: &'a [u8],
-    inflater: &mut Inflater,
-    scratch: &'a mut Vec<u8>,
+    inflater: &'a mut Inflater,
     limit: usize,
 ) -> Result<&'a [u8], Reject> {
     if !head.gzip_body {
         return Ok(body);
     }
-    let (status, reason, outcome) = match inflater.inflate(body, scratch, limit) {
-        Ok(()) => return Ok(scratch),
+    let (status, reason, outcome) = match inflater.inflate(body, limit) {
+        Ok(inflated) => return Ok(inflated),
         Err(InflateError::Invalid) => (400, "body is not valid gzip", RequestOutcome::BadRequest),
         Err(InflateError::TooLarge) => (413, "inflated body too large", RequestOutcome::TooLarge),
         Err(InflateError::Trailing) => (
@@ -409,8 +400,13 @@ fn write_response(
         json::bid_response_to_json(view, &mut buffers.json)?;
         ("application/json", &buffers.json)
     };
-    let gzip = head.accepts_gzip && buffers.deflater.deflate(body, &mut buffers.gzip);
-    let body = if gzip { &buffers.gzip[..] } else { body };
+    let gzipped = if head.accepts_gzip {
+        buffers.deflater.deflate(body)
+    } else {
+        None
+    };
+    let gzip = gzipped.is_some();
+    let body = gzipped.unwrap_or(body);
     Response {
         status: 200,
         content_type: Some(content_type),

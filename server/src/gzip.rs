@@ -30,38 +30,35 @@ pub enum InflateError {
     Trailing,
 }
 
-/// A core's gzip decoder, reset for each body.
+/// A core's gzip decoder, reset for each body, and the body it inflated.
 pub struct Inflater {
     decoder: GzDecoder<Cursor<Vec<u8>>>,
+    out: Vec<u8>,
 }
 
 impl Default for Inflater {
     fn default() -> Self {
         Self {
             decoder: GzDecoder::new(Cursor::new(Vec::new())),
+            out: Vec::new(),
         }
     }
 }
 
 impl Inflater {
-    /// Inflates the one gzip member `body` into `out` (cleared first), at
-    /// most `limit` bytes of it.
-    pub fn inflate(
-        &mut self,
-        body: &[u8],
-        out: &mut Vec<u8>,
-        limit: usize,
-    ) -> Result<(), InflateError> {
+    /// Inflates the one gzip member `body`, at most `limit` bytes of it.
+    /// The result lives until the next call.
+    pub fn inflate(&mut self, body: &[u8], limit: usize) -> Result<&[u8], InflateError> {
         // The body is copied into the decoder's own buffer (kept across
         // requests): the decoder outlives any one request's bytes.
         let mut input = std::mem::take(self.decoder.get_mut().get_mut());
         input.clear();
         input.extend_from_slice(body);
         self.decoder.reset(Cursor::new(input));
-        out.clear();
+        self.out.clear();
         let read = (&mut self.decoder)
             .take(limit as u64 + 1)
-            .read_to_end(out)
+            .read_to_end(&mut self.out)
             .map_err(|_| InflateError::Invalid)?;
         if read > limit {
             return Err(InflateError::TooLarge);
@@ -70,28 +67,30 @@ impl Inflater {
         if rest.position() < rest.get_ref().len() as u64 {
             return Err(InflateError::Trailing);
         }
-        Ok(())
+        Ok(&self.out)
     }
 }
 
-/// A core's gzip encoder, reset for each answer.
+/// A core's gzip encoder, reset for each answer, and the answer it wrote.
 pub struct Deflater {
     deflate: Compress,
+    out: Vec<u8>,
 }
 
 impl Default for Deflater {
     fn default() -> Self {
         Self {
             deflate: Compress::new(Compression::fast(), false),
+            out: Vec::new(),
         }
     }
 }
 
 impl Deflater {
-    /// Writes `body` as one gzip member into `out` (cleared first).
-    /// `false`: deflate failed (it does not on a well-formed stream), and
-    /// `out` holds nothing to send.
-    pub fn deflate(&mut self, body: &[u8], out: &mut Vec<u8>) -> bool {
+    /// `body` as one gzip member, valid until the next call. `None`:
+    /// deflate failed (it does not on a well-formed stream).
+    pub fn deflate(&mut self, body: &[u8]) -> Option<&[u8]> {
+        let out = &mut self.out;
         out.clear();
         out.extend_from_slice(&HEADER);
         self.deflate.reset();
@@ -105,10 +104,7 @@ impl Deflater {
             {
                 Ok(Status::StreamEnd) => break,
                 Ok(Status::Ok | Status::BufError) => {}
-                Err(_) => {
-                    out.clear();
-                    return false;
-                }
+                Err(_) => return None,
             }
         }
         let mut crc = Crc::new();
@@ -116,7 +112,7 @@ impl Deflater {
         out.extend_from_slice(&crc.sum().to_le_bytes());
         // ISIZE is the length modulo 2^32.
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        true
+        Some(out)
     }
 }
 
@@ -128,38 +124,35 @@ mod tests {
     fn answers_round_trip_through_flate2_and_state_is_reused() {
         let mut deflater = Deflater::default();
         let mut inflater = Inflater::default();
-        let (mut packed, mut unpacked) = (Vec::new(), Vec::new());
         // An empty body, a small one and one larger than a first reserve.
         let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7919 % 251) as u8).collect();
         for body in [&b""[..], b"{\"id\":\"1\",\"seatbid\":[]}", &big] {
-            assert!(deflater.deflate(body, &mut packed));
+            let packed = deflater.deflate(body).expect("deflated").to_vec();
             // flate2's own reader agrees.
             let mut theirs = Vec::new();
             GzDecoder::new(&packed[..])
                 .read_to_end(&mut theirs)
                 .unwrap();
             assert_eq!(theirs, body);
-            assert_eq!(inflater.inflate(&packed, &mut unpacked, body.len()), Ok(()));
-            assert_eq!(unpacked, body);
+            assert_eq!(inflater.inflate(&packed, body.len()), Ok(body));
         }
         let small = b"{\"id\":\"1\"}";
-        assert!(deflater.deflate(small, &mut packed));
+        let packed = deflater.deflate(small).expect("deflated").to_vec();
         assert_eq!(
-            inflater.inflate(&packed, &mut unpacked, small.len() - 1),
+            inflater.inflate(&packed, small.len() - 1),
             Err(InflateError::TooLarge)
         );
         let mut trailing = packed.clone();
         trailing.push(b'x');
         assert_eq!(
-            inflater.inflate(&trailing, &mut unpacked, 1 << 20),
+            inflater.inflate(&trailing, 1 << 20),
             Err(InflateError::Trailing)
         );
         assert_eq!(
-            inflater.inflate(b"not gzip", &mut unpacked, 1 << 20),
+            inflater.inflate(b"not gzip", 1 << 20),
             Err(InflateError::Invalid)
         );
         // A refused body leaves nothing behind for the next.
-        assert_eq!(inflater.inflate(&packed, &mut unpacked, 1 << 20), Ok(()));
-        assert_eq!(unpacked, small);
+        assert_eq!(inflater.inflate(&packed, 1 << 20), Ok(&small[..]));
     }
 }

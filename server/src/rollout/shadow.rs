@@ -5,11 +5,12 @@
 //!
 //! **When it runs.** During the fan-out a core only marks a request as
 //! sampled (one random draw; the active version must have been called on
-//! it, not the canary). After the core's bid task has handed the answer to
-//! its connection and yielded, so that the connection has written it, the
-//! core runs the shadow calls it marked: never while another request waits
-//! on the core (skipped as `busy`), and only while the core's shadow
-//! budget holds the whole time a call may take (skipped as `over_share`).
+//! it, not the canary). Once the connection has written the answer and let
+//! the connections already woken go first, the core runs the shadow calls
+//! it marked: not if another request was answered on the core meanwhile
+//! (skipped as `busy`: the active answers they compare with are gone), and
+//! only while the core's shadow budget holds the whole time a call may
+//! take (skipped as `over_share`).
 //! That budget is a token bucket shared by every shadow on the core
 //! ([`ShadowConfig`]): over any stretch shadows take at most `core_share`
 //! of the core, plus one bucket. A shadow call may take at most
@@ -358,16 +359,29 @@ impl CoreShadows {
         self.kept
     }
 
+    /// Skips every marked shadow, counted as `busy`: another request is
+    /// about to replace the active answers they compare with. Touches only
+    /// the marks, not the kept request.
+    pub fn skip<'a>(&mut self, lanes: impl Iterator<Item = &'a mut ShadowLane>) {
+        if !std::mem::take(&mut self.kept) {
+            return;
+        }
+        for lane in lanes {
+            if lane.take_pending().is_some() {
+                lane.shadow.skipped(Skip::Busy);
+            }
+        }
+    }
+
     /// Runs every marked shadow on the kept request and compares it with
     /// the active slot's answer (still that request's: no call came
-    /// between). Each call starts only while `busy` is false and the
-    /// core's shadow budget holds the whole time it may take.
+    /// between). Each call starts only while the core's shadow budget
+    /// holds the whole time it may take.
     pub fn run<'a>(
         &mut self,
         lanes: impl Iterator<Item = (&'a mut ShadowLane, &'a TenantSlot)>,
         runtime: &Runtime,
         currency: &str,
-        busy: impl Fn() -> bool,
     ) {
         if !std::mem::take(&mut self.kept) {
             return;
@@ -390,10 +404,6 @@ impl CoreShadows {
             let (Some(active_outcome), Some(ctx)) = (lane.take_pending(), &ctx) else {
                 continue;
             };
-            if busy() {
-                lane.shadow.skipped(Skip::Busy);
-                continue;
-            }
             let now = Instant::now();
             let own = Duration::from_micros(
                 lane.slot.strategy().settings.deadline_us + runtime.config().caps.init_deadline_us,
