@@ -180,7 +180,9 @@ pub struct Rules<'r> {
 pub struct Answer {
     bytes: Vec<u8>,
     valid: Vec<ValidBid>,
-    /// Per impression, the index in `valid` of its best bid ([`NO_BID`]).
+    /// Per impression, the index in `valid` of its best bid during a
+    /// check; [`NO_BID`] everywhere between checks, so a check resets only
+    /// what it set.
     best: Vec<u32>,
 }
 
@@ -222,9 +224,10 @@ impl Answer {
             return Ok(0);
         };
         let imps = rules.request.imp();
-        // The best bid so far per impression, by index into `valid`.
-        self.best.clear();
-        self.best.resize(imps.len(), NO_BID);
+        // Grown once to the largest request seen; never cleared in full.
+        if self.best.len() < imps.len() {
+            self.best.resize(imps.len(), NO_BID);
+        }
         for (bid_index, bid) in bids.iter().enumerate() {
             let Some(imp_index) = rules.index.imp(&rules.request, bid.impid()) else {
                 rejected(BidRejection::UnknownImp);
@@ -249,6 +252,9 @@ impl Answer {
                 best if self.valid[best as usize].price >= price => {}
                 best => self.valid[best as usize] = valid,
             }
+        }
+        for valid in &self.valid {
+            self.best[valid.imp_index] = NO_BID;
         }
         self.valid.sort_unstable_by_key(|v| v.imp_index);
         Ok(self.valid.len())
