@@ -114,12 +114,7 @@ fn rollout(c: &mut Criterion) {
             let outcome = call(&runtime, &mut active, &ctx);
             assert!(lane.sample(outcome), "every request is sampled");
             shadows.keep(&bytes, ctx.arrival_unix_us, ctx.user_key);
-            shadows.run(
-                std::iter::once((&mut lane, &active)),
-                &runtime,
-                "USD",
-                || false,
-            );
+            shadows.run(std::iter::once((&mut lane, &active)), &runtime, "USD");
         })
     });
     let report = shadow.report(Some(1));

@@ -241,15 +241,17 @@ impl Recorder {
         }
     }
 
-    /// Called by a core for every bid request: records a sample of them.
-    /// Never blocks.
+    /// Called by a core for every bid request (its body is `request`
+    /// from `body_start` on): records a sample of them. Never blocks, and
+    /// touches the request only when it is sampled.
     pub fn offer(
         &self,
         core: &CoreSampler,
         arrival: Instant,
         content_type: ContentType,
         gzip: bool,
-        body: Bytes,
+        request: &Bytes,
+        body_start: usize,
     ) {
         if !self.active.load(Ordering::Relaxed)
             || core.next() >= self.threshold.load(Ordering::Relaxed)
@@ -263,7 +265,7 @@ impl Recorder {
             arrival,
             content_type,
             gzip,
-            body,
+            body: request.slice(body_start..),
         }) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {

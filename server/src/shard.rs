@@ -555,14 +555,14 @@ impl Connection {
             _ => None,
         };
         if let Some(content_type) = content_type {
-            let body = request.slice(head.head_len..);
             let recorder = &core.shared.recorder;
             recorder.offer(
                 &core.sampler,
                 self.arrival,
                 content_type,
                 head.gzip_body,
-                body,
+                &request,
+                head.head_len,
             );
         }
         handled.close
@@ -572,15 +572,15 @@ impl Connection {
     /// a request that has started must be whole within `read_timeout_ms`
     /// of its first byte. Returns false when the connection should end.
     async fn read_more(&mut self, stream: &mut TcpStream) -> bool {
+        if self.core.stopping.get() && self.started.is_none() {
+            return false;
+        }
         let config = &self.core.shared.config.bid;
         let watch = &*self.watch;
         let deadline = match self.started {
             None => self.arrival + Duration::from_millis(config.idle_timeout_ms),
             Some(started) => started + Duration::from_millis(config.read_timeout_ms),
         };
-        if self.core.stopping.get() && self.started.is_none() {
-            return false;
-        }
         watch.idle.set(self.started.is_none());
         watch.deadline.set(Some(deadline));
         // Only room that was never initialized is zeroed: after a request
