@@ -373,9 +373,18 @@ fn metrics_match_what_happened() {
 
 #[test]
 fn sigterm_drains_requests_in_flight_and_exits_zero() {
+    // The loop must be ended by its deadline, not its fuel: 100 M fuel
+    // runs out in about 50 ms here, which would answer the request before
+    // the signal and leave nothing in flight to drain.
     let looping = StrategySettings {
-        fuel_per_call: 100_000_000,
+        fuel_per_call: 1 << 40,
         deadline_us: 300_000,
+        ..Default::default()
+    };
+    // A first call on a cold core of a loaded machine can take several
+    // milliseconds; the bidder's deadline must not be what is tested.
+    let bidder = StrategySettings {
+        deadline_us: 100_000,
         ..Default::default()
     };
     let dir = data_dir_with(&[
@@ -384,23 +393,24 @@ fn sigterm_drains_requests_in_flight_and_exits_zero() {
             gavel_strategies::hostile("infinite-loop").unwrap(),
             looping,
         ),
-        (
-            "fixed-cpm",
-            example_strategy("fixed-cpm"),
-            StrategySettings::default(),
-        ),
+        ("fixed-cpm", example_strategy("fixed-cpm"), bidder),
     ]);
     let server = Server::start(
         dir,
-        "bid.tmax_max_ms = 1000\nfairness.window_ms = 2000\n[runtime.caps]\ndeadline_us_max = 500000",
+        "bid.tmax_max_ms = 1000\nfairness.window_ms = 2000\n[runtime.caps]\ndeadline_us_max = 500000\nfuel_per_call_max = 1099511627776",
     );
     let mut stream = connect(server.bid).unwrap();
     let json = br#"{"id":"inflight","tmax":900,"imp":[{"id":"1","banner":{"w":300,"h":250}}]}"#;
     stream
         .write_all(&bid_request_bytes("application/json", json, ""))
         .unwrap();
-    // The request is now held up for ~300 ms by the looping tenant.
+    // The request is now held up for ~300 ms by the looping tenant: still
+    // unanswered when the signal comes.
     std::thread::sleep(Duration::from_millis(100));
+    stream.set_nonblocking(true).unwrap();
+    let unanswered = stream.peek(&mut [0; 1]).map_err(|e| e.kind());
+    assert_eq!(unanswered, Err(std::io::ErrorKind::WouldBlock));
+    stream.set_nonblocking(false).unwrap();
     server.signal("TERM");
     // Draining: not ready, so a load balancer stops sending bids.
     std::thread::sleep(Duration::from_millis(30));

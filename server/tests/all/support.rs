@@ -105,7 +105,8 @@ impl Server {
         );
         let config_path = data_dir.path().join("gavel.toml");
         std::fs::write(&config_path, config).expect("config written");
-        // The server's log goes next to its data, for failing tests to show.
+        // The server's log (stdout and stderr) goes next to its data, for
+        // failing tests to show; without colour codes.
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -116,8 +117,9 @@ impl Server {
             .arg(&config_path)
             .arg("--data-dir")
             .arg(data_dir.path())
+            .env("NO_COLOR", "1")
             .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("gavel starts");
@@ -202,8 +204,19 @@ impl Server {
     }
 }
 
+/// How much of a server's log a failing test prints.
+const LOG_LINES_SHOWN: usize = 100;
+
 impl Drop for Server {
     fn drop(&mut self) {
+        // A failing test shows the end of the server's log.
+        if std::thread::panicking() {
+            let path = self.data_dir.path().join("gavel.log");
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_LINES_SHOWN)..];
+            eprintln!("--- the end of {}:\n{}", path.display(), tail.join("\n"));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
