@@ -140,11 +140,7 @@ fn nobody_bidding_is_204_and_too_little_time_is_nbr_15() {
 
 #[test]
 fn nbr_style_answers_no_bid_with_200() {
-    let dir = data_dir_with(&[(
-        "fixed-cpm",
-        example_strategy("fixed-cpm"),
-        StrategySettings::default(),
-    )]);
+    let dir = data_dir_with(&[("fixed-cpm", example_strategy("fixed-cpm"), unhurried())]);
     let server = Server::start(dir, "bid.no_bid = \"nbr\"");
     let json = br#"{"id":"r1","imp":[{"id":"1","video":{"mimes":["video/mp4"]}}]}"#;
     let response = post_json(server.bid, json);
@@ -169,11 +165,7 @@ fn a_tenant_stuck_in_a_loop_does_not_delay_the_answer() {
             gavel_strategies::hostile("infinite-loop").unwrap(),
             looping,
         ),
-        (
-            "fixed-cpm",
-            example_strategy("fixed-cpm"),
-            StrategySettings::default(),
-        ),
+        ("fixed-cpm", example_strategy("fixed-cpm"), unhurried()),
     ]);
     let server = Server::start(dir, "");
     let json = br#"{"id":"slow","tmax":80,"imp":[{"id":"1","banner":{"w":300,"h":250}}]}"#;
@@ -381,19 +373,13 @@ fn sigterm_drains_requests_in_flight_and_exits_zero() {
         deadline_us: 300_000,
         ..Default::default()
     };
-    // A first call on a cold core of a loaded machine can take several
-    // milliseconds; the bidder's deadline must not be what is tested.
-    let bidder = StrategySettings {
-        deadline_us: 100_000,
-        ..Default::default()
-    };
     let dir = data_dir_with(&[
         (
             "aaa-loop",
             gavel_strategies::hostile("infinite-loop").unwrap(),
             looping,
         ),
-        ("fixed-cpm", example_strategy("fixed-cpm"), bidder),
+        ("fixed-cpm", example_strategy("fixed-cpm"), unhurried()),
     ]);
     let server = Server::start(
         dir,

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use gavel::auth::{Auth, Principal};
-use gavel::runtime::StrategySettings;
 
 use crate::support::*;
 
@@ -28,10 +27,7 @@ fn probe() -> &'static [u8] {
 /// Tenants `acme` and `other`, both running fixed-cpm, nothing granted.
 fn start(extra_config: &str) -> Setup {
     let fixed = gavel_strategies::example("fixed-cpm").unwrap();
-    let dir = data_dir_with(&[
-        ("acme", fixed, StrategySettings::default()),
-        ("other", fixed, StrategySettings::default()),
-    ]);
+    let dir = data_dir_with(&[("acme", fixed, unhurried()), ("other", fixed, unhurried())]);
     let auth = Auth::open(dir.path()).unwrap();
     Setup {
         operator: auth.issue(Principal::Operator).unwrap(),

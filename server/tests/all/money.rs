@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use gavel::auth::{Auth, Principal};
 use gavel::money::amount::{impression_cost, parse_decimal_micros};
 use gavel::money::price::PriceKeys;
-use gavel::runtime::StrategySettings;
 
 use crate::support::*;
 
@@ -26,7 +25,7 @@ fn setup() -> Setup {
     let dir = data_dir_with(&[(
         "acme",
         gavel_strategies::example("fixed-cpm").unwrap(),
-        StrategySettings::default(),
+        unhurried(),
     )]);
     let auth = Auth::open(dir.path()).unwrap();
     Setup {

@@ -12,7 +12,7 @@ use gavel::runtime::{
 };
 use gavel_schemas::verify;
 
-use crate::support::{example_json, flatbuffer, runtime, wat};
+use crate::support::{example_json, flatbuffer, runtime, unhurried, wat};
 
 fn slot(tenant: &str, wasm: &[u8], settings: StrategySettings) -> TenantSlot {
     let strategy = runtime()
@@ -84,7 +84,7 @@ mod validation {
 
     #[test]
     fn a_minimal_abi_module_compiles_and_declines() {
-        let mut slot = slot("minimal", &wat(MINIMAL_WAT), StrategySettings::default());
+        let mut slot = slot("minimal", &wat(MINIMAL_WAT), unhurried());
         let request = flatbuffer(&example_json("simple-banner"));
         assert_eq!(
             call(&mut slot, &request, Duration::from_millis(100)).0,
@@ -213,7 +213,7 @@ mod validation {
         let caps = runtime().config().caps.clone();
         let settings = StrategySettings {
             fuel_per_call: caps.fuel_per_call_max + 1,
-            ..StrategySettings::default()
+            ..unhurried()
         };
         let err = runtime()
             .compile("t", 1, &wat(MINIMAL_WAT), settings)
@@ -252,11 +252,7 @@ mod containment {
 
     fn contained(name: &str, settings: StrategySettings, request: &[u8], expected: NoBidReason) {
         let deadline = Duration::from_micros(settings.deadline_us);
-        let mut neighbour = slot(
-            "neighbour",
-            example("fixed-cpm"),
-            StrategySettings::default(),
-        );
+        let mut neighbour = slot("neighbour", example("fixed-cpm"), unhurried());
         let mut hostile_slot = slot(name, hostile(name), settings);
         for round in 0..2 {
             let (outcome, took) = call(&mut hostile_slot, request, REQUEST_BUDGET);
@@ -338,23 +334,13 @@ mod containment {
 
     #[test]
     fn panic_is_a_trap() {
-        contained(
-            "panic",
-            StrategySettings::default(),
-            &banner_request(),
-            NoBidReason::Trap,
-        );
+        contained("panic", unhurried(), &banner_request(), NoBidReason::Trap);
     }
 
     #[test]
     fn unreadable_output_is_bad_output() {
         for name in ["bad-output", "huge-output", "out-of-range"] {
-            contained(
-                name,
-                StrategySettings::default(),
-                &banner_request(),
-                NoBidReason::BadOutput,
-            );
+            contained(name, unhurried(), &banner_request(), NoBidReason::BadOutput);
         }
     }
 
@@ -380,7 +366,7 @@ mod containment {
             "(module",
             "(module (func $spin (loop $l (br $l))) (start $spin)",
         );
-        let mut slot = slot("spin", &wat(&looping_start), StrategySettings::default());
+        let mut slot = slot("spin", &wat(&looping_start), unhurried());
         let (outcome, took) = call(&mut slot, &banner_request(), REQUEST_BUDGET);
         assert_eq!(outcome, Outcome::NoBid(NoBidReason::InitFailed));
         let init_deadline = Duration::from_micros(runtime().config().caps.init_deadline_us);
@@ -390,15 +376,11 @@ mod containment {
     #[test]
     fn bad_input_pointer_is_a_guest_error() {
         let bad_pointer = MINIMAL_WAT.replace("i32.const 1024", "i32.const -16");
-        let mut pointed = slot(
-            "bad-pointer",
-            &wat(&bad_pointer),
-            StrategySettings::default(),
-        );
+        let mut pointed = slot("bad-pointer", &wat(&bad_pointer), unhurried());
         let (outcome, _) = call(&mut pointed, &banner_request(), REQUEST_BUDGET);
         assert_eq!(outcome, Outcome::NoBid(NoBidReason::GuestError));
         let error_code = MINIMAL_WAT.replace("i64.const 0", "i64.const -2");
-        let mut coded = slot("error-code", &wat(&error_code), StrategySettings::default());
+        let mut coded = slot("error-code", &wat(&error_code), unhurried());
         assert_eq!(
             call(&mut coded, &banner_request(), REQUEST_BUDGET).0,
             Outcome::NoBid(NoBidReason::GuestError)
@@ -418,11 +400,7 @@ mod containment {
             .collect();
         let request =
             flatbuffer(format!(r#"{{"id":"prices","imp":[{}]}}"#, imps.join(",")).as_bytes());
-        let mut slot = slot(
-            "bad-prices",
-            hostile("bad-prices"),
-            StrategySettings::default(),
-        );
+        let mut slot = slot("bad-prices", hostile("bad-prices"), unhurried());
         let (outcome, _) = call(&mut slot, &request, REQUEST_BUDGET);
         assert_eq!(outcome, Outcome::NoBid(NoBidReason::InvalidBids));
         let rejected = slot.stats().rejected_bids[BidRejection::BadPrice as usize]
@@ -433,11 +411,7 @@ mod containment {
     #[test]
     fn unknown_impression_ids_are_dropped() {
         use gavel::runtime::answer::BidRejection;
-        let mut slot = slot(
-            "unknown-imp",
-            hostile("unknown-imp"),
-            StrategySettings::default(),
-        );
+        let mut slot = slot("unknown-imp", hostile("unknown-imp"), unhurried());
         let (outcome, _) = call(&mut slot, &banner_request(), REQUEST_BUDGET);
         assert_eq!(outcome, Outcome::NoBid(NoBidReason::InvalidBids));
         let rejected = slot.stats().rejected_bids[BidRejection::UnknownImp as usize]
@@ -447,7 +421,7 @@ mod containment {
 
     #[test]
     fn a_trapped_instance_is_rebuilt_and_the_breaker_opens() {
-        let mut slot = slot("panic", hostile("panic"), StrategySettings::default());
+        let mut slot = slot("panic", hostile("panic"), unhurried());
         let request = banner_request();
         let failures_max = BreakerConfig::default().failures_max;
         for _ in 0..failures_max {
@@ -478,7 +452,7 @@ mod containment {
     fn per_request_isolation_instantiates_every_call() {
         let settings = StrategySettings {
             isolation: Isolation::PerRequest,
-            ..Default::default()
+            ..unhurried()
         };
         let mut slot = slot("fixed", example("fixed-cpm"), settings);
         let request = banner_request();
@@ -494,8 +468,7 @@ mod containment {
                 .load(std::sync::atomic::Ordering::Relaxed),
             3
         );
-        let mut persistent =
-            super::slot("fixed", example("fixed-cpm"), StrategySettings::default());
+        let mut persistent = super::slot("fixed", example("fixed-cpm"), unhurried());
         for _ in 0..3 {
             assert_eq!(
                 call(&mut persistent, &request, REQUEST_BUDGET).0,

@@ -63,6 +63,20 @@ pub fn free_port() -> std::net::SocketAddr {
     listener.local_addr().expect("local address")
 }
 
+/// Settings for a tenant whose own call time is not under test. The
+/// default 5 ms deadline is the production one; on a loaded 2-core test
+/// machine (test servers compiling and serving in parallel) a call can be
+/// preempted past it, and a test of something else would fail on a
+/// deadline no-bid. 25 ms is five times the default, and half of the
+/// default fairness bucket (share 0.25 x window 200 ms), so that a tenant
+/// sharing a core never waits for its bucket to refill between calls.
+pub fn unhurried() -> gavel::runtime::StrategySettings {
+    gavel::runtime::StrategySettings {
+        deadline_us: 25_000,
+        ..Default::default()
+    }
+}
+
 /// Stores and activates `tenants` (tenant id, wasm, settings) in a fresh
 /// data directory, as the admin API would. The directory also has its
 /// notice keys, as one a server has run on.
@@ -152,6 +166,17 @@ impl Server {
         let response = request(self.admin, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(response.status, 200);
         String::from_utf8(response.body).expect("metrics are text")
+    }
+
+    /// Every tenant's non-zero no-bid counts, for a failing assertion to
+    /// say why a tenant did not bid.
+    pub fn no_bids(&self) -> String {
+        let text = self.metrics();
+        let counts: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("gavel_tenant_no_bids_total{") && !line.ends_with(" 0"))
+            .collect();
+        format!("no-bids: {}", counts.join(", "))
     }
 
     /// One metric's value from /metrics (the line that starts with `series`).

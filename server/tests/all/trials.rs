@@ -120,7 +120,7 @@ const FLOOR_MARGIN_CRID: &str = "hlc-fjords-html5-responsive-v4";
 /// operator's.
 fn acme_with_two_versions(extra_config: &str) -> (Server, String, String) {
     let fixed = gavel_strategies::example("fixed-cpm").unwrap();
-    let dir = data_dir_with(&[("acme", fixed, StrategySettings::default())]);
+    let dir = data_dir_with(&[("acme", fixed, unhurried())]);
     use gavel::store::Registry as _;
     let store = gavel::store::Store::open(dir.path()).unwrap();
     let other = gavel_strategies::example("floor-margin").unwrap();
@@ -356,7 +356,7 @@ fn a_canary_takes_its_share_of_users_sticky_and_promotion_makes_it_everyones() {
 #[test]
 fn a_canary_that_fails_on_live_traffic_rolls_back_by_itself_and_every_user_bids_again() {
     let fixed = gavel_strategies::example("fixed-cpm").unwrap();
-    let dir = data_dir_with(&[("acme", fixed, StrategySettings::default())]);
+    let dir = data_dir_with(&[("acme", fixed, unhurried())]);
     let acme = Auth::open(dir.path())
         .unwrap()
         .issue(Principal::Tenant("acme".into()))
@@ -420,7 +420,8 @@ fn a_canary_that_fails_on_live_traffic_rolls_back_by_itself_and_every_user_bids_
         assert_eq!(
             crid(&post_json(server.bid, &request)).as_deref(),
             Some(FIXED_CPM_CRID),
-            "user-{u}"
+            "user-{u}; {}",
+            server.no_bids()
         );
     }
     assert_eq!(
