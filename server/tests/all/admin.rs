@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gavel::auth::{Auth, Principal};
-use gavel::runtime::StrategySettings;
 
 use crate::support::*;
 
@@ -24,10 +23,9 @@ struct Tokens {
 /// Tenants `acme` (fixed-cpm, version 1) and `other` (floor-margin), and a
 /// token for each plus the operator's.
 fn setup() -> (tempfile::TempDir, Tokens) {
-    let settings = StrategySettings::default();
     let dir = data_dir_with(&[
-        ("acme", example_strategy("fixed-cpm"), settings.clone()),
-        ("other", example_strategy("floor-margin"), settings),
+        ("acme", example_strategy("fixed-cpm"), unhurried()),
+        ("other", example_strategy("floor-margin"), unhurried()),
     ]);
     let auth = Auth::open(dir.path()).unwrap();
     let tokens = Tokens {
@@ -435,11 +433,7 @@ fn reload_under_load_fails_no_request() {
     // A generous tmax and per-call deadline: this test is about which
     // version answers, and a loaded test machine (the suite runs fleets of
     // servers beside it) must not turn answers into time-outs.
-    let generous = StrategySettings {
-        deadline_us: 50_000,
-        ..StrategySettings::default()
-    };
-    let dir = data_dir_with(&[("acme", example_strategy("fixed-cpm"), generous)]);
+    let dir = data_dir_with(&[("acme", example_strategy("fixed-cpm"), unhurried())]);
     let operator = Auth::open(dir.path())
         .unwrap()
         .issue(Principal::Operator)

@@ -8,7 +8,6 @@
 use std::process::Command;
 
 use gavel::auth::{Auth, Principal};
-use gavel::runtime::StrategySettings;
 
 use crate::support::*;
 
@@ -192,7 +191,7 @@ fn assemblyscript_modules_pass_the_upload_checks_and_bid_on_the_server() {
     let dir = data_dir_with(&[(
         "acme",
         gavel_strategies::example("floor-margin").unwrap(),
-        StrategySettings::default(),
+        unhurried(),
     )]);
     let operator = Auth::open(dir.path())
         .unwrap()

@@ -8,8 +8,6 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gavel::runtime::StrategySettings;
-
 use crate::support::*;
 
 /// An engine process of the test's own (`nats-server`, `redis-server`) on
@@ -239,7 +237,7 @@ fn local_events(server: &Server) -> usize {
 
 fn fixed_cpm_server(extra_config: &str) -> Server {
     let fixed = gavel_strategies::example("fixed-cpm").unwrap();
-    let dir = data_dir_with(&[("acme", fixed, StrategySettings::default())]);
+    let dir = data_dir_with(&[("acme", fixed, unhurried())]);
     Server::start(dir, extra_config)
 }
 
@@ -1029,7 +1027,7 @@ fn a_strategys_log_lines_are_tenant_events_on_the_stream() {
     // pacing logs once a second when this core's budget for it is spent
     // (10 bids of 2.00 CPM).
     let pacing = gavel_strategies::example("pacing").unwrap();
-    let dir = data_dir_with(&[("pacing", pacing, StrategySettings::default())]);
+    let dir = data_dir_with(&[("pacing", pacing, unhurried())]);
     let operator = gavel::auth::Auth::open(dir.path())
         .unwrap()
         .issue(gavel::auth::Principal::Operator)

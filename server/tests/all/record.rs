@@ -3,7 +3,6 @@
 use std::io::Write as _;
 
 use gavel::auth::{Auth, Principal};
-use gavel::runtime::StrategySettings;
 use gavel_schemas::capture::{CaptureReader, ContentType};
 
 use crate::support::*;
@@ -19,7 +18,7 @@ fn server_with_operator() -> (Server, String) {
     let dir = data_dir_with(&[(
         "fixed-cpm",
         gavel_strategies::example("fixed-cpm").unwrap(),
-        StrategySettings::default(),
+        unhurried(),
     )]);
     let auth = Auth::open(dir.path()).unwrap();
     let operator = auth.issue(Principal::Operator).unwrap();

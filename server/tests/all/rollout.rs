@@ -4,7 +4,6 @@
 use std::process::Command;
 
 use gavel::auth::{Auth, Principal};
-use gavel::runtime::StrategySettings;
 
 use crate::support::*;
 
@@ -180,7 +179,7 @@ fn tables_stdin_flatbuffers_and_refusals() {
 #[test]
 fn an_inactive_upload_is_stored_and_compiled_but_not_live() {
     let fixed = gavel_strategies::example("fixed-cpm").unwrap();
-    let dir = data_dir_with(&[("acme", fixed, StrategySettings::default())]);
+    let dir = data_dir_with(&[("acme", fixed, unhurried())]);
     let acme = Auth::open(dir.path())
         .unwrap()
         .issue(Principal::Tenant("acme".into()))
