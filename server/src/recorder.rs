@@ -91,6 +91,8 @@ pub struct Captured {
 /// The state of the recorder, as the admin API reports it.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RecordingStatus {
+    /// A recording is running: false only once its file is complete (and
+    /// `ended` says why it ended).
     pub active: bool,
     pub path: Option<PathBuf>,
     pub spec: Option<RecordingSpec>,
@@ -110,7 +112,9 @@ struct Session {
 
 /// The process-wide recorder.
 pub struct Recorder {
-    active: AtomicBool,
+    /// The cores sample while this is set; the writer clears it as soon as
+    /// it takes no more records, before it finishes the file.
+    sampling: AtomicBool,
     /// Sample threshold: a request is recorded when a uniform random u64
     /// falls below it.
     threshold: AtomicU64,
@@ -126,7 +130,7 @@ pub struct Recorder {
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
-            .field("active", &self.active)
+            .field("sampling", &self.sampling)
             .finish_non_exhaustive()
     }
 }
@@ -137,7 +141,7 @@ impl Recorder {
             .map(|_| crossbeam_channel::bounded(QUEUE_RECORDS_MAX))
             .unzip();
         Self {
-            active: AtomicBool::new(false),
+            sampling: AtomicBool::new(false),
             threshold: AtomicU64::new(0),
             senders,
             receivers,
@@ -193,7 +197,7 @@ impl Recorder {
             (spec.sample_rate * u64::MAX as f64) as u64
         };
         self.threshold.store(threshold, Ordering::Relaxed);
-        self.active.store(true, Ordering::Release);
+        self.sampling.store(true, Ordering::Release);
         tracing::info!(path = %path.display(), sample_rate = spec.sample_rate, "recording started");
         *session = Some(Session {
             path: path.into(),
@@ -231,7 +235,10 @@ impl Recorder {
         let session = self.session.lock().ok();
         let running = session.as_ref().and_then(|s| s.as_ref());
         RecordingStatus {
-            active: self.active.load(Ordering::Acquire),
+            // The writer thread ends after the file is complete and
+            // `ended` is set, so no one sees a recording inactive with its
+            // file unfinished.
+            active: running.is_some_and(|s| !s.writer.is_finished()),
             path: running.map(|s| s.path.clone()),
             spec: running.map(|s| s.spec.clone()),
             recorded: self.recorded.load(Ordering::Relaxed),
@@ -253,7 +260,7 @@ impl Recorder {
         request: &Bytes,
         body_start: usize,
     ) {
-        if !self.active.load(Ordering::Relaxed)
+        if !self.sampling.load(Ordering::Relaxed)
             || core.next() >= self.threshold.load(Ordering::Relaxed)
         {
             return;
@@ -331,7 +338,7 @@ impl Recorder {
                 break "stopped".to_string();
             }
         };
-        self.active.store(false, Ordering::Release);
+        self.sampling.store(false, Ordering::Release);
         let reason = match writer.finish() {
             Ok(out) => match out
                 .into_inner()

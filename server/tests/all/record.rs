@@ -171,13 +171,15 @@ fn sampling_caps_and_bad_names() {
     for _ in 0..10 {
         assert_eq!(post_json(server.bid, &json).status, 200);
     }
+    // Polled tightly: a recording must never read as inactive while its
+    // file is still being finished (with no `ended` yet).
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let status = loop {
         let status = admin(&server, "GET", "/v1/recording", &operator).json();
         if status["active"] == false || std::time::Instant::now() > until {
             break status;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(1));
     };
     assert_eq!(status["active"], false, "{status}");
     assert!(
